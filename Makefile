@@ -1,0 +1,27 @@
+# Two entry points for a fresh machine: `make up` and `make test`. Both install what they need.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install up test down lint
+install: $(BIN)/tispace
+	bash scripts/install-kube.sh
+
+$(BIN)/tispace: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+up: install
+	$(BIN)/tispace up
+
+down:
+	$(BIN)/tispace down
+
+lint: $(BIN)/tispace
+	$(BIN)/ruff check .
+	$(BIN)/mypy tispace vc_manager syncer vn_agent
+
+test: install lint
+	$(BIN)/pytest -q tests

@@ -1,0 +1,67 @@
+import socket
+import sys
+import time
+from pathlib import Path
+
+from tispace import procs
+
+
+def test_spawn_alive_stop_and_tail(tmp_path: Path) -> None:
+    script = "import sys,time; print('hello', flush=True); time.sleep(60)"
+    p = procs.spawn("sleeper", [sys.executable, "-c", script], tmp_path / "log")
+    try:
+        assert procs.alive(p)
+        for _ in range(100):
+            if "hello" in procs.tail(p.log):
+                break
+            time.sleep(0.05)
+        assert procs.tail(p.log) == "hello"
+        assert procs.rss_bytes(p.pid) > 0
+    finally:
+        procs.stop(p)
+    assert not procs.alive(p)
+
+
+def test_recycled_pid_is_not_ours(tmp_path: Path) -> None:
+    p = procs.spawn("s", [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "log")
+    try:
+        impostor = procs.Proc(name="s", pid=p.pid, argv=("/usr/bin/other",), log=p.log)
+        assert not procs.alive(impostor)
+    finally:
+        procs.stop(p)
+
+
+def test_stop_kills_what_ignores_sigterm(tmp_path: Path) -> None:
+    script = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)"
+    p = procs.spawn("stubborn", [sys.executable, "-c", script], tmp_path / "log")
+    while procs.tail(p.log) != "1":
+        pass
+    procs.stop(p, timeout=0.3)
+    assert not procs.alive(p)
+
+
+def test_free_port_is_free() -> None:
+    port = procs.free_port()
+    assert not procs.port_open(port)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        assert procs.port_open(port)
+
+
+def test_registry_round_trip(tmp_path: Path) -> None:
+    reg = procs.Registry(tmp_path / "state.json")
+    assert reg.load() == []
+    c = procs.Component(procs.Proc("a", 1, ("x", "--y"), "/l"), 5, "http://127.0.0.1:5/healthz")
+    reg.save([c])
+    assert reg.load() == [c]
+    reg.clear()
+    assert reg.load() == []
+
+
+def test_tail_of_missing_log() -> None:
+    assert procs.tail("/nonexistent/log") == "(no log)"
+
+
+def test_nothing_is_healthy_on_a_closed_port() -> None:
+    assert not procs.healthy(f"http://127.0.0.1:{procs.free_port()}/healthz")

@@ -1,0 +1,233 @@
+"""An async Kubernetes client on dicts: get, list, watch, create, patch, delete.
+
+One aiohttp session per cluster; JSON parsed with orjson; no model classes, so the syncer's
+hot path pays for bytes -> dict once. Transient failures (429, 5xx, dropped connections)
+are retried with backoff here, so callers only handle answers that mean something.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import tenacity
+
+from tispace import kubeconfig
+from tispace.kube.resources import Resource
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+PATCH_TYPES = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+
+
+class ApiError(Exception):
+    """A non-2xx answer of the API server, with its Status fields."""
+
+    def __init__(self, status: int, body: dict[str, Any] | None, method: str, path: str) -> None:
+        self.status = status
+        self.body = body or {}
+        self.reason = str(self.body.get("reason", ""))
+        self.message = str(self.body.get("message", ""))
+        super().__init__(f"{method} {path}: {status} {self.reason}: {self.message}")
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, ApiError):
+        return exc.status in RETRY_STATUSES
+    return isinstance(exc, aiohttp.ClientConnectionError | asyncio.TimeoutError)
+
+
+def ssl_context(creds: kubeconfig.Credentials) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cadata=creds.ca_pem.decode() if creds.ca_pem else None)
+    if creds.cert_pem:
+        # The ssl module loads client keys from files only; keep them on disk for microseconds.
+        with tempfile.TemporaryDirectory() as d:
+            cert, key = Path(d, "c.pem"), Path(d, "k.pem")
+            fd = os.open(key, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, creds.key_pem)
+            os.close(fd)
+            cert.write_bytes(creds.cert_pem)
+            ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+class Client:
+    """One API server. Create inside a running event loop; `close()` when done."""
+
+    def __init__(self, creds: kubeconfig.Credentials, *, name: str = "", attempts: int = 6) -> None:
+        self.creds = creds
+        self.name = name
+        self._ssl = ssl_context(creds)
+        headers = {"Accept": "application/json", "User-Agent": "tispace"}
+        if creds.token:
+            headers["Authorization"] = f"Bearer {creds.token}"
+        self._session = aiohttp.ClientSession(
+            base_url=creds.server,
+            headers=headers,
+            connector=aiohttp.TCPConnector(ssl=self._ssl, limit=100),
+            json_serialize=lambda o: orjson.dumps(o).decode(),
+        )
+        self._retry = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(_retryable),
+            wait=tenacity.wait_exponential_jitter(initial=0.1, max=5),
+            stop=tenacity.stop_after_attempt(attempts),
+            reraise=True,
+        )
+
+    @classmethod
+    def from_kubeconfig(cls, path: Path, **kw: Any) -> Client:
+        return cls(kubeconfig.load(path), **kw)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- raw -----------------------------------------------------------------------------
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float = 30,
+    ) -> dict[str, Any]:
+        data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
+        headers = {"Content-Type": content_type} if data is not None else None
+        async for attempt in self._retry:
+            with attempt:
+                async with self._session.request(
+                    method, path, params=params, data=data, headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                ) as resp:
+                    raw = await resp.read()
+                    parsed = orjson.loads(raw) if raw and raw[:1] == b"{" else None
+                    if resp.status >= 400:
+                        raise ApiError(resp.status, parsed, method, path)
+                    return parsed or {}
+        raise AssertionError("unreachable: tenacity reraises")
+
+    # --- verbs ---------------------------------------------------------------------------
+    async def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:
+        return await self.request("GET", res.path(namespace, name))
+
+    async def get_or_none(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        try:
+            return await self.get(res, name, namespace)
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def list(
+        self, res: Resource, namespace: str | None = None, *, label_selector: str = "", limit: int = 500
+    ) -> dict[str, Any]:
+        """All items (pages followed); the result's metadata carries the list resourceVersion."""
+        params = {"limit": str(limit)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        items: list[dict[str, Any]] = []
+        while True:
+            page = await self.request("GET", res.path(namespace), params=params, timeout=120)
+            items.extend(page.get("items") or [])
+            cont = page.get("metadata", {}).get("continue")
+            if not cont:
+                page["items"] = items
+                return page
+            params["continue"] = cont
+
+    async def watch(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        resource_version: str,
+        label_selector: str = "",
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Watch events as dicts (`type`, `object`), bookmarks included; ends when the server does."""
+        params = {"watch": "1", "allowWatchBookmarks": "true", "resourceVersion": resource_version,
+                  "timeoutSeconds": str(timeout_seconds)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        async with self._session.get(
+            res.path(namespace), params=params,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30),
+        ) as resp:
+            if resp.status >= 400:
+                raw = await resp.read()
+                raise ApiError(resp.status, orjson.loads(raw) if raw[:1] == b"{" else None, "WATCH", res.path(namespace))
+            buf = bytearray()
+            async for chunk in resp.content.iter_any():
+                buf += chunk
+                start = 0
+                while (end := buf.find(b"\n", start)) >= 0:
+                    if end > start:
+                        yield orjson.loads(buf[start:end])
+                    start = end + 1
+                del buf[:start]
+
+    async def create(self, res: Resource, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        return await self.request("POST", res.path(namespace), body=obj)
+
+    async def replace(self, res: Resource, obj: dict[str, Any], subresource: str | None = None) -> dict[str, Any]:
+        meta = obj["metadata"]
+        return await self.request("PUT", res.path(meta.get("namespace"), meta["name"], subresource), body=obj)
+
+    async def patch(
+        self,
+        res: Resource,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        patch_type: str = "merge",
+        subresource: str | None = None,
+        field_manager: str = "tispace",
+        force: bool = False,
+    ) -> dict[str, Any]:
+        params = {"fieldManager": field_manager}
+        if force:
+            params["force"] = "true"
+        return await self.request("PATCH", res.path(namespace, name, subresource), params=params,
+                                  body=patch, content_type=PATCH_TYPES[patch_type])
+
+    async def delete(
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        grace_period: int | None = None,
+        uid: str | None = None,
+        propagation: str = "Background",
+    ) -> dict[str, Any] | None:
+        """Delete; None when already gone. `uid` makes it a precondition (never delete a namesake)."""
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        if grace_period is not None:
+            body["gracePeriodSeconds"] = grace_period
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            return await self.request("DELETE", res.path(namespace, name), body=body)
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise

@@ -1,0 +1,47 @@
+"""API resources as data: one row per kind, paths built in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+            if subresource:
+                base += f"/{subresource}"
+        return base
+
+
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace", False)
+PODS = Resource("", "v1", "pods", "Pod", True)
+CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap", True)
+SECRETS = Resource("", "v1", "secrets", "Secret", True)
+SERVICEACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount", True)
+SERVICES = Resource("", "v1", "services", "Service", True)
+EVENTS = Resource("", "v1", "events", "Event", True)
+NODES = Resource("", "v1", "nodes", "Node", False)
+PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
+PVS = Resource("", "v1", "persistentvolumes", "PersistentVolume", False)
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
+CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False)
+VIRTUALCLUSTERS = Resource("tenancy.x-k8s.io", "v1alpha1", "virtualclusters", "VirtualCluster", True)
+CLUSTERVERSIONS = Resource("tenancy.x-k8s.io", "v1alpha1", "clusterversions", "ClusterVersion", False)

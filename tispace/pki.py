@@ -1,0 +1,168 @@
+"""Certificates and keys for local control planes and tenants.
+
+Everything a Kubernetes control plane needs (CAs, serving and client certificates, the
+service-account key pair) is made here with `cryptography`, so no `openssl` binary or
+shell-out is involved and the tests can inspect every field.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+@dataclass(frozen=True)
+class CertKey:
+    """A PEM certificate with its PEM private key."""
+
+    cert_pem: bytes
+    key_pem: bytes
+
+    @property
+    def cert(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.cert_pem)
+
+
+def _new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _name(cn: str, orgs: tuple[str, ...] = ()) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+    return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _validity(days: int) -> tuple[datetime.datetime, datetime.datetime]:
+    now = datetime.datetime.now(datetime.UTC)
+    # Backdate a little so freshly issued certs are valid on a clock that lags by seconds.
+    return now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
+
+
+def new_ca(common_name: str, days: int = 3650) -> CertKey:
+    """A self-signed CA allowed to sign leaf certificates only."""
+    key = _new_key()
+    not_before, not_after = _validity(days)
+    name = _name(common_name)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_encipherment=True, key_cert_sign=True, crl_sign=True,
+                content_commitment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return CertKey(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def issue(
+    ca: CertKey,
+    common_name: str,
+    *,
+    orgs: tuple[str, ...] = (),
+    hosts: tuple[str, ...] = (),
+    server: bool = False,
+    client: bool = False,
+    days: int = 365,
+) -> CertKey:
+    """A leaf certificate signed by `ca`; `hosts` become DNS or IP SANs."""
+    if not (server or client):
+        raise ValueError("a leaf certificate must be for server or client use")
+    key = _new_key()
+    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    not_before, not_after = _validity(days)
+    usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
+        [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name, orgs))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(min(not_after, ca.cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_encipherment=True, key_cert_sign=False, crl_sign=False,
+                content_commitment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+    )
+    if hosts:
+        builder = builder.add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return CertKey(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def _san(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def new_keypair() -> tuple[bytes, bytes]:
+    """(private PEM, public PEM): the service-account token signing pair."""
+    key = _new_key()
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return _key_pem(key), pub
+
+
+def apiserver_hosts(*, service_ip: str, cluster_domain: str, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every name a pod or a developer may use to reach an API server."""
+    return (
+        "127.0.0.1",
+        "localhost",
+        service_ip,
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        f"kubernetes.default.svc.{cluster_domain}",
+        *extra,
+    )
+
+
+def signed_by(cert_pem: bytes, ca_pem: bytes) -> bool:
+    """True when `cert_pem` was issued by the CA in `ca_pem` (signature checked)."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    ca = x509.load_pem_x509_certificate(ca_pem)
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

@@ -34,8 +34,9 @@ def up(
     """Start the local super cluster and TiSpace (reuses what already runs)."""
     t0 = time.monotonic()
     try:
-        s = stack.Stack(state_dir, super_kubeconfig=super_kubeconfig,
-                        nodes=localcluster.NodeSpec(count=nodes))
+        s = stack.Stack(
+            state_dir, super_kubeconfig=super_kubeconfig, nodes=localcluster.NodeSpec(count=nodes)
+        )
         s.up(progress=_progress)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: everything started by this run was stopped[/yellow]")
@@ -64,8 +65,14 @@ def status(state_dir: StateDir = DEFAULT_STATE) -> None:
         raise typer.Exit(1)
     table = Table("component", "pid", "port", "alive", "healthy", "RSS MiB")
     for r in rows:
-        table.add_row(r["name"], str(r["pid"]), str(r["port"]), _yes(r["alive"]), _yes(r["healthy"]),
-                      f"{r['rss'] / 2**20:.0f}")
+        table.add_row(
+            r["name"],
+            str(r["pid"]),
+            str(r["port"]),
+            _yes(r["alive"]),
+            _yes(r["healthy"]),
+            f"{r['rss'] / 2**20:.0f}",
+        )
     console.print(table)
     console.print(f"total RSS {sum(r['rss'] for r in rows) / 2**20:.0f} MiB")
     if not all(r["alive"] and r["healthy"] for r in rows):
@@ -74,4 +81,3 @@ def status(state_dir: StateDir = DEFAULT_STATE) -> None:
 
 def _yes(ok: bool) -> str:
     return "[green]yes[/green]" if ok else "[red]no[/red]"
-

@@ -30,7 +30,9 @@ def build(*, name: str, server: str, ca_pem: bytes, user: pki.CertKey) -> dict[s
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}],
+        "clusters": [
+            {"name": name, "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}
+        ],
         "users": [
             {
                 "name": name,

@@ -61,7 +61,10 @@ def node_manifest(name: str, spec: NodeSpec, zone: str) -> dict[str, Any]:
         "status": {
             "capacity": resources,
             "allocatable": resources,
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
+            "addresses": [
+                {"type": "InternalIP", "address": "127.0.0.1"},
+                {"type": "Hostname", "address": name},
+            ],
         },
     }
 
@@ -73,13 +76,24 @@ def furniture() -> list[dict[str, Any]]:
     per claim); in production Rook-Ceph's CSI driver serves the same class name.
     """
     return [
-        {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": RUNTIME_CLASS},
-         "handler": RUNTIME_CLASS},
-        {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-         "metadata": {"name": STORAGE_CLASS,
-                      "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-         "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete",
-         "volumeBindingMode": "Immediate", "allowVolumeExpansion": True},
+        {
+            "apiVersion": "node.k8s.io/v1",
+            "kind": "RuntimeClass",
+            "metadata": {"name": RUNTIME_CLASS},
+            "handler": RUNTIME_CLASS,
+        },
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {
+                "name": STORAGE_CLASS,
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            },
+            "provisioner": "kubernetes.io/host-path",
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+            "allowVolumeExpansion": True,
+        },
     ]
 
 
@@ -87,7 +101,10 @@ def kubectl(kubeconfig_path: Path, *args: str, stdin: str | None = None, timeout
     """Run the pinned kubectl against a cluster; raise with its stderr on failure."""
     out = subprocess.run(
         [binaries.path("kubectl"), f"--kubeconfig={kubeconfig_path}", *args],
-        input=stdin, capture_output=True, text=True, timeout=timeout,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if out.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)} failed: {out.stderr.strip()}")
@@ -95,8 +112,13 @@ def kubectl(kubeconfig_path: Path, *args: str, stdin: str | None = None, timeout
 
 
 def apply(kubeconfig_path: Path, objects: list[dict[str, Any]]) -> None:
-    kubectl(kubeconfig_path, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                                   "items": objects}))
+    kubectl(
+        kubeconfig_path,
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
+    )
 
 
 class SuperCluster:
@@ -157,13 +179,24 @@ class SuperCluster:
             return
         self._pki.mkdir(parents=True, exist_ok=True)
         ca = pki.new_ca("tispace-super-ca")
-        serving = pki.issue(ca, "kube-apiserver", server=True,
-                            hosts=pki.apiserver_hosts(service_ip=SERVICE_IP, cluster_domain=CLUSTER_DOMAIN))
+        serving = pki.issue(
+            ca,
+            "kube-apiserver",
+            server=True,
+            hosts=pki.apiserver_hosts(service_ip=SERVICE_IP, cluster_domain=CLUSTER_DOMAIN),
+        )
         admin = pki.issue(ca, "tispace-admin", orgs=("system:masters",), client=True)
         sa_key, sa_pub = pki.new_keypair()
-        files = {"ca.crt": ca.cert_pem, "ca.key": ca.key_pem, "apiserver.crt": serving.cert_pem,
-                 "apiserver.key": serving.key_pem, "admin.crt": admin.cert_pem, "admin.key": admin.key_pem,
-                 "sa.key": sa_key, "sa.pub": sa_pub}
+        files = {
+            "ca.crt": ca.cert_pem,
+            "ca.key": ca.key_pem,
+            "apiserver.crt": serving.cert_pem,
+            "apiserver.key": serving.key_pem,
+            "admin.crt": admin.cert_pem,
+            "admin.key": admin.key_pem,
+            "sa.key": sa_key,
+            "sa.pub": sa_pub,
+        }
         for fname, data in files.items():
             (self._pki / fname).write_bytes(data)
             (self._pki / fname).chmod(0o600)
@@ -176,62 +209,140 @@ class SuperCluster:
 
         progress("starting etcd")
         ep, pp = procs.free_port(), procs.free_port()
-        etcd = self._start(started, "etcd", [
-            bp("etcd"), "--name=super", f"--data-dir={self.dir / 'etcd'}",
-            f"--listen-client-urls=http://127.0.0.1:{ep}", f"--advertise-client-urls=http://127.0.0.1:{ep}",
-            f"--listen-peer-urls=http://127.0.0.1:{pp}", f"--initial-advertise-peer-urls=http://127.0.0.1:{pp}",
-            f"--initial-cluster=super=http://127.0.0.1:{pp}", "--unsafe-no-fsync=true",
-            "--auto-compaction-retention=1", "--quota-backend-bytes=8589934592", "--log-level=warn",
-            f"--listen-metrics-urls=http://127.0.0.1:{procs.free_port()}",
-        ], ep, f"http://127.0.0.1:{ep}/health")
+        etcd = self._start(
+            started,
+            "etcd",
+            [
+                bp("etcd"),
+                "--name=super",
+                f"--data-dir={self.dir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{ep}",
+                f"--advertise-client-urls=http://127.0.0.1:{ep}",
+                f"--listen-peer-urls=http://127.0.0.1:{pp}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{pp}",
+                f"--initial-cluster=super=http://127.0.0.1:{pp}",
+                "--unsafe-no-fsync=true",
+                "--auto-compaction-retention=1",
+                "--quota-backend-bytes=8589934592",
+                "--log-level=warn",
+                f"--listen-metrics-urls=http://127.0.0.1:{procs.free_port()}",
+            ],
+            ep,
+            f"http://127.0.0.1:{ep}/health",
+        )
         procs.wait_healthy(etcd)
 
         progress("starting kube-apiserver")
         ap = procs.free_port()
-        api = self._start(started, "kube-apiserver", [
-            bp("kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{ep}", "--etcd-prefix=/registry",
-            "--bind-address=127.0.0.1", f"--secure-port={ap}", "--advertise-address=127.0.0.1",
-            "--endpoint-reconciler-type=none", f"--cert-dir={self.dir / 'apiserver-certs'}",
-            f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
-            f"--client-ca-file={p / 'ca.crt'}", "--authorization-mode=Node,RBAC", "--allow-privileged=true",
-            f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
-            f"--service-account-key-file={p / 'sa.pub'}", f"--service-account-signing-key-file={p / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--kubelet-preferred-address-types=InternalIP,Hostname",
-            "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000", "--profiling=false",
-        ], ap, f"https://127.0.0.1:{ap}/readyz")
-        kubeconfig.write(self.kubeconfig, kubeconfig.build(
-            name="tispace-super", server=f"https://127.0.0.1:{ap}", ca_pem=(p / "ca.crt").read_bytes(),
-            user=pki.CertKey((p / "admin.crt").read_bytes(), (p / "admin.key").read_bytes())))
+        api = self._start(
+            started,
+            "kube-apiserver",
+            [
+                bp("kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{ep}",
+                "--etcd-prefix=/registry",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ap}",
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+                f"--cert-dir={self.dir / 'apiserver-certs'}",
+                f"--tls-cert-file={p / 'apiserver.crt'}",
+                f"--tls-private-key-file={p / 'apiserver.key'}",
+                f"--client-ca-file={p / 'ca.crt'}",
+                "--authorization-mode=Node,RBAC",
+                "--allow-privileged=true",
+                f"--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
+                f"--service-account-key-file={p / 'sa.pub'}",
+                f"--service-account-signing-key-file={p / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                "--max-requests-inflight=2000",
+                "--max-mutating-requests-inflight=1000",
+                "--profiling=false",
+            ],
+            ap,
+            f"https://127.0.0.1:{ap}/readyz",
+        )
+        kubeconfig.write(
+            self.kubeconfig,
+            kubeconfig.build(
+                name="tispace-super",
+                server=f"https://127.0.0.1:{ap}",
+                ca_pem=(p / "ca.crt").read_bytes(),
+                user=pki.CertKey((p / "admin.crt").read_bytes(), (p / "admin.key").read_bytes()),
+            ),
+        )
         procs.wait_healthy(api)
 
         progress("starting kube-controller-manager, kube-scheduler and kwok")
         cp, sp, kp = procs.free_port(), procs.free_port(), procs.free_port()
-        kcm = self._start(started, "kube-controller-manager", [
-            bp("kube-controller-manager"), f"--kubeconfig={self.kubeconfig}", "--bind-address=127.0.0.1",
-            f"--secure-port={cp}", "--leader-elect=false", f"--service-account-private-key-file={p / 'sa.key'}",
-            f"--root-ca-file={p / 'ca.crt'}", "--use-service-account-credentials=true",
-            "--enable-hostpath-provisioner=true", "--kube-api-qps=500", "--kube-api-burst=1000",
-            f"--cert-dir={self.dir / 'kcm-certs'}",
-        ], cp, f"https://127.0.0.1:{cp}/healthz")
-        sched = self._start(started, "kube-scheduler", [
-            bp("kube-scheduler"), f"--kubeconfig={self.kubeconfig}", "--bind-address=127.0.0.1",
-            f"--secure-port={sp}", "--leader-elect=false", "--kube-api-qps=500", "--kube-api-burst=1000",
-            f"--cert-dir={self.dir / 'scheduler-certs'}",
-        ], sp, f"https://127.0.0.1:{sp}/healthz")
-        kwok = self._start(started, "kwok", [
-            bp("kwok"), f"--kubeconfig={self.kubeconfig}",
-            f"--config={binaries.kwok_kustomize() / 'stage' / 'fast'}", f"--config={self._kwok_config()}",
-            "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
-            "--node-ip=127.0.0.1", f"--node-port={kp}", f"--server-address=127.0.0.1:{kp}",
-            f"--cidr={POD_CIDR}", "--node-lease-duration-seconds=40",
-        ], kp, f"http://127.0.0.1:{kp}/healthz")
+        kcm = self._start(
+            started,
+            "kube-controller-manager",
+            [
+                bp("kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={cp}",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={p / 'sa.key'}",
+                f"--root-ca-file={p / 'ca.crt'}",
+                "--use-service-account-credentials=true",
+                "--enable-hostpath-provisioner=true",
+                "--kube-api-qps=500",
+                "--kube-api-burst=1000",
+                f"--cert-dir={self.dir / 'kcm-certs'}",
+            ],
+            cp,
+            f"https://127.0.0.1:{cp}/healthz",
+        )
+        sched = self._start(
+            started,
+            "kube-scheduler",
+            [
+                bp("kube-scheduler"),
+                f"--kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={sp}",
+                "--leader-elect=false",
+                "--kube-api-qps=500",
+                "--kube-api-burst=1000",
+                f"--cert-dir={self.dir / 'scheduler-certs'}",
+            ],
+            sp,
+            f"https://127.0.0.1:{sp}/healthz",
+        )
+        kwok = self._start(
+            started,
+            "kwok",
+            [
+                bp("kwok"),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={binaries.kwok_kustomize() / 'stage' / 'fast'}",
+                f"--config={self._kwok_config()}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
+                "--node-ip=127.0.0.1",
+                f"--node-port={kp}",
+                f"--server-address=127.0.0.1:{kp}",
+                f"--cidr={POD_CIDR}",
+                "--node-lease-duration-seconds=40",
+            ],
+            kp,
+            f"http://127.0.0.1:{kp}/healthz",
+        )
         for c in (kcm, sched, kwok):
             procs.wait_healthy(c)
 
-        progress(f"creating {self.nodes.count} nodes, RuntimeClass {RUNTIME_CLASS}, StorageClass {STORAGE_CLASS}")
+        progress(
+            f"creating {self.nodes.count} nodes, RuntimeClass {RUNTIME_CLASS}, StorageClass {STORAGE_CLASS}"
+        )
         zones = self.nodes.zones
-        apply(self.kubeconfig, [node_manifest(f"node-{i}", self.nodes, zones[i % len(zones)])
-                                for i in range(self.nodes.count)] + furniture())
+        apply(
+            self.kubeconfig,
+            [node_manifest(f"node-{i}", self.nodes, zones[i % len(zones)]) for i in range(self.nodes.count)]
+            + furniture(),
+        )
         kubectl(self.kubeconfig, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
 
     def _kwok_config(self) -> Path:
@@ -242,10 +353,20 @@ class SuperCluster:
         if not log.exists():
             log.write_text("tispace: container started\ntispace: serving\n")
         docs = [
-            {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs", "metadata": {"name": "all-logs"},
-             "spec": {"logs": [{"logsFile": str(log), "previousLogsFile": str(log), "follow": True}]}},
-            {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterExec", "metadata": {"name": "all-exec"},
-             "spec": {"execs": [{"local": {"workDir": str(kdir), "envs": [{"name": "TISPACE", "value": "1"}]}}]}},
+            {
+                "apiVersion": "kwok.x-k8s.io/v1alpha1",
+                "kind": "ClusterLogs",
+                "metadata": {"name": "all-logs"},
+                "spec": {"logs": [{"logsFile": str(log), "previousLogsFile": str(log), "follow": True}]},
+            },
+            {
+                "apiVersion": "kwok.x-k8s.io/v1alpha1",
+                "kind": "ClusterExec",
+                "metadata": {"name": "all-exec"},
+                "spec": {
+                    "execs": [{"local": {"workDir": str(kdir), "envs": [{"name": "TISPACE", "value": "1"}]}}]
+                },
+            },
         ]
         cfg = kdir / "config.yaml"
         cfg.write_text("\n---\n".join(json.dumps(d) for d in docs))

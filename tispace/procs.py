@@ -56,8 +56,12 @@ def spawn(name: str, argv: list[str], log: Path, env: dict[str, str] | None = No
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         p = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, **(env or {})},
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     return Proc(name=name, pid=p.pid, argv=tuple(argv), log=str(log))
 
@@ -143,8 +147,14 @@ class Component:
         return alive(self.proc) and healthy(self.health)
 
     def status(self) -> dict[str, Any]:
-        return {"name": self.name, "pid": self.proc.pid, "port": self.port, "alive": alive(self.proc),
-                "healthy": healthy(self.health), "rss": rss_bytes(self.proc.pid)}
+        return {
+            "name": self.name,
+            "pid": self.proc.pid,
+            "port": self.port,
+            "alive": alive(self.proc),
+            "healthy": healthy(self.health),
+            "rss": rss_bytes(self.proc.pid),
+        }
 
 
 def wait_healthy(component: Component, timeout: float = START_TIMEOUT) -> None:
@@ -174,8 +184,11 @@ class Registry:
         if not self.path.exists():
             return []
         return [
-            Component(proc=Proc(**{**c["proc"], "argv": tuple(c["proc"]["argv"])}), port=c["port"],
-                      health=c["health"])
+            Component(
+                proc=Proc(**{**c["proc"], "argv": tuple(c["proc"]["argv"])}),
+                port=c["port"],
+                health=c["health"],
+            )
             for c in json.loads(self.path.read_text())["components"]
         ]
 

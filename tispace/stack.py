@@ -26,7 +26,9 @@ class Stack:
         self.dir = state_dir.resolve()
         self._config = self.dir / "stack.json"
         saved = json.loads(self._config.read_text()) if self._config.exists() else {}
-        external = super_kubeconfig or (Path(saved["super_kubeconfig"]) if saved.get("super_kubeconfig") else None)
+        external = super_kubeconfig or (
+            Path(saved["super_kubeconfig"]) if saved.get("super_kubeconfig") else None
+        )
         self.external = external.resolve() if external else None
         self.local = None if self.external else localcluster.SuperCluster(self.dir, nodes)
         self.own = procs.Registry(self.dir / "tispace-state.json")
@@ -37,7 +39,9 @@ class Stack:
 
     def up(self, progress: localcluster.Progress) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._config.write_text(json.dumps({"super_kubeconfig": str(self.external) if self.external else None}))
+        self._config.write_text(
+            json.dumps({"super_kubeconfig": str(self.external) if self.external else None})
+        )
         if self.local:
             self.local.up(progress)
         else:

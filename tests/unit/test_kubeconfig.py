@@ -9,19 +9,25 @@ from tispace import kubeconfig, pki
 def test_round_trip(tmp_path: Path) -> None:
     ca = pki.new_ca("ca")
     user = pki.issue(ca, "admin", client=True)
-    path = kubeconfig.write(tmp_path / "k", kubeconfig.build(name="t", server="https://127.0.0.1:1/",
-                                                             ca_pem=ca.cert_pem, user=user))
+    path = kubeconfig.write(
+        tmp_path / "k",
+        kubeconfig.build(name="t", server="https://127.0.0.1:1/", ca_pem=ca.cert_pem, user=user),
+    )
     assert path.stat().st_mode & 0o777 == 0o600
     creds = kubeconfig.load(path)
-    assert creds == kubeconfig.Credentials(server="https://127.0.0.1:1", ca_pem=ca.cert_pem,
-                                           cert_pem=user.cert_pem, key_pem=user.key_pem)
+    assert creds == kubeconfig.Credentials(
+        server="https://127.0.0.1:1", ca_pem=ca.cert_pem, cert_pem=user.cert_pem, key_pem=user.key_pem
+    )
 
 
 def test_file_references_resolve_relative_to_the_kubeconfig(tmp_path: Path) -> None:
     (tmp_path / "ca.crt").write_bytes(b"CA")
-    cfg = {"current-context": "c", "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
-           "clusters": [{"name": "k", "cluster": {"server": "https://h", "certificate-authority": "ca.crt"}}],
-           "users": [{"name": "u", "user": {"token": "tok"}}]}
+    cfg = {
+        "current-context": "c",
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        "clusters": [{"name": "k", "cluster": {"server": "https://h", "certificate-authority": "ca.crt"}}],
+        "users": [{"name": "u", "user": {"token": "tok"}}],
+    }
     (tmp_path / "kc").write_text(yaml.safe_dump(cfg))
     creds = kubeconfig.load(tmp_path / "kc")
     assert (creds.ca_pem, creds.token, creds.cert_pem) == (b"CA", "tok", b"")

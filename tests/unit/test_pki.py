@@ -19,10 +19,14 @@ def test_ca_is_a_ca(ca: pki.CertKey) -> None:
 
 
 def test_server_cert_has_all_sans_and_chains(ca: pki.CertKey) -> None:
-    hosts = pki.apiserver_hosts(service_ip="10.96.0.1", cluster_domain="cluster.local", extra=("api.example",))
+    hosts = pki.apiserver_hosts(
+        service_ip="10.96.0.1", cluster_domain="cluster.local", extra=("api.example",)
+    )
     leaf = pki.issue(ca, "kube-apiserver", hosts=hosts, server=True)
     san = leaf.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    names = set(san.get_values_for_type(x509.DNSName)) | {str(i) for i in san.get_values_for_type(x509.IPAddress)}
+    names = set(san.get_values_for_type(x509.DNSName)) | {
+        str(i) for i in san.get_values_for_type(x509.IPAddress)
+    }
     assert names == set(hosts)
     eku = leaf.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]

@@ -32,7 +32,10 @@ def test_recycled_pid_is_not_ours(tmp_path: Path) -> None:
 
 
 def test_stop_kills_what_ignores_sigterm(tmp_path: Path) -> None:
-    script = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)"
+    script = (
+        "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print(1, flush=True); time.sleep(60)"
+    )
     p = procs.spawn("stubborn", [sys.executable, "-c", script], tmp_path / "log")
     while procs.tail(p.log) != "1":
         pass

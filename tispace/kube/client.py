@@ -114,7 +114,11 @@ class Client:
         async for attempt in self._retry:
             with attempt:
                 async with self._session.request(
-                    method, path, params=params, data=data, headers=headers,
+                    method,
+                    path,
+                    params=params,
+                    data=data,
+                    headers=headers,
                     timeout=aiohttp.ClientTimeout(total=timeout),
                 ) as resp:
                     raw = await resp.read()
@@ -128,7 +132,9 @@ class Client:
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:
         return await self.request("GET", res.path(namespace, name))
 
-    async def get_or_none(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    async def get_or_none(
+        self, res: Resource, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
         try:
             return await self.get(res, name, namespace)
         except ApiError as e:
@@ -163,17 +169,24 @@ class Client:
         timeout_seconds: int = 300,
     ) -> AsyncIterator[dict[str, Any]]:
         """Watch events as dicts (`type`, `object`), bookmarks included; ends when the server does."""
-        params = {"watch": "1", "allowWatchBookmarks": "true", "resourceVersion": resource_version,
-                  "timeoutSeconds": str(timeout_seconds)}
+        params = {
+            "watch": "1",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout_seconds),
+        }
         if label_selector:
             params["labelSelector"] = label_selector
         async with self._session.get(
-            res.path(namespace), params=params,
+            res.path(namespace),
+            params=params,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30),
         ) as resp:
             if resp.status >= 400:
                 raw = await resp.read()
-                raise ApiError(resp.status, orjson.loads(raw) if raw[:1] == b"{" else None, "WATCH", res.path(namespace))
+                raise ApiError(
+                    resp.status, orjson.loads(raw) if raw[:1] == b"{" else None, "WATCH", res.path(namespace)
+                )
             buf = bytearray()
             async for chunk in resp.content.iter_any():
                 buf += chunk
@@ -184,10 +197,14 @@ class Client:
                     start = end + 1
                 del buf[:start]
 
-    async def create(self, res: Resource, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+    async def create(
+        self, res: Resource, obj: dict[str, Any], namespace: str | None = None
+    ) -> dict[str, Any]:
         return await self.request("POST", res.path(namespace), body=obj)
 
-    async def replace(self, res: Resource, obj: dict[str, Any], subresource: str | None = None) -> dict[str, Any]:
+    async def replace(
+        self, res: Resource, obj: dict[str, Any], subresource: str | None = None
+    ) -> dict[str, Any]:
         meta = obj["metadata"]
         return await self.request("PUT", res.path(meta.get("namespace"), meta["name"], subresource), body=obj)
 
@@ -206,8 +223,13 @@ class Client:
         params = {"fieldManager": field_manager}
         if force:
             params["force"] = "true"
-        return await self.request("PATCH", res.path(namespace, name, subresource), params=params,
-                                  body=patch, content_type=PATCH_TYPES[patch_type])
+        return await self.request(
+            "PATCH",
+            res.path(namespace, name, subresource),
+            params=params,
+            body=patch,
+            content_type=PATCH_TYPES[patch_type],
+        )
 
     async def delete(
         self,

@@ -1,0 +1,1 @@
+"""TiSpace shared core: naming, PKI, client layer, local control planes, CLI."""

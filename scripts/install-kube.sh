@@ -26,8 +26,10 @@ GOV=$(go env GOVERSION)
 [[ "$(printf '%s\n' go1.26 "$GOV" | sort -V | head -1)" == go1.26 ]] || die "Go $GOV is too old; Kubernetes $KUBE_VERSION needs Go >= 1.26."
 
 check() { # name expected-substring
-  local out
-  out=$("$BIN/$1" --version 2>&1 | head -1) || return 1
+  local out flag=--version
+  [[ "$1" == kubectl ]] && flag="version --client"
+  # shellcheck disable=SC2086
+  out=$("$BIN/$1" $flag 2>&1 | head -1) || return 1
   [[ "$out" == *"$2"* ]] || return 1
   say "ok  $1: $out"
 }
@@ -38,7 +40,7 @@ for b in kube-apiserver kube-controller-manager kube-scheduler; do check "$b" "$
 check kubectl "$KUBE_VERSION" || need+=(kubectl)
 check kwok "$KWOK_VERSION" || need+=(kwok)
 if [[ ${#need[@]} -eq 0 ]]; then say "all binaries present in $BIN"; echo "$BIN"; exit 0; fi
-say "building: ${need[*]} (cold build takes 20-40 minutes on 2 cores; progress follows)"
+say "building: ${need[*]} (cold build: about 10 minutes on 2 cores; progress follows)"
 mkdir -p "$BIN" "$SRC"
 
 proxy_hint() { die "fetching Go modules failed; check that the Go module proxy is reachable (go env GOPROXY = $(go env GOPROXY)) and re-run."; }

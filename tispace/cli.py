@@ -26,7 +26,9 @@ def _progress(msg: str) -> None:
 @app.command()
 def up(
     state_dir: StateDir = DEFAULT_STATE,
-    nodes: Annotated[int, typer.Option(help="Number of fake super nodes (KWOK).")] = 4,
+    nodes: Annotated[
+        int | None, typer.Option(help="Number of fake super nodes (KWOK); default 4, then as last time.")
+    ] = None,
     super_kubeconfig: Annotated[
         Path | None, typer.Option(help="Use this existing super cluster instead of starting one.")
     ] = None,
@@ -35,7 +37,9 @@ def up(
     t0 = time.monotonic()
     try:
         s = stack.Stack(
-            state_dir, super_kubeconfig=super_kubeconfig, nodes=localcluster.NodeSpec(count=nodes)
+            state_dir,
+            super_kubeconfig=super_kubeconfig,
+            nodes=localcluster.NodeSpec(count=nodes) if nodes else None,
         )
         s.up(progress=_progress)
     except KeyboardInterrupt:

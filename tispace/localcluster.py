@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,6 +344,11 @@ class SuperCluster:
             [node_manifest(f"node-{i}", self.nodes, zones[i % len(zones)]) for i in range(self.nodes.count)]
             + furniture(),
         )
+        extra = set(kubectl(self.kubeconfig, "get", "nodes", "-l", "type=kwok", "-o", "name").split()) - {
+            f"node/node-{i}" for i in range(self.nodes.count)
+        }
+        if extra:
+            kubectl(self.kubeconfig, "delete", *sorted(extra))
         kubectl(self.kubeconfig, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
 
     def _kwok_config(self) -> Path:
@@ -351,7 +357,11 @@ class SuperCluster:
         kdir.mkdir(parents=True, exist_ok=True)
         log = kdir / "container.log"
         if not log.exists():
-            log.write_text("tispace: container started\ntispace: serving\n")
+            # CRI log format, as a kubelet keeps it: time, stream, partial/full tag, line.
+            now = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+            log.write_text(
+                "".join(f"{now} stdout F {m}\n" for m in ("tispace: container started", "tispace: serving"))
+            )
         docs = [
             {
                 "apiVersion": "kwok.x-k8s.io/v1alpha1",

@@ -30,7 +30,8 @@ class Stack:
             Path(saved["super_kubeconfig"]) if saved.get("super_kubeconfig") else None
         )
         self.external = external.resolve() if external else None
-        self.local = None if self.external else localcluster.SuperCluster(self.dir, nodes)
+        self.nodes = nodes or localcluster.NodeSpec(count=saved.get("nodes", localcluster.NodeSpec().count))
+        self.local = None if self.external else localcluster.SuperCluster(self.dir, self.nodes)
         self.own = procs.Registry(self.dir / "tispace-state.json")
 
     @property
@@ -40,7 +41,9 @@ class Stack:
     def up(self, progress: localcluster.Progress) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._config.write_text(
-            json.dumps({"super_kubeconfig": str(self.external) if self.external else None})
+            json.dumps(
+                {"super_kubeconfig": str(self.external) if self.external else None, "nodes": self.nodes.count}
+            )
         )
         if self.local:
             self.local.up(progress)

@@ -80,7 +80,7 @@ class Client:
         )
         self._retry = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception(_retryable),
-            wait=tenacity.wait_exponential_jitter(initial=0.1, max=5),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.1, max=5),
             stop=tenacity.stop_after_attempt(attempts),
             reraise=True,
         )

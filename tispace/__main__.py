@@ -1,0 +1,3 @@
+from tispace.cli import app
+
+app()

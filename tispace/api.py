@@ -123,7 +123,7 @@ VIRTUALCLUSTER_STATUS = {
     },
 }
 
-_COMPONENT = {
+_COMPONENT: dict[str, Any] = {
     "type": "object",
     "properties": {
         "image": _s("Container image (provisioner native)."),

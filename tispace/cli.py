@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tispace import localcluster, procs, stack
+from tispace import kubeconfig as kubeconfig_file
+from tispace import localcluster, procs, stack, tenants
+from tispace.kube import resources as r
+from tispace.kube.client import ApiError, Client
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 console = Console()
@@ -32,6 +37,7 @@ def up(
     super_kubeconfig: Annotated[
         Path | None, typer.Option(help="Use this existing super cluster instead of starting one.")
     ] = None,
+    sample: Annotated[bool, typer.Option(help="Create the sample tenant 'dev'.")] = True,
 ) -> None:
     """Start the local super cluster and TiSpace (reuses what already runs)."""
     t0 = time.monotonic()
@@ -41,11 +47,11 @@ def up(
             super_kubeconfig=super_kubeconfig,
             nodes=localcluster.NodeSpec(count=nodes) if nodes else None,
         )
-        s.up(progress=_progress)
+        s.up(progress=_progress, sample=sample)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: everything started by this run was stopped[/yellow]")
         raise typer.Exit(130) from None
-    except (procs.StartError, stack.StackError) as e:
+    except (procs.StartError, stack.StackError, TimeoutError, RuntimeError) as e:
         console.print(f"[red]tispace up failed:[/red] {e}")
         raise typer.Exit(1) from None
     console.print(f"[green]ready in {time.monotonic() - t0:.1f}s[/green]")
@@ -68,20 +74,220 @@ def status(state_dir: StateDir = DEFAULT_STATE) -> None:
         console.print(f"nothing runs from {state_dir} (start it with `tispace up`)")
         raise typer.Exit(1)
     table = Table("component", "pid", "port", "alive", "healthy", "RSS MiB")
-    for r in rows:
+    for row in rows:
         table.add_row(
-            r["name"],
-            str(r["pid"]),
-            str(r["port"]),
-            _yes(r["alive"]),
-            _yes(r["healthy"]),
-            f"{r['rss'] / 2**20:.0f}",
+            row["name"],
+            str(row["pid"]),
+            str(row["port"]),
+            _yes(row["alive"]),
+            _yes(row["healthy"]),
+            f"{row['rss'] / 2**20:.0f}",
         )
     console.print(table)
-    console.print(f"total RSS {sum(r['rss'] for r in rows) / 2**20:.0f} MiB")
-    if not all(r["alive"] and r["healthy"] for r in rows):
+    console.print(f"total RSS {sum(row['rss'] for row in rows) / 2**20:.0f} MiB")
+    if not all(row["alive"] and row["healthy"] for row in rows):
         raise typer.Exit(1)
 
 
 def _yes(ok: bool) -> str:
     return "[green]yes[/green]" if ok else "[red]no[/red]"
+
+
+SuperOpt = Annotated[
+    Path | None, typer.Option("--super-kubeconfig", help="Super cluster (default: the local one).")
+]
+
+
+def _super(state_dir: Path, super_kubeconfig: Path | None) -> Path:
+    path = super_kubeconfig or stack.Stack(state_dir).super_kubeconfig
+    if not path.exists():
+        console.print(
+            f"[red]no super cluster kubeconfig at {path}[/red]: run `tispace up` or pass --super-kubeconfig"
+        )
+        raise typer.Exit(1)
+    return path
+
+
+def _run(super_path: Path, work: Callable[[Client], Awaitable[None]]) -> None:
+    async def go() -> None:
+        async with Client.from_kubeconfig(super_path) as client:
+            await work(client)
+
+    try:
+        asyncio.run(go())
+    except ApiError as e:
+        console.print(f"[red]{e.reason or e.status}:[/red] {e.message}")
+        raise typer.Exit(1) from None
+    except TimeoutError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def manager(
+    super_kubeconfig: Annotated[Path, typer.Option(help="Super cluster to watch.")],
+    state_dir: StateDir = DEFAULT_STATE,
+    etcd_servers: Annotated[str, typer.Option(help="Shared etcd for tenants ('' = own etcd each).")] = "",
+    health_port: Annotated[int, typer.Option(help="Liveness endpoint port on 127.0.0.1.")] = 0,
+    ready_timeout: Annotated[float, typer.Option(help="Seconds a control plane may take to be ready.")] = 120,
+    verbose: bool = False,
+) -> None:
+    """Run vc_manager in the foreground (`tispace up` starts it in the background)."""
+    from vc_manager import main, settings
+
+    main.main(
+        settings.Settings(
+            super_kubeconfig=super_kubeconfig.resolve(),
+            state_dir=state_dir.resolve(),
+            etcd_servers=etcd_servers,
+            health_port=health_port,
+            ready_timeout=ready_timeout,
+        ),
+        verbose=verbose,
+    )
+
+
+@app.command("kubeconfig")
+def kubeconfig_cmd(
+    name: Annotated[str, typer.Argument(help="VirtualCluster name.")],
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    user: Annotated[
+        str,
+        typer.Option(
+            help="Issue a client certificate for this user (cluster-admin in the "
+            "tenant only); default: the tenant admin kubeconfig."
+        ),
+    ] = "",
+    days: Annotated[int, typer.Option(help="Validity of the user certificate.")] = 30,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (mode 0600).")] = None,
+    state_dir: StateDir = DEFAULT_STATE,
+    super_kubeconfig: SuperOpt = None,
+) -> None:
+    """Print (or write) a kubeconfig for a tenant."""
+
+    async def work(client: Client) -> None:
+        if user:
+            config = await tenants.user_kubeconfig(client, name, namespace, user, days)
+        else:
+            config = await tenants.admin_kubeconfig(client, name, namespace)
+        if output:
+            kubeconfig_file.write(output, config)
+            console.print(f"wrote {output}", style="dim")
+        else:
+            print(kubeconfig_file.dump(config), end="")
+
+    _run(_super(state_dir, super_kubeconfig), work)
+
+
+vc = typer.Typer(no_args_is_help=True, help="Manage VirtualClusters (admins).")
+app.add_typer(vc, name="vc")
+
+
+@vc.command("create")
+def vc_create(
+    name: str,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    version: Annotated[str, typer.Option(help="ClusterVersion name.")] = tenants.DEFAULT_VERSION,
+    owner: str = "",
+    provisioner: str = "process",
+    wait: Annotated[bool, typer.Option(help="Wait until Running.")] = True,
+    timeout: float = 180,
+    state_dir: StateDir = DEFAULT_STATE,
+    super_kubeconfig: SuperOpt = None,
+) -> None:
+    """Create a VirtualCluster and (by default) wait until it runs."""
+
+    async def work(client: Client) -> None:
+        if version == tenants.DEFAULT_VERSION:
+            await tenants.ensure(client, r.CLUSTERVERSIONS, tenants.cluster_version())
+        obj = tenants.virtual_cluster(name, namespace, version=version, owner=owner, provisioner=provisioner)
+        await client.create(r.VIRTUALCLUSTERS, obj, namespace)
+        console.print(f"virtualcluster {namespace}/{name} created")
+        if wait:
+            t0 = time.monotonic()
+            with console.status("waiting for Running") as st:
+                await tenants.wait_phase(
+                    client,
+                    name,
+                    namespace,
+                    timeout=timeout,
+                    progress=lambda s: st.update(f"waiting for Running: {s}"),
+                )
+            console.print(
+                f"[green]Running[/green] after {time.monotonic() - t0:.1f}s; kubeconfig: "
+                f"tispace kubeconfig {name} -n {namespace}"
+            )
+
+    _run(_super(state_dir, super_kubeconfig), work)
+
+
+@vc.command("list")
+def vc_list(state_dir: StateDir = DEFAULT_STATE, super_kubeconfig: SuperOpt = None) -> None:
+    """Every VirtualCluster with phase, version, owner and root namespace."""
+
+    async def work(client: Client) -> None:
+        table = Table("namespace", "name", "phase", "version", "owner", "root namespace", "message")
+        for item in (await client.list(r.VIRTUALCLUSTERS))["items"]:
+            st, spec, meta = item.get("status") or {}, item["spec"], item["metadata"]
+            table.add_row(
+                meta["namespace"],
+                meta["name"],
+                st.get("phase", "Pending"),
+                spec.get("clusterVersionName"),
+                spec.get("owner", ""),
+                st.get("clusterNamespace", ""),
+                st.get("message", ""),
+            )
+        console.print(table)
+
+    _run(_super(state_dir, super_kubeconfig), work)
+
+
+@vc.command("get")
+def vc_get(
+    name: str,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    state_dir: StateDir = DEFAULT_STATE,
+    super_kubeconfig: SuperOpt = None,
+) -> None:
+    """One VirtualCluster: phase, endpoint and conditions."""
+
+    async def work(client: Client) -> None:
+        item = await client.get(r.VIRTUALCLUSTERS, name, namespace)
+        st = item.get("status") or {}
+        console.print(
+            f"[bold]{namespace}/{name}[/bold] phase={st.get('phase', 'Pending')} "
+            f"root={st.get('clusterNamespace', '')} endpoint={st.get('apiServerEndpoint', '')}"
+        )
+        table = Table("condition", "status", "reason", "message", "since")
+        for c in st.get("conditions") or []:
+            table.add_row(
+                c["type"],
+                c["status"],
+                c.get("reason", ""),
+                c.get("message", ""),
+                c.get("lastTransitionTime", ""),
+            )
+        console.print(table)
+
+    _run(_super(state_dir, super_kubeconfig), work)
+
+
+@vc.command("delete")
+def vc_delete(
+    name: str,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    wait: bool = True,
+    state_dir: StateDir = DEFAULT_STATE,
+    super_kubeconfig: SuperOpt = None,
+) -> None:
+    """Delete a VirtualCluster and everything it made."""
+
+    async def work(client: Client) -> None:
+        await client.delete(r.VIRTUALCLUSTERS, name, namespace)
+        if wait:
+            with console.status(f"deleting {namespace}/{name}"):
+                await tenants.wait_gone(client, name, namespace)
+        console.print(f"virtualcluster {namespace}/{name} deleted")
+
+    _run(_super(state_dir, super_kubeconfig), work)

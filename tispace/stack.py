@@ -1,12 +1,18 @@
-"""What `tispace up` runs: a super cluster (local or given) and TiSpace's own programs."""
+"""What `tispace up` runs: a super cluster (local or given), TiSpace's programs, a sample tenant."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from tispace import localcluster, procs
+from tispace import api, binaries, kubeconfig, localcluster, procs, tenants
+from tispace.kube import resources as r
+from tispace.kube.client import Client
+
+SAMPLE_TENANT = "dev"
 
 
 class StackError(RuntimeError):
@@ -38,7 +44,18 @@ class Stack:
     def super_kubeconfig(self) -> Path:
         return self.external or self.dir / "super.kubeconfig"
 
-    def up(self, progress: localcluster.Progress) -> None:
+    def tenant_kubeconfig(self, name: str) -> Path:
+        return self.dir / "tenants" / f"{name}.kubeconfig"
+
+    def etcd_servers(self) -> str:
+        """The local super etcd, shared by tenants under their own prefix ('' for an external cluster)."""
+        if not self.local:
+            return ""
+        etcd = next(c for c in self.local.components() if c.name == "etcd")
+        return f"http://127.0.0.1:{etcd.port}"
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def up(self, progress: localcluster.Progress, *, sample: bool = True) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._config.write_text(
             json.dumps(
@@ -54,19 +71,90 @@ class Stack:
             except RuntimeError as e:
                 raise StackError(f"the super cluster of {self.external} is not reachable: {e}") from e
             localcluster.apply(self.super_kubeconfig, localcluster.furniture())
+        progress("installing the TiSpace API (CRDs)")
+        localcluster.apply(self.super_kubeconfig, list(api.crds().values()))
+        localcluster.kubectl(
+            self.super_kubeconfig,
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            *[f"crd/{c['metadata']['name']}" for c in api.crds().values()],
+        )
+        self._ensure_own(
+            "vc-manager",
+            lambda port: [
+                sys.executable,
+                "-m",
+                "tispace",
+                "manager",
+                f"--super-kubeconfig={self.super_kubeconfig}",
+                f"--state-dir={self.dir}",
+                f"--etcd-servers={self.etcd_servers()}",
+                f"--health-port={port}",
+            ],
+            progress,
+        )
+        if sample:
+            progress(f"creating the sample tenant {SAMPLE_TENANT!r} (VirtualCluster default/{SAMPLE_TENANT})")
+            asyncio.run(self._sample_tenant(progress))
+
+    def _ensure_own(self, name: str, argv: Any, progress: localcluster.Progress) -> None:
+        comps = self.own.load()
+        current = next((c for c in comps if c.name == name), None)
+        if current and current.ok():
+            progress(f"{name} already running (pid {current.proc.pid})")
+            return
+        if current:
+            procs.stop(current.proc)
+        port = procs.free_port()
+        progress(f"starting {name}")
+        comp = procs.Component(
+            procs.spawn(name, argv(port), self.dir / "logs" / f"{name}.log"),
+            port,
+            f"http://127.0.0.1:{port}/healthz",
+        )
+        self.own.save([c for c in comps if c.name != name] + [comp])
+        procs.wait_healthy(comp, timeout=60)
+
+    async def _sample_tenant(self, progress: localcluster.Progress) -> None:
+        async with Client.from_kubeconfig(self.super_kubeconfig) as client:
+            await tenants.ensure(client, r.CLUSTERVERSIONS, tenants.cluster_version())
+            await tenants.ensure(
+                client,
+                r.VIRTUALCLUSTERS,
+                tenants.virtual_cluster(SAMPLE_TENANT, owner="developer@example.com"),
+            )
+            await tenants.wait_phase(client, SAMPLE_TENANT, "default", progress=lambda s: progress(f"  {s}"))
+            config = await tenants.admin_kubeconfig(client, SAMPLE_TENANT, "default")
+        kubeconfig.write(self.tenant_kubeconfig(SAMPLE_TENANT), config)
 
     def down(self) -> None:
         for c in reversed(self.own.load()):
             procs.stop(c.proc)
         self.own.clear()
+        # Tenant control planes outlive the manager by design; `down` stops them too.
+        for reg in sorted((self.dir / "tenants").glob("*/procs.json")):
+            for c in procs.Registry(reg).load():
+                procs.stop(c.proc)
         if self.local:
             self.local.down()
 
     def status(self) -> list[dict[str, Any]]:
         rows = self.local.status() if self.local else []
-        return rows + [c.status() for c in self.own.load()]
+        rows += [c.status() for c in self.own.load()]
+        for reg in sorted((self.dir / "tenants").glob("*/procs.json")):
+            rows += [
+                {**c.status(), "name": f"{reg.parent.name}/{c.name}"} for c in procs.Registry(reg).load()
+            ]
+        return rows
 
     def summary(self) -> list[str]:
+        kubectl = binaries.bin_dir() / "kubectl"
         lines = [f"super cluster kubeconfig: {self.super_kubeconfig}"]
-        lines.append(f"next: kubectl --kubeconfig {self.super_kubeconfig} get nodes")
+        tenant = self.tenant_kubeconfig(SAMPLE_TENANT)
+        if tenant.exists():
+            lines.append(f"tenant {SAMPLE_TENANT!r} kubeconfig: {tenant}")
+            lines.append(f"next: {kubectl} --kubeconfig {tenant} get namespaces")
+        else:
+            lines.append(f"next: {kubectl} --kubeconfig {self.super_kubeconfig} get nodes")
         return lines

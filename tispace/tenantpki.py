@@ -116,17 +116,22 @@ def from_secrets(secrets: dict[str, dict[str, Any]]) -> TenantPKI:
     )
 
 
-def user_kubeconfig(
-    p: TenantPKI, *, server: str, user: str, groups: tuple[str, ...] = (), days: int, cluster: str
+def ca_from_secret(secret_obj: dict[str, Any]) -> pki.CertKey:
+    data = secret_obj["data"]
+    return pki.CertKey(base64.b64decode(data["tls.crt"]), base64.b64decode(data["tls.key"]))
+
+
+def user_kubeconfig_from_ca(
+    ca: pki.CertKey, *, server: str, user: str, groups: tuple[str, ...] = (), days: int, cluster: str
 ) -> dict[str, Any]:
     """A kubeconfig for `user` of this tenant; only this tenant's API server trusts it."""
-    cert = pki.issue(p.root_ca, user, orgs=groups, client=True, days=days)
-    return kubeconfig.build(name=cluster, server=server, ca_pem=p.root_ca.cert_pem, user=cert)
+    cert = pki.issue(ca, user, orgs=groups, client=True, days=days)
+    return kubeconfig.build(name=cluster, server=server, ca_pem=ca.cert_pem, user=cert)
 
 
 def admin_kubeconfig(p: TenantPKI, *, server: str, days: int, cluster: str) -> dict[str, Any]:
-    return user_kubeconfig(
-        p, server=server, user=ADMIN_USER, groups=("system:masters",), days=days, cluster=cluster
+    return user_kubeconfig_from_ca(
+        p.root_ca, server=server, user=ADMIN_USER, groups=("system:masters",), days=days, cluster=cluster
     )
 
 

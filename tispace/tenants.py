@@ -1,0 +1,123 @@
+"""Admin-side tenant operations shared by the CLI, `tispace up` and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tispace import api, kubeconfig, naming, tenantpki
+from tispace.kube import resources as r
+from tispace.kube.client import ApiError, Client
+
+DEFAULT_VERSION = "v1.36"
+
+
+def cluster_version(name: str = DEFAULT_VERSION, kubernetes: str = "v1.36.3") -> dict[str, Any]:
+    return {
+        "apiVersion": f"{naming.GROUP}/{api.VERSION}",
+        "kind": "ClusterVersion",
+        "metadata": {"name": name},
+        "spec": {"kubernetesVersion": kubernetes, "etcd": {"shared": True}},
+    }
+
+
+def virtual_cluster(
+    name: str,
+    namespace: str = "default",
+    *,
+    version: str = DEFAULT_VERSION,
+    owner: str = "",
+    provisioner: str = "process",
+    **spec: Any,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{naming.GROUP}/{api.VERSION}",
+        "kind": "VirtualCluster",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"clusterVersionName": version, "owner": owner, "provisioner": provisioner, **spec},
+    }
+
+
+async def ensure(client: Client, res: r.Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """Create unless it exists (then return the existing one)."""
+    meta = obj["metadata"]
+    try:
+        return await client.create(res, obj, meta.get("namespace"))
+    except ApiError as e:
+        if e.status != 409:
+            raise
+        return await client.get(res, meta["name"], meta.get("namespace"))
+
+
+async def wait_phase(
+    client: Client,
+    name: str,
+    namespace: str,
+    phases: tuple[str, ...] = (api.Phase.RUNNING,),
+    timeout: float = 180,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Poll until the VirtualCluster reaches one of `phases`; TimeoutError says where it stuck."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    vc: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        vc = await client.get(r.VIRTUALCLUSTERS, name, namespace)
+        status = vc.get("status") or {}
+        line = f"{status.get('phase', 'Pending')}: {status.get('message', '')}".rstrip(": ")
+        if line != last:
+            progress(line)
+            last = line
+        if status.get("phase") in phases:
+            return vc
+        await asyncio.sleep(0.3)
+    raise TimeoutError(
+        f"VirtualCluster {namespace}/{name} not {'/'.join(phases)} after {timeout:.0f}s: {last}"
+    )
+
+
+async def wait_gone(client: Client, name: str, namespace: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while await client.get_or_none(r.VIRTUALCLUSTERS, name, namespace) is not None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"VirtualCluster {namespace}/{name} still exists after {timeout:.0f}s")
+        await asyncio.sleep(0.3)
+
+
+async def root_of(client: Client, name: str, namespace: str) -> str:
+    vc = await client.get(r.VIRTUALCLUSTERS, name, namespace)
+    return naming.root_namespace(namespace, name, vc["metadata"]["uid"])
+
+
+async def admin_kubeconfig(client: Client, name: str, namespace: str) -> dict[str, Any]:
+    root = await root_of(client, name, namespace)
+    secret = await client.get(r.SECRETS, tenantpki.ADMIN_KUBECONFIG, root)
+    return tenantpki.read_admin_kubeconfig(secret)
+
+
+async def user_kubeconfig(
+    client: Client, name: str, namespace: str, user: str, days: int = 30
+) -> dict[str, Any]:
+    """A kubeconfig for `user`, bound to cluster-admin inside the tenant (and nowhere else)."""
+    root = await root_of(client, name, namespace)
+    admin = await admin_kubeconfig(client, name, namespace)
+    ca = await client.get(r.SECRETS, tenantpki.ROOT_CA, root)
+    tpki_root = tenantpki.ca_from_secret(ca)
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": f"tispace:user:{user}"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    async with Client(kubeconfig.credentials(admin), name=name) as tenant:
+        await ensure(tenant, CLUSTERROLEBINDINGS, binding)
+    server = admin["clusters"][0]["cluster"]["server"]
+    return tenantpki.user_kubeconfig_from_ca(tpki_root, server=server, user=user, days=days, cluster=name)
+
+
+CLUSTERROLEBINDINGS = r.Resource(
+    "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False
+)

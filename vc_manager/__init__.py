@@ -1,0 +1,1 @@
+"""vc_manager: turns VirtualCluster objects into private, working tenant control planes."""

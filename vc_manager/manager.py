@@ -1,0 +1,335 @@
+"""What the manager does for one VirtualCluster, apart from how kopf calls it.
+
+Reconcile: root namespace, PKI secrets, control plane (through a provisioner), admin
+kubeconfig, readiness, status. Supervise: keep the control plane alive and the conditions
+true. Delete: remove everything made for the tenant and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import logging
+from typing import Any
+
+from tispace import api, naming, pki, tenantpki
+from tispace.kube import resources as r
+from tispace.kube.client import ApiError, Client
+from tispace.tenantpki import TenantPKI
+from vc_manager import provisioners
+from vc_manager.settings import Settings
+from vc_manager.tenant import Tenant, now, set_condition
+
+log = logging.getLogger("vc_manager")
+
+
+class TenantError(Exception):
+    """Bad input or state the admin must fix; `retry` says whether waiting may help."""
+
+    def __init__(self, reason: str, message: str, *, retry: bool) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.retry = retry
+
+
+class Manager:
+    def __init__(self, settings: Settings, client: Client) -> None:
+        self.settings = settings
+        self.client = client
+        self._provisioners: dict[str, provisioners.Provisioner] = {}
+
+    def provisioner(self, tenant: Tenant) -> provisioners.Provisioner:
+        name = tenant.provisioner
+        if name not in self._provisioners:
+            self._provisioners[name] = provisioners.make(name, settings=self.settings, client=self.client)
+        return self._provisioners[name]
+
+    # --- reading ----------------------------------------------------------------------------
+    async def tenant(self, body: dict[str, Any]) -> Tenant:
+        meta, spec = body["metadata"], body.get("spec", {})
+        version_name = spec.get("clusterVersionName", "")
+        cv = await self.client.get_or_none(r.CLUSTERVERSIONS, version_name)
+        tenant = Tenant(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta["uid"],
+            spec=spec,
+            version=(cv or {}).get("spec", {}),
+        )
+        try:
+            tenant.root  # noqa: B018 - validates the name length
+        except naming.InvalidName as e:
+            raise TenantError("InvalidName", str(e), retry=False) from e
+        if cv is None:
+            raise TenantError(
+                "ClusterVersionNotFound",
+                f"ClusterVersion {version_name!r} does not exist: create it or fix clusterVersionName",
+                retry=True,
+            )
+        return tenant
+
+    async def _secrets(self, tenant: Tenant) -> dict[str, dict[str, Any]]:
+        found = {}
+        for name in tenantpki.SECRET_NAMES:
+            obj = await self.client.get_or_none(r.SECRETS, name, tenant.root)
+            if obj is not None:
+                found[name] = obj
+        return found
+
+    # --- status -----------------------------------------------------------------------------
+    async def set_status(self, body: dict[str, Any], **fields: Any) -> None:
+        meta = body["metadata"]
+        await self.client.patch(
+            r.VIRTUALCLUSTERS, meta["name"], {"status": fields}, meta["namespace"], subresource="status"
+        )
+
+    async def set_phase(
+        self,
+        body: dict[str, Any],
+        phase: api.Phase,
+        *,
+        reason: str = "",
+        message: str = "",
+        ready: bool | None = None,
+        cp_ready: bool | None = None,
+        **extra: Any,
+    ) -> None:
+        conditions = list((body.get("status") or {}).get("conditions") or [])
+        at = now()
+        if cp_ready is not None:
+            conditions = set_condition(
+                conditions,
+                "ControlPlaneReady",
+                cp_ready,
+                reason or phase.value,
+                message or f"control plane {phase.value.lower()}",
+                at,
+            )
+        if ready is not None:
+            conditions = set_condition(
+                conditions,
+                "Ready",
+                ready,
+                reason or phase.value,
+                message or f"tenant {phase.value.lower()}",
+                at,
+            )
+        await self.set_status(
+            body, phase=phase.value, reason=reason, message=message, conditions=conditions, **extra
+        )
+        body.setdefault("status", {})["conditions"] = conditions
+
+    # --- reconcile --------------------------------------------------------------------------
+    async def ensure_root_namespace(self, tenant: Tenant) -> None:
+        ns = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": tenant.root,
+                "labels": {
+                    tenantpki.LABEL_VC: tenant.name,
+                    "tenancy.x-k8s.io/vcnamespace": tenant.namespace,
+                    "tenancy.x-k8s.io/root": "true",
+                },
+                "annotations": {naming.ANN_UID: tenant.uid},
+            },
+        }
+        try:
+            await self.client.create(r.NAMESPACES, ns)
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            existing = await self.client.get(r.NAMESPACES, tenant.root)
+            if existing["metadata"].get("annotations", {}).get(naming.ANN_UID) != tenant.uid:
+                raise TenantError(
+                    "RootNamespaceTaken",
+                    f"namespace {tenant.root} exists but was not made for this VirtualCluster",
+                    retry=False,
+                ) from e
+            if existing["metadata"].get("deletionTimestamp"):
+                raise TenantError(
+                    "RootNamespaceTerminating", f"namespace {tenant.root} is still terminating", retry=True
+                ) from e
+
+    async def ensure_pki(self, tenant: Tenant) -> TenantPKI:
+        found = await self._secrets(tenant)
+        pki_names = [n for n in tenantpki.SECRET_NAMES if n != tenantpki.ADMIN_KUBECONFIG]
+        if not any(n in found for n in pki_names):
+            cidr = tenant.spec.get("serviceCidr") or self.settings.service_cidr
+            hosts = apiserver_hosts(tenant, str(ipaddress.ip_network(cidr)[1]))
+            tpki = await asyncio.to_thread(tenantpki.generate, hosts=hosts, days=tenant.pki_days)
+            for name, data in tenantpki.secret_data(tpki).items():
+                await self.client.create(
+                    r.SECRETS, tenantpki.secret(name, tenant.root, data, tenant.name), tenant.root
+                )
+            return tpki
+        missing = [n for n in pki_names if n not in found]
+        if missing:
+            raise TenantError(
+                "PKIIncomplete",
+                f"secrets {', '.join(missing)} are missing from {tenant.root}; the tenant CA cannot "
+                "be rebuilt from what is left: delete and recreate the VirtualCluster",
+                retry=True,
+            )
+        tpki = tenantpki.from_secrets(found)
+        if tpki.expires() <= datetime.datetime.now(datetime.UTC):
+            raise TenantError(
+                "PKIExpired",
+                f"tenant certificates expired at {tpki.expires():%Y-%m-%d %H:%M}Z; "
+                "recreate the VirtualCluster (or raise pkiExpireDays)",
+                retry=True,
+            )
+        return tpki
+
+    async def ensure_admin_kubeconfig(self, tenant: Tenant, config: dict[str, Any]) -> None:
+        data = tenantpki.admin_secret_data(config)
+        existing = await self.client.get_or_none(r.SECRETS, tenantpki.ADMIN_KUBECONFIG, tenant.root)
+        if existing is None:
+            await self.client.create(
+                r.SECRETS,
+                tenantpki.secret(tenantpki.ADMIN_KUBECONFIG, tenant.root, data, tenant.name),
+                tenant.root,
+            )
+            return
+        server = config["clusters"][0]["cluster"]["server"]
+        current = tenantpki.read_admin_kubeconfig(existing)["clusters"][0]["cluster"]["server"]
+        if current != server:
+            await self.client.patch(r.SECRETS, tenantpki.ADMIN_KUBECONFIG, {"data": data}, tenant.root)
+
+    async def reconcile(self, body: dict[str, Any], post: Any) -> None:
+        """Drive the tenant to Running. `post(type, reason, message)` records an Event."""
+        try:
+            tenant = await self.tenant(body)
+        except TenantError as e:
+            await self.set_phase(body, api.Phase.ERROR, reason=e.reason, message=e.message, ready=False)
+            post("Warning", e.reason, e.message)
+            raise
+        phase = (body.get("status") or {}).get("phase")
+        if phase != api.Phase.RUNNING:
+            await self.set_phase(
+                body,
+                api.Phase.PROVISIONING,
+                reason="Provisioning",
+                message=f"provisioning with {tenant.provisioner}",
+                ready=False,
+                cp_ready=False,
+                clusterNamespace=tenant.root,
+            )
+            post("Normal", "Provisioning", f"root namespace {tenant.root}, provisioner {tenant.provisioner}")
+        prov = self.provisioner(tenant)
+        try:
+            await self.ensure_root_namespace(tenant)
+            tpki = await self.ensure_pki(tenant)
+            post("Normal", "PKIReady", f"certificates valid until {tpki.expires():%Y-%m-%d}")
+            server = await prov.provision(tenant, tpki)
+            await self.ensure_admin_kubeconfig(tenant, await prov.admin_kubeconfig(tenant, tpki, server))
+            post("Normal", "ControlPlaneStarted", f"API server at {server}; waiting for /readyz")
+            await prov.wait_ready(tenant, server, self.settings.ready_timeout)
+        except TenantError as e:
+            await self.set_phase(body, api.Phase.ERROR, reason=e.reason, message=e.message, ready=False)
+            post("Warning", e.reason, e.message)
+            raise
+        except provisioners.NotReadyYet as e:
+            await self.set_phase(
+                body,
+                api.Phase.PROVISIONING,
+                reason="ControlPlaneNotReady",
+                message=str(e),
+                ready=False,
+                cp_ready=False,
+            )
+            raise TenantError("ControlPlaneNotReady", str(e), retry=True) from e
+        except provisioners.ProvisionError as e:
+            await self.set_phase(
+                body, api.Phase.ERROR, reason="ProvisionFailed", message=str(e), ready=False, cp_ready=False
+            )
+            post("Warning", "ProvisionFailed", str(e))
+            raise TenantError("ProvisionFailed", str(e), retry=True) from e
+        await self.set_phase(
+            body,
+            api.Phase.RUNNING,
+            reason="Running",
+            message="control plane ready",
+            ready=True,
+            cp_ready=True,
+            clusterNamespace=tenant.root,
+            apiServerEndpoint=server,
+            observedGeneration=body["metadata"].get("generation"),
+        )
+        post("Normal", "Running", f"tenant ready; admin kubeconfig in secret {tenant.root}/admin-kubeconfig")
+
+    async def supervise(self, body: dict[str, Any], post: Any) -> None:
+        """One pass of the supervision loop for a Running tenant."""
+        status = body.get("status") or {}
+        if status.get("phase") != api.Phase.RUNNING or body["metadata"].get("deletionTimestamp"):
+            return
+        tenant = await self.tenant(body)
+        found = await self._secrets(tenant)
+        tpki = tenantpki.from_secrets(found)
+        problem = await self.provisioner(tenant).supervise(tenant, tpki)
+        cp: dict[str, Any] = next(
+            (c for c in status.get("conditions") or [] if c["type"] == "ControlPlaneReady"), {}
+        )
+        healthy_now = problem is None
+        if (cp.get("status") == "True") != healthy_now:
+            if healthy_now:
+                await self.set_phase(
+                    body,
+                    api.Phase.RUNNING,
+                    reason="Running",
+                    message="control plane ready",
+                    ready=True,
+                    cp_ready=True,
+                )
+                post("Normal", "Recovered", "control plane is healthy again")
+            else:
+                await self.set_phase(
+                    body,
+                    api.Phase.RUNNING,
+                    reason="ControlPlaneDegraded",
+                    message=str(problem),
+                    ready=False,
+                    cp_ready=False,
+                )
+                post("Warning", "ControlPlaneDegraded", str(problem))
+
+    async def delete(self, body: dict[str, Any], post: Any) -> None:
+        meta = body["metadata"]
+        with_tenant = True
+        try:
+            tenant = await self.tenant(body)
+        except TenantError as e:
+            if e.reason == "InvalidName":
+                return  # nothing was ever made for it
+            with_tenant = False
+            tenant = Tenant(
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta["uid"],
+                spec=body.get("spec", {}),
+                version={},
+            )
+        await self.set_phase(
+            body, api.Phase.TERMINATING, reason="Terminating", message="removing the tenant", ready=False
+        )
+        post("Normal", "Terminating", f"stopping the control plane and removing {tenant.root}")
+        if with_tenant or tenant.provisioner == "process":
+            await self.provisioner(tenant).teardown(tenant)
+        await self.client.delete(r.NAMESPACES, tenant.root)
+        for _ in range(600):
+            ns = await self.client.get_or_none(r.NAMESPACES, tenant.root)
+            if ns is None or ns["metadata"].get("annotations", {}).get(naming.ANN_UID) != tenant.uid:
+                return
+            await asyncio.sleep(0.2)
+        raise TenantError("RootNamespaceStuck", f"namespace {tenant.root} still terminating", retry=True)
+
+
+def apiserver_hosts(tenant: Tenant, service_ip: str) -> tuple[str, ...]:
+    """Names a tenant API server answers to: local, in-cluster, and its service in the root namespace."""
+    return pki.apiserver_hosts(
+        service_ip=service_ip,
+        cluster_domain=tenant.cluster_domain,
+        extra=(f"apiserver.{tenant.root}", f"apiserver.{tenant.root}.svc"),
+    )

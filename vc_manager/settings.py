@@ -1,0 +1,24 @@
+"""Settings of the manager, loaded once by its composition root and passed explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    super_kubeconfig: Path
+    """Credentials of the super cluster the manager watches and writes to."""
+    state_dir: Path
+    """Where the process provisioner keeps tenant PKI files, logs and pid registries."""
+    etcd_servers: str = ""
+    """Shared super etcd for tenants (`--etcd-prefix` per tenant); empty: each tenant runs its own etcd."""
+    service_cidr: str = "10.96.0.0/16"
+    """Default tenant service CIDR: the super cluster's, so a ClusterIP means the same on both sides."""
+    ready_timeout: float = 120.0
+    """How long a new control plane may take to answer /readyz before the tenant goes to Error."""
+    health_port: int = 0
+    """Port of the liveness endpoint on 127.0.0.1 (0: none)."""
+    supervise_period: float = 2.0
+    """How often the process provisioner checks its processes."""

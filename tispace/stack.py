@@ -19,6 +19,18 @@ class StackError(RuntimeError):
     pass
 
 
+def install_api(super_kubeconfig: Path) -> None:
+    """Apply the CRDs and wait until the API server serves them."""
+    localcluster.apply(super_kubeconfig, list(api.crds().values()))
+    localcluster.kubectl(
+        super_kubeconfig,
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        *[f"crd/{c['metadata']['name']}" for c in api.crds().values()],
+    )
+
+
 class Stack:
     """Everything started from one state dir."""
 

@@ -14,12 +14,20 @@ from tispace.kube.client import ApiError, Client
 DEFAULT_VERSION = "v1.36"
 
 
-def cluster_version(name: str = DEFAULT_VERSION, kubernetes: str = "v1.36.3") -> dict[str, Any]:
+def cluster_version(
+    name: str = DEFAULT_VERSION, kubernetes: str = "v1.36.3", etcd: str = "3.6.14"
+) -> dict[str, Any]:
+    """The ClusterVersion of config/samples: upstream images, tenants sharing the super etcd."""
     return {
         "apiVersion": f"{naming.GROUP}/{api.VERSION}",
         "kind": "ClusterVersion",
         "metadata": {"name": name},
-        "spec": {"kubernetesVersion": kubernetes, "etcd": {"shared": True}},
+        "spec": {
+            "kubernetesVersion": kubernetes,
+            "etcd": {"shared": True, "image": f"registry.k8s.io/etcd:{etcd}-0"},
+            "apiServer": {"image": f"registry.k8s.io/kube-apiserver:{kubernetes}"},
+            "controllerManager": {"image": f"registry.k8s.io/kube-controller-manager:{kubernetes}"},
+        },
     }
 
 

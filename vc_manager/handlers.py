@@ -70,7 +70,10 @@ def registry(
 
     @kopf.daemon(*VC, registry=reg, cancellation_timeout=10)
     async def supervise(
-        body: kopf.Body, stopped: kopf.DaemonStopped, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
+        body: kopf.Body,
+        stopped: kopf.DaemonStopped,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        **_: Any,
     ) -> None:
         while not stopped:
             try:

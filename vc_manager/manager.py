@@ -241,7 +241,7 @@ class Manager:
                 cp_ready=False,
             )
             raise TenantError("ControlPlaneNotReady", str(e), retry=True) from e
-        except provisioners.ProvisionError as e:
+        except (provisioners.ProvisionError, ApiError) as e:
             await self.set_phase(
                 body, api.Phase.ERROR, reason="ProvisionFailed", message=str(e), ready=False, cp_ready=False
             )

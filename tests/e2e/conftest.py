@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tispace import binaries, localcluster
+from tispace import binaries, kubeconfig, localcluster, procs, stack, tenants
+from tispace.kube import resources as r
 from tispace.kube.client import Client
 
 
@@ -24,3 +32,104 @@ async def super_client(super_cluster: localcluster.SuperCluster) -> AsyncIterato
     client = Client.from_kubeconfig(super_cluster.kubeconfig, name="super")
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="session")
+def stack_dir(super_cluster: localcluster.SuperCluster) -> Path:
+    return super_cluster.dir
+
+
+@pytest.fixture(scope="session")
+def manager(super_cluster: localcluster.SuperCluster) -> Iterator[ManagerProc]:
+    """vc_manager as a real background process, exactly as `tispace up` runs it."""
+    stack.install_api(super_cluster.kubeconfig)
+    localcluster.apply(super_cluster.kubeconfig, [tenants.cluster_version()])
+    mp = ManagerProc(super_cluster)
+    mp.start()
+    yield mp
+    mp.stop()
+    for reg in (super_cluster.dir / "tenants").glob("*/procs.json"):
+        for c in procs.Registry(reg).load():
+            procs.stop(c.proc)
+
+
+class ManagerProc:
+    def __init__(self, cluster: localcluster.SuperCluster) -> None:
+        self.cluster = cluster
+        self.comp: procs.Component | None = None
+
+    def start(self) -> None:
+        etcd = next(c for c in self.cluster.components() if c.name == "etcd")
+        port = procs.free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "tispace",
+            "manager",
+            f"--super-kubeconfig={self.cluster.kubeconfig}",
+            f"--state-dir={self.cluster.dir}",
+            f"--etcd-servers=http://127.0.0.1:{etcd.port}",
+            f"--health-port={port}",
+            "--ready-timeout=90",
+        ]
+        self.comp = procs.Component(
+            procs.spawn("vc-manager", argv, self.cluster.dir / "logs" / "vc-manager.log"),
+            port,
+            f"http://127.0.0.1:{port}/healthz",
+        )
+        procs.wait_healthy(self.comp, timeout=60)
+
+    def kill(self) -> None:
+        assert self.comp
+        os.kill(self.comp.proc.pid, signal.SIGKILL)
+        while procs.alive(self.comp.proc):
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.comp:
+            procs.stop(self.comp.proc)
+
+
+@dataclass
+class TenantHandle:
+    name: str
+    namespace: str
+    root: str
+    kubeconfig: Path
+    client: Client
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        return localcluster.kubectl(self.kubeconfig, *args, stdin=stdin)
+
+
+@pytest.fixture(scope="session")
+async def tenant_factory(
+    manager: ManagerProc, super_client: Client, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Callable[..., Awaitable[TenantHandle]]]:
+    """Create Running tenants on demand; all are deleted (and waited for) at the end."""
+    made: list[TenantHandle] = []
+    out = tmp_path_factory.mktemp("tenants")
+
+    async def make(name: str, namespace: str = "default", **spec: Any) -> TenantHandle:
+        await super_client.create(
+            r.VIRTUALCLUSTERS, tenants.virtual_cluster(name, namespace, **spec), namespace
+        )
+        await tenants.wait_phase(super_client, name, namespace, timeout=120)
+        config = await tenants.admin_kubeconfig(super_client, name, namespace)
+        path = kubeconfig.write(out / f"{namespace}-{name}.kubeconfig", config)
+        handle = TenantHandle(
+            name,
+            namespace,
+            await tenants.root_of(super_client, name, namespace),
+            path,
+            Client(kubeconfig.credentials(config), name=name),
+        )
+        made.append(handle)
+        return handle
+
+    yield make
+    for t in made:
+        await t.client.close()
+        await super_client.delete(r.VIRTUALCLUSTERS, t.name, t.namespace)
+    for t in made:
+        await tenants.wait_gone(super_client, t.name, t.namespace)

@@ -111,7 +111,7 @@ class Client:
     ) -> dict[str, Any]:
         data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
         headers = {"Content-Type": content_type} if data is not None else None
-        async for attempt in self._retry:
+        async for attempt in self._retry.copy():  # a copy per call: retry state is per request
             with attempt:
                 async with self._session.request(
                     method,

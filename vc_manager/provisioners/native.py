@@ -15,7 +15,7 @@ from tispace.kube import resources as r
 from tispace.kube.client import Client
 from tispace.kube.resources import Resource
 from tispace.tenantpki import TenantPKI
-from vc_manager.provisioners import NotReadyYet
+from vc_manager.provisioners import NotReadyYet, ProvisionError
 from vc_manager.settings import Settings
 from vc_manager.tenant import Tenant
 
@@ -110,6 +110,14 @@ def server(tenant: Tenant) -> str:
 
 def render(tenant: Tenant, service_cidr: str) -> list[dict[str, Any]]:
     """Every object of a native control plane, in apply order. Pure."""
+    missing = [
+        k for k in ("etcd", "apiServer", "controllerManager") if not _component(tenant, k).get("image")
+    ]
+    if missing:
+        raise ProvisionError(
+            f"ClusterVersion {tenant.spec.get('clusterVersionName')!r} has no image for "
+            f"{', '.join(missing)}; provisioner native needs one per component"
+        )
     p = PKI_MOUNT
     etcd_url = f"http://etcd-0.etcd.{tenant.root}.svc:2379"
     etcd = _statefulset(

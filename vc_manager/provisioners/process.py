@@ -228,9 +228,16 @@ class ProcessProvisioner:
             registry.save(comps)
             if b.failures >= CRASHLOOP_AFTER:
                 problems.append(f"{comp.name} is crash-looping ({b.failures} restarts; last: {b.last_error})")
+            else:
+                problems.append(f"{comp.name} exited and was restarted (last log: {b.last_error})")
         for comp in comps:
+            key = (tenant.root, comp.name)
+            if key not in self._backoff:
+                continue
             if procs.alive(comp.proc) and procs.healthy(comp.health):
-                self._backoff.pop((tenant.root, comp.name), None)
+                del self._backoff[key]
+            elif procs.alive(comp.proc) and not problems:
+                problems.append(f"{comp.name} is restarting")
         return "; ".join(problems) or None
 
     async def teardown(self, tenant: Tenant) -> None:

@@ -1,0 +1,353 @@
+"""VirtualCluster -> a private, working tenant control plane (issue: vc_manager)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import ManagerProc, TenantHandle
+from tests.e2e.helpers import eventually
+from tispace import kubeconfig, localcluster, procs, tenants
+from tispace.kube import resources as r
+from tispace.kube.client import ApiError, Client
+from vc_manager.provisioners.process import count_etcd_prefix
+
+CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {
+        "group": "example.com",
+        "scope": "Namespaced",
+        "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def _tenant_procs(cluster: localcluster.SuperCluster, root: str) -> list[procs.Proc]:
+    return [c.proc for c in procs.Registry(cluster.dir / "tenants" / root / "procs.json").load()]
+
+
+def _etcd(cluster: localcluster.SuperCluster) -> str:
+    return f"http://127.0.0.1:{next(c for c in cluster.components() if c.name == 'etcd').port}"
+
+
+async def test_tenant_runs_and_takes_namespaces_crds_and_custom_objects(
+    tenant_factory, super_client: Client, super_cluster: localcluster.SuperCluster
+) -> None:
+    t: TenantHandle = await tenant_factory("alpha", owner="alice@example.com")
+    vc = await super_client.get(r.VIRTUALCLUSTERS, "alpha", "default")
+    st = vc["status"]
+    assert st["phase"] == "Running" and st["clusterNamespace"] == t.root
+    assert {c["type"]: c["status"] for c in st["conditions"]} == {
+        "Ready": "True",
+        "ControlPlaneReady": "True",
+    }
+    assert st["observedGeneration"] == vc["metadata"]["generation"]
+    for secret in (
+        "root-ca",
+        "apiserver-ca",
+        "etcd-ca",
+        "front-proxy-ca",
+        "serviceaccount-rsa",
+        "admin-kubeconfig",
+    ):
+        assert await super_client.get_or_none(r.SECRETS, secret, t.root), secret
+
+    t.kubectl("create", "namespace", "team")
+    t.kubectl("apply", "-f", "-", stdin=json.dumps(CRD))
+    t.kubectl("wait", "--for=condition=Established", "crd/widgets.example.com")
+    t.kubectl(
+        "apply",
+        "-n",
+        "team",
+        "-f",
+        "-",
+        stdin=json.dumps(
+            {
+                "apiVersion": "example.com/v1",
+                "kind": "Widget",
+                "metadata": {"name": "w1"},
+                "spec": {"size": 3},
+            }
+        ),
+    )
+    assert json.loads(t.kubectl("get", "widget", "w1", "-n", "team", "-o", "json"))["spec"]["size"] == 3
+
+    # Service-account machinery works as in any cluster: the default SA appears in a new namespace.
+    sa = await eventually(
+        lambda: t.client.get_or_none(r.SERVICEACCOUNTS, "default", "team"), what="default SA"
+    )
+    assert sa["metadata"]["name"] == "default"
+    # Printer columns for admins.
+    out = localcluster.kubectl(super_cluster.kubeconfig, "get", "vc", "alpha")
+    assert "Running" in out and "alice@example.com" in out
+
+
+async def test_two_tenants_are_isolated(tenant_factory, super_cluster: localcluster.SuperCluster) -> None:
+    a: TenantHandle = await tenant_factory("iso-a")
+    b: TenantHandle = await tenant_factory("iso-b")
+    a.kubectl("create", "namespace", "only-in-a")
+    assert "only-in-a" not in b.kubectl("get", "namespaces", "-o", "name")
+
+    a_creds = kubeconfig.load(a.kubeconfig)
+    # A's credentials against B's API server and against the super cluster: rejected.
+    for server, ca in (
+        (kubeconfig.load(b.kubeconfig).server, kubeconfig.load(b.kubeconfig).ca_pem),
+        (kubeconfig.load(super_cluster.kubeconfig).server, kubeconfig.load(super_cluster.kubeconfig).ca_pem),
+    ):
+        forged = kubeconfig.Credentials(
+            server=server, ca_pem=ca, cert_pem=a_creds.cert_pem, key_pem=a_creds.key_pem
+        )
+        async with Client(forged, attempts=1) as c:
+            with pytest.raises(ApiError) as err:
+                await c.list(r.NAMESPACES)
+            assert err.value.status == 401
+
+
+async def test_user_kubeconfig_is_admin_in_the_tenant_only(
+    tenant_factory, super_client: Client, super_cluster: localcluster.SuperCluster, tmp_path: Path
+) -> None:
+    t: TenantHandle = await tenant_factory("users")
+    config = await tenants.user_kubeconfig(super_client, "users", "default", "alice")
+    path = kubeconfig.write(tmp_path / "alice", config)
+    assert (
+        localcluster.kubectl(path, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}") == "alice"
+    )
+    assert localcluster.kubectl(path, "auth", "can-i", "*", "*").strip() == "yes"
+    alice = kubeconfig.load(path)
+    sup = kubeconfig.load(super_cluster.kubeconfig)
+    async with Client(
+        kubeconfig.Credentials(sup.server, sup.ca_pem, alice.cert_pem, alice.key_pem), attempts=1
+    ) as c:
+        with pytest.raises(ApiError) as err:
+            await c.list(r.NAMESPACES)
+        assert err.value.status == 401
+    # The CLI prints the same kind of kubeconfig.
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tispace",
+            "kubeconfig",
+            "users",
+            "--user",
+            "bob",
+            "--super-kubeconfig",
+            str(super_cluster.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (
+        yaml.safe_load(out.stdout)["clusters"][0]["cluster"]["server"] == kubeconfig.load(t.kubeconfig).server
+    )
+
+
+async def test_delete_leaves_no_process_etcd_key_or_namespace(
+    manager: ManagerProc, super_client: Client, super_cluster: localcluster.SuperCluster
+) -> None:
+    await super_client.create(r.VIRTUALCLUSTERS, tenants.virtual_cluster("gone"), "default")
+    await tenants.wait_phase(super_client, "gone", "default")
+    root = await tenants.root_of(super_client, "gone", "default")
+    running = _tenant_procs(super_cluster, root)
+    assert running and all(procs.alive(p) for p in running)
+    assert await count_etcd_prefix(_etcd(super_cluster), f"/tenants/{root}/") > 0
+
+    await super_client.delete(r.VIRTUALCLUSTERS, "gone", "default")
+    await tenants.wait_gone(super_client, "gone", "default")
+    assert not any(procs.alive(p) for p in running)
+    assert await count_etcd_prefix(_etcd(super_cluster), f"/tenants/{root}/") == 0
+    assert await super_client.get_or_none(r.NAMESPACES, root) is None
+    assert not (super_cluster.dir / "tenants" / root).exists()
+
+
+async def test_manager_restart_adopts_without_duplicates_and_crashed_apiserver_returns(
+    tenant_factory, manager: ManagerProc, super_client: Client, super_cluster: localcluster.SuperCluster
+) -> None:
+    t: TenantHandle = await tenant_factory("sturdy")
+    before = {p.name: p for p in _tenant_procs(super_cluster, t.root)}
+    manager.kill()
+    manager.start()
+
+    # The new manager adopted the running processes: it restarts the apiserver we kill...
+    api = before["kube-apiserver"]
+    os.kill(api.pid, signal.SIGKILL)
+
+    async def restarted() -> bool:
+        now = next(p for p in _tenant_procs(super_cluster, t.root) if p.name == "kube-apiserver")
+        return (
+            now.pid != api.pid
+            and procs.alive(now)
+            and procs.healthy(f"{kubeconfig.load(t.kubeconfig).server}/readyz")
+        )
+
+    await eventually(restarted, timeout=90, what="tenant apiserver restarted")
+    # ...and never started a duplicate of what kept running.
+    after = {p.name: p for p in _tenant_procs(super_cluster, t.root)}
+    assert after["kube-controller-manager"].pid == before["kube-controller-manager"].pid
+    apiservers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_apiserver_of(p, t.root)]
+    assert len(apiservers) == 1
+    assert "default" in t.kubectl("get", "namespaces", "-o", "name")
+
+    async def degraded_then_recovered() -> bool:
+        out = localcluster.kubectl(
+            super_cluster.kubeconfig,
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector=involvedObject.name=sturdy",
+            "-o",
+            "json",
+        )
+        return {"ControlPlaneDegraded", "Recovered"} <= {e["reason"] for e in json.loads(out)["items"]}
+
+    await eventually(degraded_then_recovered, what="Degraded and Recovered events")
+    vc = await super_client.get(r.VIRTUALCLUSTERS, "sturdy", "default")
+    assert {c["type"]: c["status"] for c in vc["status"]["conditions"]}["ControlPlaneReady"] == "True"
+
+
+def _is_apiserver_of(proc_dir: Path, root: str) -> bool:
+    try:
+        cmd = (proc_dir / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return "kube-apiserver" in cmd and f"/tenants/{root}/registry" in cmd
+
+
+async def test_unknown_cluster_version_is_an_error_until_it_exists(
+    manager: ManagerProc, super_client: Client
+) -> None:
+    await super_client.create(r.VIRTUALCLUSTERS, tenants.virtual_cluster("later", version="v9.9"), "default")
+    vc = await tenants.wait_phase(super_client, "later", "default", phases=("Error",), timeout=60)
+    assert vc["status"]["reason"] == "ClusterVersionNotFound"
+    assert "v9.9" in vc["status"]["message"]
+    await super_client.create(r.CLUSTERVERSIONS, tenants.cluster_version("v9.9"))
+    await tenants.wait_phase(super_client, "later", "default", timeout=120)
+    await super_client.delete(r.VIRTUALCLUSTERS, "later", "default")
+    await tenants.wait_gone(super_client, "later", "default")
+
+
+async def test_bad_input_ends_in_clear_states(manager: ManagerProc, super_client: Client) -> None:
+    long_name = "n" * 50
+    await super_client.create(r.NAMESPACES, {"metadata": {"name": "a-team-with-a-long-namespace"}})
+    await super_client.create(
+        r.VIRTUALCLUSTERS,
+        tenants.virtual_cluster(long_name, "a-team-with-a-long-namespace"),
+        "a-team-with-a-long-namespace",
+    )
+    vc = await tenants.wait_phase(super_client, long_name, "a-team-with-a-long-namespace", phases=("Error",))
+    assert vc["status"]["reason"] == "InvalidName" and "at most 55 characters" in vc["status"]["message"]
+    await super_client.delete(r.VIRTUALCLUSTERS, long_name, "a-team-with-a-long-namespace")
+    await tenants.wait_gone(super_client, long_name, "a-team-with-a-long-namespace")
+
+    # Invalid spec is refused by the API schema; a second object of the same name by the API server.
+    with pytest.raises(ApiError) as err:
+        await super_client.create(
+            r.VIRTUALCLUSTERS, tenants.virtual_cluster("bad", pkiExpireDays=0), "default"
+        )
+    assert err.value.status == 422
+    with pytest.raises(ApiError) as err:
+        await super_client.create(
+            r.VIRTUALCLUSTERS, tenants.virtual_cluster("bad", provisioner="import"), "default"
+        )
+    assert err.value.status == 422 and "importKubeconfigSecret" in err.value.message
+
+
+async def test_native_provisioner_renders_a_valid_control_plane(
+    manager: ManagerProc, super_client: Client
+) -> None:
+    await super_client.create(
+        r.VIRTUALCLUSTERS, tenants.virtual_cluster("nat", provisioner="native"), "default"
+    )
+    vc = await tenants.wait_phase(
+        super_client, "nat", "default", phases=("Provisioning", "Running"), timeout=60
+    )
+    root = vc["status"]["clusterNamespace"]
+    from vc_manager.provisioners import native
+
+    sts = await eventually(
+        lambda: super_client.get_or_none(native.STATEFULSETS, "apiserver", root), what="sts"
+    )
+    args = sts["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--enable-aggregator-routing=true" in args
+    for name in ("etcd", "controller-manager"):
+        assert await super_client.get_or_none(native.STATEFULSETS, name, root)
+    for name in ("etcd", "apiserver"):
+        assert await super_client.get_or_none(r.SERVICES, name, root)
+    # Server-side dry-run of the rendered objects succeeds against the real API.
+    tenant = await manager_tenant(super_client, "nat")
+    for obj in native.render(tenant, "10.96.0.0/16"):
+        await super_client.request(
+            "PATCH",
+            native._resource(obj).path(root, obj["metadata"]["name"]),
+            params={"dryRun": "All", "fieldManager": "test", "force": "true"},
+            body=obj,
+            content_type="application/apply-patch+yaml",
+        )
+    # KWOK plays the StatefulSets' pods, so the super cluster reports them ready and the tenant is Running.
+    vc = await tenants.wait_phase(super_client, "nat", "default", timeout=60)
+    assert vc["status"]["apiServerEndpoint"] == f"https://apiserver.{root}.svc:6443"
+    await super_client.delete(r.VIRTUALCLUSTERS, "nat", "default")
+    await tenants.wait_gone(super_client, "nat", "default")
+    assert await super_client.get_or_none(r.NAMESPACES, root) is None
+
+
+async def manager_tenant(client: Client, name: str):
+    from vc_manager.tenant import Tenant
+
+    vc = await client.get(r.VIRTUALCLUSTERS, name, "default")
+    cv = await client.get(r.CLUSTERVERSIONS, vc["spec"]["clusterVersionName"])
+    return Tenant(
+        name=name, namespace="default", uid=vc["metadata"]["uid"], spec=vc["spec"], version=cv["spec"]
+    )
+
+
+async def test_import_provisioner_adopts_an_existing_cluster(tenant_factory, super_client: Client) -> None:
+    source: TenantHandle = await tenant_factory("source")
+    await super_client.create(
+        r.SECRETS,
+        {
+            "metadata": {"name": "source-kubeconfig"},
+            "data": {"kubeconfig": base64.b64encode(source.kubeconfig.read_bytes()).decode()},
+        },
+        "default",
+    )
+    await super_client.create(
+        r.VIRTUALCLUSTERS,
+        tenants.virtual_cluster("imported", provisioner="import", importKubeconfigSecret="source-kubeconfig"),
+        "default",
+    )
+    await tenants.wait_phase(super_client, "imported", "default", timeout=60)
+    admin = await tenants.admin_kubeconfig(super_client, "imported", "default")
+    assert kubeconfig.credentials(admin).server == kubeconfig.load(source.kubeconfig).server
+    await super_client.delete(r.VIRTUALCLUSTERS, "imported", "default")
+    await tenants.wait_gone(super_client, "imported", "default")
+    assert "default" in source.kubectl(
+        "get", "namespaces", "-o", "name"
+    )  # the imported cluster was left alone

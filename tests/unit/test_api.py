@@ -1,0 +1,33 @@
+from pathlib import Path
+
+import yaml
+
+from tispace import api
+
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "crd"
+
+
+def test_committed_crds_match_the_code() -> None:
+    for name, crd in api.crds().items():
+        assert (CONFIG / name).read_text() == api.dump(crd), (
+            "regenerate with `python -m tispace.api config/crd`"
+        )
+
+
+def test_virtualcluster_columns_and_status() -> None:
+    crd = api.crds()["virtualclusters.yaml"]
+    version = crd["spec"]["versions"][0]
+    assert [c["name"] for c in version["additionalPrinterColumns"]][:3] == ["Phase", "Version", "Owner"]
+    assert version["subresources"] == {"status": {}}
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert status["phase"]["enum"] == [p.value for p in api.Phase]
+
+
+def test_samples_use_only_fields_the_schema_knows() -> None:
+    samples = Path(__file__).resolve().parents[2] / "config" / "samples"
+    schemas = {"VirtualCluster": api.VIRTUALCLUSTER_SPEC, "ClusterVersion": api.CLUSTERVERSION_SPEC}
+    for f in samples.glob("*.yaml"):
+        doc = yaml.safe_load(f.read_text())
+        spec_schema = schemas[doc["kind"]]
+        assert set(doc["spec"]) <= set(spec_schema["properties"]), f
+        assert set(spec_schema.get("required", [])) <= set(doc["spec"]), f

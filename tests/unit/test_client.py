@@ -1,0 +1,78 @@
+"""The client layer against a small loopback HTTP server: retries, errors, watch framing."""
+
+import asyncio
+
+import orjson
+import pytest
+from aiohttp import web
+
+from tispace import kubeconfig
+from tispace.kube import resources as r
+from tispace.kube.client import ApiError, Client
+
+
+@pytest.fixture
+async def server():
+    calls: dict[str, int] = {}
+
+    async def flaky(request: web.Request) -> web.Response:
+        calls["flaky"] = calls.get("flaky", 0) + 1
+        if calls["flaky"] < 3:
+            return web.json_response({"reason": "ServiceUnavailable", "message": "later"}, status=503)
+        return web.json_response({"metadata": {"name": "ok"}})
+
+    async def missing(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.01)
+        return web.json_response({"reason": "NotFound", "message": "nope"}, status=404)
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        big = {"type": "ADDED", "object": {"metadata": {"name": "x" * 300_000}}}
+        data = orjson.dumps(big) + b"\n" + orjson.dumps({"type": "BOOKMARK", "object": {}}) + b"\n"
+        for i in range(0, len(data), 4096):  # split across chunks, as a real server may
+            await resp.write(data[i : i + 4096])
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/default/pods/flaky", flaky)
+    app.router.add_get("/api/v1/namespaces/default/pods/missing", missing)
+    app.router.add_get("/api/v1/pods", watch)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client = Client(kubeconfig.Credentials(server=f"http://127.0.0.1:{port}", ca_pem=b""))
+    yield client, calls
+    await client.close()
+    await runner.cleanup()
+
+
+async def test_transient_errors_are_retried(server) -> None:
+    client, calls = server
+    assert (await client.get(r.PODS, "flaky", "default"))["metadata"]["name"] == "ok"
+    assert calls["flaky"] == 3
+
+
+async def test_concurrent_failures_each_raise_their_own_error(server) -> None:
+    client, _ = server
+    results = await asyncio.gather(
+        *(client.get(r.PODS, "missing", "default") for _ in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(e, ApiError) and e.status == 404 and e.reason == "NotFound" for e in results)
+    assert await client.get_or_none(r.PODS, "missing", "default") is None
+
+
+async def test_watch_reassembles_lines_across_chunks(server) -> None:
+    client, _ = server
+    events = [e async for e in client.watch(r.PODS, resource_version="1")]
+    assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
+    assert len(events[0]["object"]["metadata"]["name"]) == 300_000
+
+
+def test_paths() -> None:
+    assert r.PODS.path("ns", "p", "log") == "/api/v1/namespaces/ns/pods/p/log"
+    assert r.NODES.path(None, "n") == "/api/v1/nodes/n"
+    assert r.VIRTUALCLUSTERS.path("team") == "/apis/tenancy.x-k8s.io/v1alpha1/namespaces/team/virtualclusters"
+    assert r.NAMESPACES.path("ignored") == "/api/v1/namespaces"

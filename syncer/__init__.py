@@ -1,0 +1,1 @@
+"""syncer: mirrors every tenant's objects into the super cluster and status back up."""

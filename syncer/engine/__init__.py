@@ -1,0 +1,1 @@
+"""The generic machinery: informers, the fair queue, the reconcile loop. Kind-agnostic."""

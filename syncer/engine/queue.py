@@ -1,0 +1,131 @@
+"""A work queue fair across tenants, with client-go workqueue semantics per key.
+
+Keys are deduplicated while waiting; a key being processed is never handed to a second
+worker (a change during processing marks it dirty and it is queued again on `done`).
+Tenants are served by weighted round robin: each turn a tenant may hand out up to its
+weight in keys before the next tenant's turn, so one noisy tenant cannot starve the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass
+class _TenantQueue(Generic[K]):
+    weight: int
+    keys: deque[K] = field(default_factory=deque)
+    credit: int = 0
+
+
+class FairQueue(Generic[K]):
+    def __init__(self) -> None:
+        self._tenants: dict[str, _TenantQueue[K]] = {}
+        self._ring: deque[str] = deque()
+        self._queued: set[tuple[str, K]] = set()
+        self._processing: set[tuple[str, K]] = set()
+        self._dirty: set[tuple[str, K]] = set()
+        self._ready = asyncio.Condition()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._closed = False
+
+    def set_weight(self, tenant: str, weight: int) -> None:
+        tq = self._tenants.get(tenant)
+        if tq is None:
+            self._tenants[tenant] = _TenantQueue(weight=max(1, weight))
+            self._ring.append(tenant)
+        else:
+            tq.weight = max(1, weight)
+
+    def remove_tenant(self, tenant: str) -> None:
+        """Forget a tenant's waiting keys (keys in flight finish normally)."""
+        tq = self._tenants.pop(tenant, None)
+        if tq is None:
+            return
+        self._ring.remove(tenant)
+        for key in tq.keys:
+            self._queued.discard((tenant, key))
+        self._dirty = {item for item in self._dirty if item[0] != tenant}
+
+    def depth(self, tenant: str | None = None) -> int:
+        if tenant is not None:
+            tq = self._tenants.get(tenant)
+            return len(tq.keys) if tq else 0
+        return len(self._queued)
+
+    def tenants(self) -> list[str]:
+        return list(self._tenants)
+
+    async def put(self, tenant: str, key: K) -> None:
+        async with self._ready:
+            self._put_locked(tenant, key)
+
+    def _put_locked(self, tenant: str, key: K) -> None:
+        item = (tenant, key)
+        tq = self._tenants.get(tenant)
+        if tq is None or item in self._queued:
+            return
+        if item in self._processing:
+            self._dirty.add(item)
+            return
+        self._queued.add(item)
+        tq.keys.append(key)
+        self._ready.notify()
+
+    def put_after(self, tenant: str, key: K, delay: float) -> None:
+        """Queue `key` again after `delay` seconds (retries with backoff)."""
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            if not self._closed:
+                loop.create_task(self.put(tenant, key))
+
+        handle = loop.call_later(delay, fire)
+        self._timers.add(handle)
+
+    def _next_locked(self) -> tuple[str, K] | None:
+        for _ in range(2 * len(self._ring)):  # a full turn, plus one to refill spent credit
+            tenant = self._ring[0]
+            tq = self._tenants[tenant]
+            if tq.keys and tq.credit < tq.weight:
+                tq.credit += 1
+                key = tq.keys.popleft()
+                return tenant, key
+            tq.credit = 0
+            self._ring.rotate(-1)
+        return None
+
+    async def get(self) -> tuple[str, K]:
+        """The next key, in fair order; waits while the queue is empty."""
+        async with self._ready:
+            while True:
+                if self._closed:
+                    raise asyncio.CancelledError
+                item = self._next_locked()
+                if item is not None:
+                    self._queued.discard(item)
+                    self._processing.add(item)
+                    return item
+                await self._ready.wait()
+
+    async def done(self, tenant: str, key: K) -> None:
+        async with self._ready:
+            item = (tenant, key)
+            self._processing.discard(item)
+            if item in self._dirty:
+                self._dirty.discard(item)
+                self._put_locked(tenant, key)
+
+    async def close(self) -> None:
+        async with self._ready:
+            self._closed = True
+            for t in self._timers:
+                t.cancel()
+            self._ready.notify_all()

@@ -1,0 +1,74 @@
+import asyncio
+from collections import Counter
+
+from syncer.engine.queue import FairQueue
+
+
+async def test_dedup_while_waiting() -> None:
+    q: FairQueue[str] = FairQueue()
+    q.set_weight("a", 1)
+    for _ in range(3):
+        await q.put("a", "k")
+    assert q.depth() == 1
+    assert await q.get() == ("a", "k")
+    assert q.depth() == 0
+
+
+async def test_key_in_flight_is_not_handed_out_twice_but_requeued_when_dirty() -> None:
+    q: FairQueue[str] = FairQueue()
+    q.set_weight("a", 1)
+    await q.put("a", "k")
+    assert await q.get() == ("a", "k")
+    await q.put("a", "k")  # changed while processing
+    assert q.depth() == 0
+    await q.done("a", "k")
+    assert q.depth() == 1
+    assert await q.get() == ("a", "k")
+
+
+async def test_noisy_tenant_does_not_starve_quiet_ones() -> None:
+    q: FairQueue[int] = FairQueue()
+    for t in ("noisy", "quiet1", "quiet2"):
+        q.set_weight(t, 1)
+    for i in range(1000):
+        await q.put("noisy", i)
+    await q.put("quiet1", 0)
+    await q.put("quiet2", 0)
+    first = [(await q.get())[0] for _ in range(3)]
+    assert sorted(first) == ["noisy", "quiet1", "quiet2"]
+
+
+async def test_weights_share_the_workers() -> None:
+    q: FairQueue[int] = FairQueue()
+    q.set_weight("heavy", 3)
+    q.set_weight("light", 1)
+    for i in range(100):
+        await q.put("heavy", i)
+        await q.put("light", i)
+    got = Counter([(await q.get())[0] for _ in range(40)])
+    assert got == {"heavy": 30, "light": 10}
+
+
+async def test_unknown_or_removed_tenant_keys_are_dropped() -> None:
+    q: FairQueue[str] = FairQueue()
+    await q.put("nobody", "k")
+    assert q.depth() == 0
+    q.set_weight("a", 1)
+    await q.put("a", "k")
+    q.remove_tenant("a")
+    assert q.depth() == 0 and q.tenants() == []
+
+
+async def test_put_after_and_close() -> None:
+    q: FairQueue[str] = FairQueue()
+    q.set_weight("a", 1)
+    q.put_after("a", "later", 0.01)
+    assert await asyncio.wait_for(q.get(), 1) == ("a", "later")
+    waiter = asyncio.create_task(q.get())
+    await asyncio.sleep(0)
+    await q.close()
+    try:
+        await waiter
+    except asyncio.CancelledError:
+        pass
+    assert waiter.done()

@@ -147,6 +147,32 @@ def manager(
     )
 
 
+@app.command()
+def syncer(
+    super_kubeconfig: Annotated[Path, typer.Option(help="Super cluster to sync into.")],
+    port: Annotated[int, typer.Option(help="127.0.0.1 port for /healthz, /metrics, /status.")] = 0,
+    workers: Annotated[int, typer.Option(help="Concurrent reconciles across tenants.")] = 20,
+    vn_agent_port: Annotated[
+        int, typer.Option(help="Port virtual nodes advertise for the kubelet API.")
+    ] = 10250,
+    runtime_class: Annotated[str, typer.Option(help="RuntimeClass of every tenant pod.")] = "kata",
+    verbose: bool = False,
+) -> None:
+    """Run the syncer in the foreground (`tispace up` starts it in the background)."""
+    from syncer import main
+    from syncer.engine.tenant import SyncerOptions
+
+    main.main(
+        main.Settings(
+            super_kubeconfig=super_kubeconfig.resolve(),
+            port=port,
+            workers=workers,
+            options=SyncerOptions(runtime_class=runtime_class, vn_agent_port=vn_agent_port),
+        ),
+        verbose=verbose,
+    )
+
+
 @app.command("kubeconfig")
 def kubeconfig_cmd(
     name: Annotated[str, typer.Argument(help="VirtualCluster name.")],

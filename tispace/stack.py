@@ -106,6 +106,18 @@ class Stack:
             ],
             progress,
         )
+        self._ensure_own(
+            "syncer",
+            lambda port: [
+                sys.executable,
+                "-m",
+                "tispace",
+                "syncer",
+                f"--super-kubeconfig={self.super_kubeconfig}",
+                f"--port={port}",
+            ],
+            progress,
+        )
         if sample:
             progress(f"creating the sample tenant {SAMPLE_TENANT!r} (VirtualCluster default/{SAMPLE_TENANT})")
             asyncio.run(self._sample_tenant(progress))

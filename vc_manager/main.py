@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import kopf
 
-from tispace import kubeconfig
+from tispace import kubeconfig, logs
 from tispace.kube.client import Client
 from vc_manager import handlers
 from vc_manager.manager import Manager
@@ -33,9 +32,5 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
 
 
 def main(settings: Settings, verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL)
+    logs.setup(verbose)
     asyncio.run(run(settings))

@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 from collections import Counter
 
 from syncer.engine.queue import FairQueue
@@ -67,8 +68,6 @@ async def test_put_after_and_close() -> None:
     waiter = asyncio.create_task(q.get())
     await asyncio.sleep(0)
     await q.close()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await waiter
-    except asyncio.CancelledError:
-        pass
     assert waiter.done()

@@ -1,0 +1,124 @@
+"""List + watch one resource into a dict cache, telling a callback which keys changed.
+
+Watches resume from the last resourceVersion (bookmarks keep it fresh); a 410 Gone or an
+expired resourceVersion means a relist, after which keys that vanished meanwhile are
+reported as deleted. Failures back off with jitter and never end the informer: an
+unreachable cluster only delays its own informers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from tispace.kube.client import ApiError, Client
+from tispace.kube.resources import Resource
+
+Key = tuple[str, str]
+"""(namespace, name); namespace is '' for cluster-scoped objects."""
+OnChange = Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]
+"""Called with (key, old, new); new is None when the object was deleted."""
+
+log = logging.getLogger("syncer.informer")
+
+
+def key_of(obj: dict[str, Any]) -> Key:
+    meta = obj["metadata"]
+    return meta.get("namespace", ""), meta["name"]
+
+
+def _slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """Drop managedFields before caching: a quarter of a pod's memory, never read."""
+    obj["metadata"].pop("managedFields", None)
+    return obj
+
+
+class Informer:
+    def __init__(
+        self,
+        client: Client,
+        resource: Resource,
+        on_change: OnChange,
+        *,
+        label_selector: str = "",
+        name: str = "",
+    ) -> None:
+        self.client = client
+        self.resource = resource
+        self.on_change = on_change
+        self.label_selector = label_selector
+        self.name = name or f"{client.name}/{resource.plural}"
+        self.cache: dict[Key, dict[str, Any]] = {}
+        self.synced = asyncio.Event()
+        self.relists = 0
+        self._rv = ""
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.cache.get((namespace, name))
+
+    async def _relist(self) -> None:
+        listing = await self.client.list(self.resource, label_selector=self.label_selector)
+        fresh = {key_of(o): _slim(o) for o in listing["items"]}
+        old = self.cache
+        self.cache = fresh
+        self._rv = listing["metadata"]["resourceVersion"]
+        self.relists += 1
+        for key, obj in fresh.items():
+            prev = old.get(key)
+            if prev is None or prev["metadata"].get("resourceVersion") != obj["metadata"].get(
+                "resourceVersion"
+            ):
+                self.on_change(key, prev, obj)
+        for key in old.keys() - fresh.keys():
+            self.on_change(key, old[key], None)
+        self.synced.set()
+
+    async def _watch(self) -> None:
+        async for event in self.client.watch(
+            self.resource, resource_version=self._rv, label_selector=self.label_selector
+        ):
+            etype, obj = event.get("type"), event.get("object") or {}
+            if etype == "ERROR":
+                if obj.get("code") == 410:
+                    raise ApiError(410, obj, "WATCH", self.resource.plural)
+                raise ApiError(int(obj.get("code") or 500), obj, "WATCH", self.resource.plural)
+            self._rv = obj.get("metadata", {}).get("resourceVersion", self._rv)
+            if etype == "BOOKMARK":
+                continue
+            key = key_of(obj)
+            prev = self.cache.get(key)
+            if etype == "DELETED":
+                self.cache.pop(key, None)
+                self.on_change(key, prev, None)
+            else:
+                self.cache[key] = _slim(obj)
+                self.on_change(key, prev, obj)
+
+    async def run(self) -> None:
+        """List, then watch forever; relist on 410 and after failures (with backoff)."""
+        delay = 0.0
+        need_list = True
+        while True:
+            try:
+                if need_list:
+                    await self._relist()
+                    need_list = False
+                await self._watch()
+                delay = 0.0  # a watch that ended normally (server timeout): resume from _rv
+            except asyncio.CancelledError:
+                raise
+            except ApiError as e:
+                need_list = True
+                if e.status == 410:
+                    log.info("watch expired, relisting", extra={"informer": self.name})
+                    continue
+                delay = min(30.0, max(0.5, delay * 2))
+                log.warning("informer %s: %s; retry in %.1fs", self.name, e, delay)
+            except Exception as e:  # noqa: BLE001 - any transport failure: back off, relist, go on
+                need_list = True
+                delay = min(30.0, max(0.5, delay * 2))
+                log.warning("informer %s: %s: %s; retry in %.1fs", self.name, type(e).__name__, e, delay)
+            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))

@@ -1,0 +1,173 @@
+"""The pod's way up: binding to virtual nodes, status, refusals, lost pods, tenant tokens."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+from syncer.engine.tenant import TenantRuntime
+from syncer.resources import nodes, pods
+from syncer.resources.context import Refused
+from tispace import naming
+from tispace.kube import resources as r
+from tispace.kube.client import ApiError, Client
+
+log = logging.getLogger("syncer.pods")
+TOKEN_SECONDS = 86400
+
+
+async def tenant_event(t: TenantRuntime, obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
+    meta = obj["metadata"]
+    ns = meta.get("namespace") or "default"
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": ns},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion", "v1"),
+            "kind": obj.get("kind", "Pod"),
+            "name": meta["name"],
+            "namespace": ns,
+            "uid": meta.get("uid"),
+        },
+        "type": etype,
+        "reason": reason,
+        "message": message,
+        "source": {"component": "tispace-syncer"},
+        "firstTimestamp": nodes.micro_now()[:19] + "Z",
+        "lastTimestamp": nodes.micro_now()[:19] + "Z",
+        "count": 1,
+    }
+    try:
+        await t.client.create(r.EVENTS, event, ns)
+    except ApiError as e:
+        log.warning("event for %s/%s not recorded: %s", ns, meta["name"], e, extra={"tenant": t.name})
+
+
+async def set_status(t: TenantRuntime, pod: dict[str, Any], status: dict[str, Any]) -> None:
+    meta = pod["metadata"]
+    await t.client.patch(
+        r.PODS,
+        meta["name"],
+        {"metadata": {"uid": meta["uid"]}, "status": status},
+        meta["namespace"],
+        subresource="status",
+    )
+
+
+async def refuse(t: TenantRuntime, pod: dict[str, Any], why: Refused) -> None:
+    if (pod.get("status") or {}).get("reason") == why.reason:
+        return
+    await set_status(t, pod, pods.refused_status(why))
+    await tenant_event(t, pod, "Warning", why.reason, why.message)
+
+
+async def mark_lost(t: TenantRuntime, pod: dict[str, Any]) -> None:
+    await set_status(t, pod, pods.lost_status())
+    await tenant_event(t, pod, "Warning", "Evicted", pods.lost_status()["message"])
+
+
+async def ensure_token(t: TenantRuntime, super_client: Client, pod: dict[str, Any], super_ns: str) -> None:
+    """A token signed by the tenant for the pod's service account, as a super secret the pod mounts."""
+    meta = pod["metadata"]
+    name = pods.token_secret_name(meta["name"])
+    existing = await super_client.get_or_none(r.SECRETS, name, super_ns)
+    if existing and existing["metadata"].get("annotations", {}).get(naming.ANN_UID) == meta["uid"]:
+        return
+    sa = pod["spec"].get("serviceAccountName") or "default"
+    req = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {
+            "expirationSeconds": TOKEN_SECONDS,
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
+        },
+    }
+    token = await t.client.request("POST", r.SERVICEACCOUNTS.path(meta["namespace"], sa, "token"), body=req)
+    secret: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "namespace": super_ns,
+            "labels": {naming.MANAGED_BY: naming.MANAGED_BY_VALUE, naming.LABEL_TENANT: t.ctx.root},
+            "annotations": {
+                naming.ANN_CLUSTER: t.ctx.root,
+                naming.ANN_UID: meta["uid"],
+                naming.ANN_NAMESPACE: meta["namespace"],
+                naming.ANN_NAME: name,
+            },
+        },
+        "data": {pods.TOKEN_KEY: base64.b64encode(token["status"]["token"].encode()).decode()},
+    }
+    if existing:
+        await super_client.replace(
+            r.SECRETS,
+            {
+                **secret,
+                "metadata": {
+                    **secret["metadata"],
+                    "resourceVersion": existing["metadata"]["resourceVersion"],
+                },
+            },
+        )
+    else:
+        await super_client.create(r.SECRETS, secret, super_ns)
+
+
+async def own_token(super_client: Client, super_pod: dict[str, Any]) -> None:
+    """Let the super garbage collector remove the token secret with its pod."""
+    meta = super_pod["metadata"]
+    ref = {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}
+    try:
+        await super_client.patch(
+            r.SECRETS,
+            pods.token_secret_name(meta["name"]),
+            {"metadata": {"ownerReferences": [ref]}},
+            meta["namespace"],
+        )
+    except ApiError as e:
+        if e.status != 404:
+            raise
+
+
+async def ensure_vnode(t: TenantRuntime, super_node: dict[str, Any] | None, name: str) -> None:
+    if t.nodes.get("", name) is not None:
+        t.vnode_idle_since.pop(name, None)
+        return
+    if super_node is None:
+        raise ApiError(404, {"message": f"super node {name} not found"}, "GET", name)
+    try:
+        await t.client.create(r.NODES, nodes.virtual_node(super_node, t.ctx))
+    except ApiError as e:
+        if e.status != 409:
+            raise
+    log.info("virtual node %s created", name, extra={"tenant": t.name})
+
+
+async def up(
+    t: TenantRuntime, tenant_pod: dict[str, Any], super_pod: dict[str, Any], super_node: dict[str, Any] | None
+) -> None:
+    """Bind the tenant pod where the super pod was scheduled, then copy status."""
+    node = super_pod["spec"].get("nodeName")
+    meta = tenant_pod["metadata"]
+    if node and not tenant_pod["spec"].get("nodeName"):
+        await ensure_vnode(t, super_node, node)
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": meta["name"], "uid": meta["uid"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        try:
+            await t.client.request(
+                "POST", r.PODS.path(meta["namespace"], meta["name"], "binding"), body=binding
+            )
+        except ApiError as e:
+            if e.status != 409:  # already bound: fine
+                raise
+    want = pods.status_up(super_pod, t.ctx)
+    if want and pods.status_differs(want, tenant_pod):
+        await set_status(t, tenant_pod, want)

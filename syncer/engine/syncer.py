@@ -1,0 +1,337 @@
+"""The syncer: one process, every tenant, one fair queue, one generic reconcile.
+
+Tenants come and go with their VirtualClusters. Each tenant's informers and the super
+cluster's (filtered by the managed-by label) feed keys into the fair queue; workers
+reconcile a key from both caches, idempotently, in both directions. Nothing is deleted from
+the super cluster because a tenant is unreachable: only an observed tenant delete, or a
+super object whose tenant object is gone from a synced cache, leads to a super delete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from syncer.engine import podsync
+from syncer.engine.informer import Informer, Key
+from syncer.engine.queue import FairQueue
+from syncer.engine.tenant import SyncerOptions, TenantRuntime, WorkKey
+from syncer.resources import nodes, pods
+from syncer.resources.context import Refused
+from syncer.resources.table import KINDS, Kind
+from tispace import api, naming
+from tispace.kube import resources as r
+from tispace.kube.client import ApiError, Client
+
+log = logging.getLogger("syncer")
+RETRY_STATUSES = frozenset({403, 404, 409, 429, 500, 502, 503, 504})
+NODE_PERIOD = 10.0
+VNODE_GRACE = 30.0
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.depth = Gauge(
+            "tispace_syncer_queue_depth", "Keys waiting, per tenant", ["tenant"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "tispace_syncer_sync_seconds",
+            "Reconcile time per key",
+            ["tenant", "kind"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "tispace_syncer_errors_total",
+            "Failed reconciles",
+            ["tenant", "kind", "reason"],
+            registry=self.registry,
+        )
+        self.tenants = Gauge("tispace_syncer_tenants", "Tenants served", registry=self.registry)
+
+
+class Syncer:
+    def __init__(self, super_client: Client, opts: SyncerOptions, *, workers: int = 20) -> None:
+        self.super = super_client
+        self.opts = opts
+        self.workers = workers
+        self.queue: FairQueue[WorkKey] = FairQueue()
+        self.metrics = Metrics()
+        self.tenants: dict[str, TenantRuntime] = {}
+        self._by_root: dict[str, str] = {}
+        self._failures: dict[tuple[str, WorkKey], int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._vc_lock = asyncio.Lock()
+        self.super_informers = {
+            kind.name: Informer(
+                super_client,
+                kind.resource,
+                self._on_super(kind),
+                label_selector=naming.MANAGED_SELECTOR,
+                name=f"super/{kind.name}",
+            )
+            for kind in KINDS.values()
+        }
+        self.super_nodes = Informer(super_client, r.NODES, self._on_super_node, name="super/Node")
+        self.vcs = Informer(super_client, r.VIRTUALCLUSTERS, self._on_vc, name="super/VirtualCluster")
+
+    # --- event routing -----------------------------------------------------------------------
+    def _enqueue(self, tenant: str, key: WorkKey) -> None:
+        asyncio.get_running_loop().create_task(self.queue.put(tenant, key))
+
+    def _on_super(self, kind: Kind) -> Any:
+        def changed(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+            owner = naming.tenant_key(new or old or {})
+            if owner is None:
+                return
+            tenant = self._by_root.get(owner[0])
+            if tenant:
+                self._enqueue(tenant, (kind.name, owner[1], owner[2]))
+
+        return changed
+
+    def _on_super_node(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        for t in self.tenants.values():
+            if t.nodes.get("", key[1]) is not None:
+                self._enqueue(t.name, ("Node", "", key[1]))
+
+    def _on_vc(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        asyncio.get_running_loop().create_task(self._reconcile_vc(f"{key[0]}/{key[1]}", new))
+
+    async def _reconcile_vc(self, name: str, vc: dict[str, Any] | None) -> None:
+        """Serve a tenant while its VirtualCluster is Running; stop serving (never delete) otherwise."""
+        async with self._vc_lock:
+            running = vc is not None and (vc.get("status") or {}).get("phase") == api.Phase.RUNNING
+            current = self.tenants.get(name)
+            if running and current is None:
+                assert vc is not None
+                try:
+                    t = await TenantRuntime.connect(vc, self.super, self.opts, self._enqueue)
+                except ApiError as e:
+                    log.warning("tenant %s not served yet: %s", name, e)
+                    return
+                self.tenants[name] = t
+                self._by_root[t.ctx.root] = name
+                self.queue.set_weight(name, t.weight)
+                t.start()
+                log.info("serving tenant %s (root %s)", name, t.ctx.root)
+            elif running and current is not None and vc is not None:
+                current.weight = int((vc.get("spec") or {}).get("syncWeight") or 1)
+                self.queue.set_weight(name, current.weight)
+            elif not running and current is not None:
+                self.tenants.pop(name)
+                self._by_root.pop(current.ctx.root, None)
+                self.queue.remove_tenant(name)
+                await current.stop()
+                log.info("stopped serving tenant %s", name)
+            self.metrics.tenants.set(len(self.tenants))
+
+    # --- reconcile ---------------------------------------------------------------------------
+    async def reconcile(self, t: TenantRuntime, key: WorkKey) -> None:
+        kind_name, ns, name = key
+        if kind_name == "Node":
+            await self._reconcile_node(t, name)
+            return
+        kind = KINDS[kind_name]
+        tenant_inf = t.informers[kind.name]
+        if not tenant_inf.synced.is_set() or not self.super_informers[kind.name].synced.is_set():
+            self.queue.put_after(t.name, key, 0.5)  # never act on a half-listed cache
+            return
+        tobj = tenant_inf.get(ns, name)
+        sns, sname = kind.super_location(ns, name, t.ctx)
+        sobj = self.super_informers[kind.name].get(sns, sname)
+        if sobj is not None and (naming.tenant_key(sobj) or ("",))[0] != t.ctx.root:
+            return  # not ours: never modified, never deleted
+        s_uid = (sobj or {}).get("metadata", {}).get("annotations", {}).get(naming.ANN_UID)
+
+        if tobj is None:
+            if sobj is not None:
+                await self.super.delete(kind.resource, sname, sns or None, uid=sobj["metadata"]["uid"])
+            return
+        tmeta = tobj["metadata"]
+        if tmeta.get("deletionTimestamp"):
+            await self._delete_down(t, kind, tobj, sobj, sns, sname)
+            return
+        if sobj is not None and s_uid != tmeta["uid"]:
+            # A recreated tenant object of the same name: the old super copy goes first.
+            await self.super.delete(
+                kind.resource, sname, sns or None, uid=sobj["metadata"]["uid"], grace_period=0
+            )
+            self.queue.put_after(t.name, key, 0.2)
+            return
+        if kind.name == "Pod" and sobj is None:
+            if (tobj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                return  # finished or refused pods are not re-created
+            if (tobj.get("status") or {}).get("hostIP"):
+                await podsync.mark_lost(t, tobj)
+                return
+        try:
+            desired = kind.to_super(tobj, t.ctx)
+        except Refused as why:
+            await podsync.refuse(t, tobj, why)
+            return
+        if sobj is None:
+            if kind.name == "Pod" and pods.needs_token(tobj):
+                await podsync.ensure_token(t, self.super, tobj, sns)
+            created = await self.super.create(kind.resource, desired, sns or None)
+            if kind.name == "Pod" and pods.needs_token(tobj):
+                await podsync.own_token(self.super, created)
+            return
+        patch = kind.patch_down(desired, sobj)
+        if patch:
+            await self.super.patch(kind.resource, sname, patch, sns or None)
+        if kind.status_up:
+            node = sobj["spec"].get("nodeName")
+            await podsync.up(t, tobj, sobj, self.super_nodes.get("", node) if node else None)
+
+    async def _delete_down(
+        self,
+        t: TenantRuntime,
+        kind: Kind,
+        tobj: dict[str, Any],
+        sobj: dict[str, Any] | None,
+        sns: str,
+        sname: str,
+    ) -> None:
+        tmeta = tobj["metadata"]
+        if sobj is not None:
+            if not sobj["metadata"].get("deletionTimestamp"):
+                await self.super.delete(
+                    kind.resource,
+                    sname,
+                    sns or None,
+                    uid=sobj["metadata"]["uid"],
+                    grace_period=tmeta.get("deletionGracePeriodSeconds"),
+                )
+            return
+        if kind.graceful:  # the super pod is gone: finish the tenant delete as a kubelet would
+            await t.client.delete(
+                kind.resource, tmeta["name"], tmeta.get("namespace"), grace_period=0, uid=tmeta["uid"]
+            )
+
+    async def _reconcile_node(self, t: TenantRuntime, name: str) -> None:
+        vnode = t.nodes.get("", name)
+        super_node = self.super_nodes.get("", name)
+        if vnode is None or super_node is None:
+            return
+        want = nodes.status(super_node, t.ctx)
+        if nodes.status_differs(want, vnode):
+            await t.client.patch(r.NODES, name, {"status": want}, subresource="status")
+
+    # --- workers and loops -------------------------------------------------------------------
+    async def _worker(self) -> None:
+        while True:
+            tenant, key = await self.queue.get()
+            t = self.tenants.get(tenant)
+            t0 = time.perf_counter()
+            try:
+                if t is not None:
+                    await self.reconcile(t, key)
+                self._failures.pop((tenant, key), None)
+            except ApiError as e:
+                self._fail(tenant, key, str(e.status), e, retry=e.status in RETRY_STATUSES)
+            except Exception as e:  # noqa: BLE001 - a bug or transport error must not kill the worker
+                self._fail(tenant, key, type(e).__name__, e, retry=True)
+            finally:
+                self.metrics.latency.labels(tenant, key[0]).observe(time.perf_counter() - t0)
+                await self.queue.done(tenant, key)
+
+    def _fail(self, tenant: str, key: WorkKey, reason: str, err: Exception, *, retry: bool) -> None:
+        self.metrics.errors.labels(tenant, key[0], reason).inc()
+        n = self._failures.get((tenant, key), 0) + 1
+        self._failures[(tenant, key)] = n
+        delay = min(60.0, 0.05 * 2**n)
+        level = logging.DEBUG if n < 4 else logging.WARNING
+        log.log(
+            level,
+            "sync %s %s/%s failed (%s)%s",
+            key[0],
+            key[1],
+            key[2],
+            err,
+            f"; retry in {delay:.2f}s" if retry else "",
+            extra={"tenant": tenant, "kind": key[0]},
+        )
+        if retry and tenant in self.tenants:
+            self.queue.put_after(tenant, key, delay)
+
+    async def _node_loop(self) -> None:
+        """Renew every virtual node's Lease; remove nodes no tenant pod uses any more."""
+        while True:
+            for t in list(self.tenants.values()):
+                if not t.nodes.synced.is_set():
+                    continue
+                now = nodes.micro_now()
+                for key in list(t.nodes.cache):
+                    name = key[1]
+                    try:
+                        if t.pods_on(name) == 0:
+                            idle = t.vnode_idle_since.setdefault(name, time.monotonic())
+                            if time.monotonic() - idle > VNODE_GRACE:
+                                await t.client.delete(r.NODES, name)
+                                t.vnode_idle_since.pop(name, None)
+                                continue
+                        else:
+                            t.vnode_idle_since.pop(name, None)
+                        await self._renew_lease(t, name, now)
+                    except (ApiError, OSError) as e:
+                        log.warning("virtual node %s: %s", name, e, extra={"tenant": t.name})
+            for tenant in self.queue.tenants():
+                self.metrics.depth.labels(tenant).set(self.queue.depth(tenant))
+            await asyncio.sleep(NODE_PERIOD)
+
+    async def _renew_lease(self, t: TenantRuntime, name: str, now: str) -> None:
+        try:
+            await t.client.patch(
+                r.LEASES,
+                name,
+                {
+                    "spec": {
+                        "renewTime": now,
+                        "holderIdentity": name,
+                        "leaseDurationSeconds": nodes.LEASE_SECONDS,
+                    }
+                },
+                "kube-node-lease",
+            )
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            await t.client.create(r.LEASES, nodes.lease(name, now), "kube-node-lease")
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "tenants": {
+                name: {
+                    "root": t.ctx.root,
+                    "queue": self.queue.depth(name),
+                    "synced": all(i.synced.is_set() for i in t.informers.values()),
+                }
+                for name, t in self.tenants.items()
+            },
+            "queue": self.queue.depth(),
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start every task (named), run until `stop`, then shut down in order."""
+        spawn = [(f"informer:{i.name}", i.run()) for i in [*self.super_informers.values(), self.super_nodes]]
+        spawn += [("informer:super/VirtualCluster", self.vcs.run()), ("node-loop", self._node_loop())]
+        spawn += [(f"worker-{n}", self._worker()) for n in range(self.workers)]
+        self._tasks = [asyncio.create_task(coro, name=name) for name, coro in spawn]
+        try:
+            await stop.wait()
+        finally:
+            await self.queue.close()
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for t in list(self.tenants.values()):
+                await t.stop()
+            self.tenants.clear()

@@ -1,0 +1,120 @@
+"""One tenant as the syncer holds it: its client, context, informers and virtual nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from syncer.engine.informer import Informer, Key
+from syncer.resources.context import TenantContext
+from syncer.resources.table import KINDS
+from tispace import kubeconfig, naming, tenantpki
+from tispace.kube import resources as r
+from tispace.kube.client import Client
+
+log = logging.getLogger("syncer.tenant")
+
+WorkKey = tuple[str, str, str]
+"""(kind, tenant namespace, tenant name)."""
+
+
+@dataclass(frozen=True)
+class SyncerOptions:
+    """Per-deployment knobs that shape every tenant's context."""
+
+    runtime_class: str = "kata"
+    dns_ip: str = "10.96.0.10"
+    vn_agent_host: str = "127.0.0.1"
+    vn_agent_port: int = 10250
+    scheduler_policy: dict[str, str] = field(default_factory=dict)
+
+
+def context_for(vc: dict[str, Any], admin: dict[str, Any], opts: SyncerOptions) -> TenantContext:
+    meta, spec = vc["metadata"], vc.get("spec") or {}
+    server = urlsplit(kubeconfig.credentials(admin).server)
+    return TenantContext(
+        root=naming.root_namespace(meta["namespace"], meta["name"], meta["uid"]),
+        vc_name=meta["name"],
+        vc_namespace=meta["namespace"],
+        cluster_domain=spec.get("clusterDomain") or "cluster.local",
+        opaque_prefixes=tuple(spec.get("opaqueMetaPrefixes") or ()),
+        transparent_prefixes=tuple(spec.get("transparentMetaPrefixes") or ()),
+        runtime_class=opts.runtime_class,
+        dns_ip=opts.dns_ip,
+        api_host=server.hostname or "kubernetes.default.svc",
+        api_port=server.port or 443,
+        vn_agent_host=opts.vn_agent_host,
+        vn_agent_port=opts.vn_agent_port,
+        scheduler_policy=opts.scheduler_policy,
+    )
+
+
+class TenantRuntime:
+    """Informers of one tenant feeding the shared queue; stopping it touches nothing in the super cluster."""
+
+    def __init__(
+        self,
+        name: str,
+        ctx: TenantContext,
+        client: Client,
+        weight: int,
+        enqueue: Callable[[str, WorkKey], None],
+    ) -> None:
+        self.name = name
+        self.ctx = ctx
+        self.client = client
+        self.weight = weight
+        self._enqueue = enqueue
+        self.informers: dict[str, Informer] = {
+            kind.name: Informer(client, kind.resource, self._on_change(kind.name), name=f"{name}/{kind.name}")
+            for kind in KINDS.values()
+        }
+        self.nodes = Informer(client, r.NODES, lambda *_: None, name=f"{name}/Node")
+        self.vnode_idle_since: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def connect(
+        cls,
+        vc: dict[str, Any],
+        super_client: Client,
+        opts: SyncerOptions,
+        enqueue: Callable[[str, WorkKey], None],
+    ) -> TenantRuntime:
+        meta = vc["metadata"]
+        root = naming.root_namespace(meta["namespace"], meta["name"], meta["uid"])
+        secret = await super_client.get(r.SECRETS, tenantpki.ADMIN_KUBECONFIG, root)
+        admin = tenantpki.read_admin_kubeconfig(secret)
+        name = f"{meta['namespace']}/{meta['name']}"
+        client = Client(kubeconfig.credentials(admin), name=name)
+        weight = int((vc.get("spec") or {}).get("syncWeight") or 1)
+        return cls(name, context_for(vc, admin, opts), client, weight, enqueue)
+
+    def _on_change(self, kind: str) -> Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]:
+        def changed(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+            self._enqueue(self.name, (kind, key[0], key[1]))
+
+        return changed
+
+    def start(self) -> None:
+        for inf in [*self.informers.values(), self.nodes]:
+            self._tasks.append(asyncio.create_task(inf.run(), name=f"informer:{inf.name}"))
+
+    async def synced(self) -> None:
+        await asyncio.gather(*(i.synced.wait() for i in [*self.informers.values(), self.nodes]))
+
+    def pods_on(self, node: str) -> int:
+        return sum(1 for p in self.informers["Pod"].cache.values() if p["spec"].get("nodeName") == node)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await self.client.close()

@@ -1,0 +1,68 @@
+"""Composition root of the syncer: one super client, the Syncer, and its HTTP endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from syncer.engine.syncer import Syncer
+from syncer.engine.tenant import SyncerOptions
+from tispace import logs
+from tispace.kube.client import Client
+
+
+@dataclass(frozen=True)
+class Settings:
+    super_kubeconfig: Path
+    """Credentials of the super cluster."""
+    port: int = 0
+    """127.0.0.1 port for /healthz, /metrics and /status (0: none)."""
+    workers: int = 20
+    """Concurrent reconciles across all tenants."""
+    options: SyncerOptions = field(default_factory=SyncerOptions)
+
+
+def app(syncer: Syncer) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(syncer.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def status(_: web.Request) -> web.Response:
+        return web.json_response(syncer.status())
+
+    a = web.Application()
+    a.router.add_get("/healthz", healthz)
+    a.router.add_get("/metrics", metrics)
+    a.router.add_get("/status", status)
+    return a
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    client = Client.from_kubeconfig(settings.super_kubeconfig, name="super")
+    syncer = Syncer(client, settings.options, workers=settings.workers)
+    runner = web.AppRunner(app(syncer), access_log=None)
+    await runner.setup()
+    if settings.port:
+        await web.TCPSite(runner, "127.0.0.1", settings.port).start()
+    try:
+        await syncer.run(stop)
+    finally:
+        await runner.cleanup()
+        await client.close()
+
+
+def main(settings: Settings, verbose: bool = False) -> None:
+    logs.setup(verbose)
+    asyncio.run(run(settings))

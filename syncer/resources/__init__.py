@@ -1,0 +1,1 @@
+"""What is synced: the table of kinds and their pure translate functions."""

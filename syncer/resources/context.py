@@ -1,0 +1,79 @@
+"""Everything a translate function may know about a tenant: passed in, never looked up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from tispace import naming
+from tispace.naming import RootNamespace, SuperNamespace, TenantNamespace
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    root: RootNamespace
+    vc_name: str
+    vc_namespace: str
+    cluster_domain: str = "cluster.local"
+    opaque_prefixes: tuple[str, ...] = ()
+    transparent_prefixes: tuple[str, ...] = ()
+    runtime_class: str = "kata"
+    dns_ip: str = "10.96.0.10"
+    api_host: str = "kubernetes.default.svc"
+    api_port: int = 443
+    vn_agent_host: str = "127.0.0.1"
+    vn_agent_port: int = 10250
+    scheduler_policy: dict[str, str] = field(default_factory=dict)
+    """Tenant schedulerName -> super schedulerName; unlisted names go to the default scheduler."""
+
+    def super_ns(self, tenant_ns: str) -> SuperNamespace:
+        return naming.super_namespace(self.root, TenantNamespace(tenant_ns))
+
+
+class Refused(Exception):
+    """The tenant asked for something the super cluster must not do; the reason goes to the tenant."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def super_meta(
+    tenant_obj: dict[str, Any], ctx: TenantContext, *, namespace: str | None, name: str | None = None
+) -> dict[str, Any]:
+    """Metadata of the super copy: filtered labels and annotations plus the ownership marks."""
+    meta = tenant_obj["metadata"]
+    labels = naming.filter_meta(
+        meta.get("labels"), opaque=ctx.opaque_prefixes, transparent=ctx.transparent_prefixes
+    )
+    labels[naming.MANAGED_BY] = naming.MANAGED_BY_VALUE
+    labels[naming.LABEL_TENANT] = ctx.root
+    annotations = naming.filter_meta(
+        meta.get("annotations"), opaque=ctx.opaque_prefixes, transparent=ctx.transparent_prefixes
+    )
+    annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    annotations.update(
+        naming.owner_annotations(
+            root=ctx.root, vc_name=ctx.vc_name, vc_namespace=ctx.vc_namespace, tenant_obj=tenant_obj
+        )
+    )
+    if meta.get("ownerReferences"):
+        annotations[naming.ANN_OWNER_REFERENCES] = orjson.dumps(meta["ownerReferences"]).decode()
+    out: dict[str, Any] = {"name": name or meta["name"], "labels": labels, "annotations": annotations}
+    if namespace:
+        out["namespace"] = namespace
+    return out
+
+
+def meta_patch(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any] | None:
+    """A merge patch that brings actual labels/annotations to desired (None when equal)."""
+    patch: dict[str, Any] = {}
+    for field_ in ("labels", "annotations"):
+        want = desired["metadata"].get(field_) or {}
+        have = actual["metadata"].get(field_) or {}
+        if want != have:
+            patch[field_] = {**{k: None for k in have if k not in want}, **want}
+    return {"metadata": patch} if patch else None

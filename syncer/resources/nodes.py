@@ -1,0 +1,79 @@
+"""Virtual nodes: what a tenant sees of the super nodes that run its pods. Pure."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from syncer.resources.context import TenantContext
+from tispace import naming
+
+LABEL_VIRTUAL = f"{naming.GROUP}/virtual-node"
+COPIED_LABEL_PREFIXES = (
+    "kubernetes.io/",
+    "topology.kubernetes.io/",
+    "node.kubernetes.io/instance-type",
+    "failure-domain.beta.kubernetes.io/",
+)
+LEASE_SECONDS = 40
+
+
+def labels(super_node: dict[str, Any], extra_prefixes: tuple[str, ...] = ()) -> dict[str, str]:
+    """Topology and admin-chosen labels; nothing that names super-cluster internals."""
+    prefixes = COPIED_LABEL_PREFIXES + extra_prefixes
+    out = {k: v for k, v in (super_node["metadata"].get("labels") or {}).items() if k.startswith(prefixes)}
+    out[LABEL_VIRTUAL] = "true"
+    return out
+
+
+def status(super_node: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
+    st = super_node.get("status") or {}
+    name = super_node["metadata"]["name"]
+    return {
+        "capacity": st.get("capacity", {}),
+        "allocatable": st.get("allocatable", {}),
+        "conditions": st.get("conditions", []),
+        "nodeInfo": st.get("nodeInfo", {}),
+        "phase": st.get("phase", "Running"),
+        "addresses": [
+            {"type": "InternalIP", "address": ctx.vn_agent_host},
+            {"type": "Hostname", "address": name},
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": ctx.vn_agent_port}},
+    }
+
+
+def virtual_node(
+    super_node: dict[str, Any], ctx: TenantContext, extra_prefixes: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": super_node["metadata"]["name"], "labels": labels(super_node, extra_prefixes)},
+        "spec": {},
+        "status": status(super_node, ctx),
+    }
+
+
+def status_differs(want: dict[str, Any], node: dict[str, Any]) -> bool:
+    """Conditions' heartbeat times change constantly; compare what a scheduler or user reads."""
+    have = node.get("status") or {}
+
+    def cond(st: dict[str, Any]) -> list[tuple[str, str]]:
+        return sorted((c["type"], c["status"]) for c in st.get("conditions", []))
+
+    keys = ("capacity", "allocatable", "addresses", "daemonEndpoints", "nodeInfo")
+    return cond(want) != cond(have) or any(want.get(k) != have.get(k) for k in keys)
+
+
+def micro_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def lease(node_name: str, now: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": node_name, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": node_name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now},
+    }

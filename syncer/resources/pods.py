@@ -1,0 +1,191 @@
+"""Pod rules: what a tenant pod becomes in the super cluster, and what comes back up. Pure."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from syncer.resources.context import Refused, TenantContext, meta_patch, super_meta
+from tispace import naming
+
+DEFAULT_SCHEDULER = "default-scheduler"
+ANN_SCHEDULER = f"{naming.GROUP}/schedulerName"
+TOKEN_KEY = "token"
+# Fields the tenant API server fills for its own cluster that must not reach the super one.
+_DROP_SPEC = ("priority", "priorityClassName", "preemptionPolicy", "nodeName", "serviceAccount")
+# Downward API fields whose super value would leak the super cluster: read the tenant's from our marks.
+_DOWNWARD = {
+    "metadata.namespace": f"metadata.annotations['{naming.ANN_NAMESPACE}']",
+    "metadata.uid": f"metadata.annotations['{naming.ANN_UID}']",
+}
+_STATUS_UP = (
+    "phase",
+    "conditions",
+    "message",
+    "reason",
+    "podIP",
+    "podIPs",
+    "startTime",
+    "containerStatuses",
+    "initContainerStatuses",
+    "ephemeralContainerStatuses",
+    "qosClass",
+    "resize",
+    "resourceClaimStatuses",
+)
+
+
+def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        *spec.get("initContainers", []),
+        *spec.get("containers", []),
+        *spec.get("ephemeralContainers", []),
+    ]
+
+
+def refusal(pod: dict[str, Any]) -> Refused | None:
+    """Why this pod must not run in the super cluster, or None.
+
+    Host namespaces, host paths and host ports would reach outside the tenant's VM.
+    """
+    spec = pod.get("spec", {})
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(field):
+            return Refused("HostNamespaceForbidden", f"spec.{field} is not allowed in a TiSpace cluster")
+    for vol in spec.get("volumes", []):
+        if "hostPath" in vol:
+            return Refused("HostPathForbidden", f"volume {vol['name']!r}: hostPath volumes are not allowed")
+    for c in _containers(spec):
+        for p in c.get("ports", []):
+            if p.get("hostPort"):
+                return Refused(
+                    "HostPortForbidden", f"container {c['name']!r}: hostPort {p['hostPort']} is not allowed"
+                )
+    return None
+
+
+def token_secret_name(pod_name: str) -> str:
+    return f"tispace-token-{pod_name}"[:253]
+
+
+def _env(container: dict[str, Any], ctx: TenantContext) -> list[dict[str, Any]]:
+    """Tenant env first, with the tenant API server as `kubernetes` and downward API remapped."""
+    env = []
+    for e in container.get("env", []):
+        ref = (e.get("valueFrom") or {}).get("fieldRef")
+        if ref and ref.get("fieldPath") in _DOWNWARD:
+            e = {**e, "valueFrom": {"fieldRef": {**ref, "fieldPath": _DOWNWARD[ref["fieldPath"]]}}}
+        env.append(e)
+    names = {e["name"] for e in env}
+    api = {
+        "KUBERNETES_SERVICE_HOST": ctx.api_host,
+        "KUBERNETES_SERVICE_PORT": str(ctx.api_port),
+        "KUBERNETES_SERVICE_PORT_HTTPS": str(ctx.api_port),
+        "KUBERNETES_PORT": f"tcp://{ctx.api_host}:{ctx.api_port}",
+    }
+    env += [{"name": k, "value": v} for k, v in api.items() if k not in names]
+    return env
+
+
+def _volumes(volumes: list[dict[str, Any]], pod_name: str) -> list[dict[str, Any]]:
+    out = []
+    for vol in volumes:
+        vol = copy.deepcopy(vol)
+        for src in (vol.get("projected") or {}).get("sources", []):
+            tok = src.pop("serviceAccountToken", None)
+            if tok is not None:  # the tenant-signed token, minted by the syncer into a super secret
+                src["secret"] = {
+                    "name": token_secret_name(pod_name),
+                    "items": [{"key": TOKEN_KEY, "path": tok["path"]}],
+                }
+            ref = (src.get("downwardAPI") or {}).get("items", [])
+            for item in ref:
+                fr = item.get("fieldRef")
+                if fr and fr.get("fieldPath") in _DOWNWARD:
+                    fr["fieldPath"] = _DOWNWARD[fr["fieldPath"]]
+        for item in (vol.get("downwardAPI") or {}).get("items", []):
+            fr = item.get("fieldRef")
+            if fr and fr.get("fieldPath") in _DOWNWARD:
+                fr["fieldPath"] = _DOWNWARD[fr["fieldPath"]]
+        out.append(vol)
+    return out
+
+
+def needs_token(pod: dict[str, Any]) -> bool:
+    return any(
+        "serviceAccountToken" in src
+        for vol in pod.get("spec", {}).get("volumes", [])
+        for src in (vol.get("projected") or {}).get("sources", [])
+    )
+
+
+def to_super(pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
+    """The super pod for a tenant pod; raises Refused for what must not run."""
+    if (why := refusal(pod)) is not None:
+        raise why
+    meta = pod["metadata"]
+    spec = copy.deepcopy(pod["spec"])
+    for f in _DROP_SPEC:
+        spec.pop(f, None)
+    out_meta = super_meta(pod, ctx, namespace=ctx.super_ns(meta["namespace"]))
+    if pod["spec"].get("nodeName"):  # DaemonSet-style pods name their (virtual = super) node
+        spec["nodeName"] = pod["spec"]["nodeName"]
+    scheduler = spec.get("schedulerName", DEFAULT_SCHEDULER)
+    if scheduler != DEFAULT_SCHEDULER:
+        out_meta["annotations"][ANN_SCHEDULER] = scheduler
+    spec["schedulerName"] = ctx.scheduler_policy.get(scheduler, DEFAULT_SCHEDULER)
+    spec["runtimeClassName"] = ctx.runtime_class
+    spec["automountServiceAccountToken"] = False
+    if spec.get("dnsPolicy", "ClusterFirst") in ("ClusterFirst", "ClusterFirstWithHostNet"):
+        spec["dnsPolicy"] = "None"
+        ns = meta["namespace"]
+        d = ctx.cluster_domain
+        spec["dnsConfig"] = {
+            "nameservers": [ctx.dns_ip],
+            "searches": [f"{ns}.svc.{d}", f"svc.{d}", d],
+            "options": [{"name": "ndots", "value": "5"}, *(spec.get("dnsConfig") or {}).get("options", [])],
+        }
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        for c in spec.get(key, []):
+            c["env"] = _env(c, ctx)
+    spec["volumes"] = _volumes(spec.get("volumes", []), meta["name"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": out_meta, "spec": spec}
+
+
+def patch_down(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any] | None:
+    """What may change on a running pod: metadata and container images."""
+    patch = meta_patch(desired, actual) or {}
+    images = {c["name"]: c["image"] for c in desired["spec"].get("containers", [])}
+    have = {c["name"]: c["image"] for c in actual["spec"].get("containers", [])}
+    if images != have:
+        patch["spec"] = {"containers": [{"name": n, "image": i} for n, i in images.items()]}
+    return patch or None
+
+
+def status_up(super_pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
+    """The tenant pod's status from the super pod's; the node address is vn_agent's."""
+    st = super_pod.get("status") or {}
+    out = {k: st[k] for k in _STATUS_UP if k in st}
+    if st.get("hostIP"):
+        out["hostIP"] = ctx.vn_agent_host
+        out["hostIPs"] = [{"ip": ctx.vn_agent_host}]
+    return out
+
+
+def status_differs(want: dict[str, Any], tenant_pod: dict[str, Any]) -> bool:
+    have = tenant_pod.get("status") or {}
+    return any(have.get(k) != v for k, v in want.items())
+
+
+def refused_status(why: Refused) -> dict[str, Any]:
+    """How a kubelet reports a pod it will not admit: Failed, with the reason."""
+    return {"phase": "Failed", "reason": why.reason, "message": why.message}
+
+
+def lost_status() -> dict[str, Any]:
+    """A super pod that vanished under a running tenant pod: reported like an eviction."""
+    return {
+        "phase": "Failed",
+        "reason": "Evicted",
+        "message": "The pod was deleted or evicted in the super cluster; its controller will replace it.",
+    }

@@ -1,0 +1,74 @@
+"""Kinds whose super copy is the tenant object with translated metadata: a row each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from syncer.resources.context import TenantContext, meta_patch, super_meta
+from tispace import naming
+
+SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
+
+
+def namespace_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
+    meta = super_meta(obj, ctx, namespace=None, name=ctx.super_ns(obj["metadata"]["name"]))
+    meta["labels"][naming.LABEL_TENANT_NAMESPACE] = obj["metadata"]["name"]
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def configmap_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
+    out = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": super_meta(obj, ctx, namespace=ctx.super_ns(obj["metadata"]["namespace"])),
+    }
+    for f in ("data", "binaryData", "immutable"):
+        if f in obj:
+            out[f] = obj[f]
+    return out
+
+
+def secret_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
+    """Service-account token secrets become Opaque: the super cluster must not re-sign or own them."""
+    stype = obj.get("type", "Opaque")
+    out = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque" if stype == SA_TOKEN_TYPE else stype,
+        "metadata": super_meta(obj, ctx, namespace=ctx.super_ns(obj["metadata"]["namespace"])),
+    }
+    for f in ("data", "immutable"):
+        if f in obj:
+            out[f] = obj[f]
+    return out
+
+
+def serviceaccount_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
+    """Never automount the super cluster's tokens into tenant pods."""
+    out = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "automountServiceAccountToken": False,
+        "metadata": super_meta(obj, ctx, namespace=ctx.super_ns(obj["metadata"]["namespace"])),
+    }
+    if obj.get("imagePullSecrets"):
+        out["imagePullSecrets"] = obj["imagePullSecrets"]
+    return out
+
+
+def data_patch(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any] | None:
+    """Metadata plus every top-level field the translator sets (data, type, ...)."""
+    patch = meta_patch(desired, actual) or {}
+    for f, want in desired.items():
+        if f in ("metadata", "apiVersion", "kind"):
+            continue
+        if actual.get(f) != want:
+            patch[f] = want
+    for f in ("data", "binaryData"):
+        if f in actual and f not in desired:
+            patch[f] = None
+    return patch or None
+
+
+def metadata_only_patch(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any] | None:
+    return meta_patch(desired, actual)

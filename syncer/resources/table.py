@@ -1,0 +1,46 @@
+"""The one declarative table of kinds synced down. A new kind is a row plus its translate functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from syncer.resources import pods, simple
+from syncer.resources.context import TenantContext
+from tispace.kube import resources as r
+from tispace.kube.resources import Resource
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    resource: Resource
+    to_super: Callable[[Obj, TenantContext], Obj]
+    """Pure: the desired super object for a tenant object (may raise Refused)."""
+    patch_down: Callable[[Obj, Obj], Obj | None]
+    """Pure: merge patch from the actual super object to the desired one, or None."""
+    graceful: bool = False
+    """Deletion waits for the super object to go, then finalizes the tenant object (as a kubelet does)."""
+    status_up: bool = False
+    """The super object's status flows back to the tenant (handled by the kind's up-sync)."""
+
+    def super_location(self, namespace: str, name: str, ctx: TenantContext) -> tuple[str, str]:
+        """(namespace, name) of the super copy of tenant object (namespace, name)."""
+        if self.resource.namespaced:
+            return ctx.super_ns(namespace), name
+        return "", ctx.super_ns(name)
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("Namespace", r.NAMESPACES, simple.namespace_to_super, simple.metadata_only_patch),
+        Kind("ConfigMap", r.CONFIGMAPS, simple.configmap_to_super, simple.data_patch),
+        Kind("Secret", r.SECRETS, simple.secret_to_super, simple.data_patch),
+        Kind("ServiceAccount", r.SERVICEACCOUNTS, simple.serviceaccount_to_super, simple.data_patch),
+        Kind("Pod", r.PODS, pods.to_super, pods.patch_down, graceful=True, status_up=True),
+    )
+}

@@ -15,6 +15,8 @@ from tispace.kube.client import ApiError, Client
 
 log = logging.getLogger("syncer.pods")
 TOKEN_SECONDS = 86400
+# Not the tenant-object mark: a token secret mirrors no tenant Secret, and its pod owns it.
+TOKEN_MANAGED_BY = "tispace-token"
 
 
 async def tenant_event(t: TenantRuntime, obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
@@ -92,7 +94,7 @@ async def ensure_token(t: TenantRuntime, super_client: Client, pod: dict[str, An
         "metadata": {
             "name": name,
             "namespace": super_ns,
-            "labels": {naming.MANAGED_BY: naming.MANAGED_BY_VALUE, naming.LABEL_TENANT: t.ctx.root},
+            "labels": {naming.MANAGED_BY: TOKEN_MANAGED_BY, naming.LABEL_TENANT: t.ctx.root},
             "annotations": {
                 naming.ANN_CLUSTER: t.ctx.root,
                 naming.ANN_UID: meta["uid"],

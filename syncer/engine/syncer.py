@@ -153,6 +153,8 @@ class Syncer:
             if sobj is not None:
                 await self.super.delete(kind.resource, sname, sns or None, uid=sobj["metadata"]["uid"])
             return
+        if kind.skip(tobj):
+            return
         tmeta = tobj["metadata"]
         if tmeta.get("deletionTimestamp"):
             await self._delete_down(t, kind, tobj, sobj, sns, sname)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from syncer.resources import simple
 from syncer.resources.context import Refused, TenantContext, meta_patch, super_meta
 from tispace import naming
 
@@ -91,7 +92,11 @@ def _volumes(volumes: list[dict[str, Any]], pod_name: str) -> list[dict[str, Any
     out = []
     for vol in volumes:
         vol = copy.deepcopy(vol)
-        for src in (vol.get("projected") or {}).get("sources", []):
+        sources = (vol.get("projected") or {}).get("sources", [])
+        for cm in [vol.get("configMap"), *(src.get("configMap") for src in sources)]:
+            if cm and cm.get("name"):
+                cm["name"] = simple.configmap_super_name(cm["name"])
+        for src in sources:
             tok = src.pop("serviceAccountToken", None)
             if tok is not None:  # the tenant-signed token, minted by the syncer into a super secret
                 src["secret"] = {

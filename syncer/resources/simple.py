@@ -8,6 +8,19 @@ from syncer.resources.context import TenantContext, meta_patch, super_meta
 from tispace import naming
 
 SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+"""Published in every namespace by each cluster's controller manager, with that cluster's CA."""
+SUPER_ROOT_CA_CONFIGMAP = "tenant-kube-root-ca.crt"
+
+
+def configmap_super_name(name: str) -> str:
+    """The tenant's CA bundle must not fight the super cluster's of the same name."""
+    return SUPER_ROOT_CA_CONFIGMAP if name == ROOT_CA_CONFIGMAP else name
+
+
+def is_default_serviceaccount(obj: dict[str, Any]) -> bool:
+    """Every super namespace gets its own `default` ServiceAccount; ours would collide with it."""
+    return bool(obj["metadata"]["name"] == "default")
 
 
 def namespace_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
@@ -20,7 +33,12 @@ def configmap_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any
     out = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": super_meta(obj, ctx, namespace=ctx.super_ns(obj["metadata"]["namespace"])),
+        "metadata": super_meta(
+            obj,
+            ctx,
+            namespace=ctx.super_ns(obj["metadata"]["namespace"]),
+            name=configmap_super_name(obj["metadata"]["name"]),
+        ),
     }
     for f in ("data", "binaryData", "immutable"):
         if f in obj:

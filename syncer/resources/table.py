@@ -26,11 +26,15 @@ class Kind:
     """Deletion waits for the super object to go, then finalizes the tenant object (as a kubelet does)."""
     status_up: bool = False
     """The super object's status flows back to the tenant (handled by the kind's up-sync)."""
+    super_name: Callable[[str], str] = lambda name: name
+    """Name of the super copy inside its namespace (kept, except where the super cluster owns the name)."""
+    skip: Callable[[Obj], bool] = lambda obj: False
+    """Tenant objects never synced (the super cluster provides its own)."""
 
     def super_location(self, namespace: str, name: str, ctx: TenantContext) -> tuple[str, str]:
         """(namespace, name) of the super copy of tenant object (namespace, name)."""
         if self.resource.namespaced:
-            return ctx.super_ns(namespace), name
+            return ctx.super_ns(namespace), self.super_name(name)
         return "", ctx.super_ns(name)
 
 
@@ -38,9 +42,21 @@ KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
         Kind("Namespace", r.NAMESPACES, simple.namespace_to_super, simple.metadata_only_patch),
-        Kind("ConfigMap", r.CONFIGMAPS, simple.configmap_to_super, simple.data_patch),
+        Kind(
+            "ConfigMap",
+            r.CONFIGMAPS,
+            simple.configmap_to_super,
+            simple.data_patch,
+            super_name=simple.configmap_super_name,
+        ),
         Kind("Secret", r.SECRETS, simple.secret_to_super, simple.data_patch),
-        Kind("ServiceAccount", r.SERVICEACCOUNTS, simple.serviceaccount_to_super, simple.data_patch),
+        Kind(
+            "ServiceAccount",
+            r.SERVICEACCOUNTS,
+            simple.serviceaccount_to_super,
+            simple.data_patch,
+            skip=simple.is_default_serviceaccount,
+        ),
         Kind("Pod", r.PODS, pods.to_super, pods.patch_down, graceful=True, status_up=True),
     )
 }

@@ -90,6 +90,28 @@ class ManagerProc:
             procs.stop(self.comp.proc)
 
 
+@pytest.fixture(scope="session")
+def syncer(manager: ManagerProc, super_cluster: localcluster.SuperCluster) -> Iterator[procs.Component]:
+    """The syncer as a real background process, exactly as `tispace up` runs it."""
+    port = procs.free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "tispace",
+        "syncer",
+        f"--super-kubeconfig={super_cluster.kubeconfig}",
+        f"--port={port}",
+    ]
+    comp = procs.Component(
+        procs.spawn("syncer", argv, super_cluster.dir / "logs" / "syncer.log"),
+        port,
+        f"http://127.0.0.1:{port}/healthz",
+    )
+    procs.wait_healthy(comp, timeout=60)
+    yield comp
+    procs.stop(comp.proc)
+
+
 @dataclass
 class TenantHandle:
     name: str

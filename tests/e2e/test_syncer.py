@@ -1,0 +1,263 @@
+"""Tenant pods run in the super cluster as Kata pods, status flows back, virtual nodes appear."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import orjson
+
+from tests.e2e.conftest import TenantHandle
+from tests.e2e.helpers import eventually, pod
+from tispace import localcluster, naming, procs
+from tispace.kube import resources as r
+from tispace.kube.client import Client
+
+DEPLOYMENT = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "web"},
+    "spec": {
+        "replicas": 3,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "nginx", "image": "nginx"}]},
+        },
+    },
+}
+
+
+async def _super_pods(client: Client, ns: str, label: str = "") -> list[dict]:
+    return (await client.list(r.PODS, ns, label_selector=label))["items"]
+
+
+async def _running(client: Client, ns: str, n: int, label: str = "") -> list[dict] | None:
+    items = [
+        p
+        for p in (await client.list(r.PODS, ns, label_selector=label))["items"]
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+    ok = [p for p in items if p["status"].get("phase") == "Running" and p["status"].get("podIP")]
+    return ok if len(ok) == n and len(items) == n else None
+
+
+async def test_deployment_runs_in_the_super_cluster_and_is_mirrored(
+    syncer: procs.Component, tenant_factory, super_client: Client
+) -> None:
+    t: TenantHandle = await tenant_factory("sync-a")
+    t.kubectl("apply", "-f", "-", stdin=json.dumps(DEPLOYMENT))
+    sns = f"{t.root}-default"
+    tenant_pods = await eventually(
+        lambda: _running(t.client, "default", 3, "app=web"), what="3 tenant pods Running"
+    )
+    super_pods = await eventually(lambda: _running(super_client, sns, 3, "app=web"), what="3 super pods")
+    assert {p["metadata"]["name"] for p in tenant_pods} == {p["metadata"]["name"] for p in super_pods}
+    by_name = {p["metadata"]["name"]: p for p in super_pods}
+    for tp in tenant_pods:
+        sp = by_name[tp["metadata"]["name"]]
+        assert sp["spec"]["runtimeClassName"] == "kata"
+        assert sp["metadata"]["labels"][naming.MANAGED_BY] == "tispace"
+        assert sp["metadata"]["annotations"][naming.ANN_UID] == tp["metadata"]["uid"]
+        assert (
+            json.loads(sp["metadata"]["annotations"][naming.ANN_OWNER_REFERENCES])[0]["kind"] == "ReplicaSet"
+        )
+        assert tp["status"]["podIP"] == sp["status"]["podIP"]
+        assert tp["spec"]["nodeName"] == sp["spec"]["nodeName"]
+        assert sp["spec"]["dnsPolicy"] == "None"
+        assert sp["spec"]["dnsConfig"]["searches"][0] == "default.svc.cluster.local"
+
+    nodes = t.kubectl("get", "nodes", "-o", "json")
+    vnodes = {n["metadata"]["name"]: n for n in json.loads(nodes)["items"]}
+    assert {tp["spec"]["nodeName"] for tp in tenant_pods} == set(vnodes)
+    for n in vnodes.values():
+        assert n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10250
+        assert {c["type"]: c["status"] for c in n["status"]["conditions"]}["Ready"] == "True"
+        assert n["metadata"]["labels"]["topology.kubernetes.io/zone"] in ("zone-a", "zone-b")
+    lease = await eventually(
+        lambda: t.client.get_or_none(r.LEASES, next(iter(vnodes)), "kube-node-lease"), what="node lease"
+    )
+    assert lease["spec"]["renewTime"]
+
+    t.kubectl("scale", "deployment", "web", "--replicas=1")
+    await eventually(lambda: _running(super_client, sns, 1, "app=web"), what="scaled down in super")
+    t.kubectl("delete", "deployment", "web")
+    await eventually(lambda: _gone(super_client, sns, "app=web"), what="super pods gone")
+    await eventually(lambda: _gone(t.client, "default", "app=web"), what="tenant pods gone")
+
+
+async def _gone(client: Client, ns: str, label: str) -> bool:
+    return not (await client.list(r.PODS, ns, label_selector=label))["items"]
+
+
+async def test_forbidden_pods_are_refused_and_never_reach_the_super_cluster(
+    syncer: procs.Component, tenant_factory, super_client: Client
+) -> None:
+    t: TenantHandle = await tenant_factory("sync-guard")
+    cases = {
+        "hostnet": ({"hostNetwork": True}, "HostNamespaceForbidden"),
+        "hostpid": ({"hostPID": True}, "HostNamespaceForbidden"),
+        "hostpath": ({"volumes": [{"name": "h", "hostPath": {"path": "/etc"}}]}, "HostPathForbidden"),
+        "hostport": (
+            {
+                "containers": [
+                    {"name": "main", "image": "busybox", "ports": [{"containerPort": 80, "hostPort": 80}]}
+                ]
+            },
+            "HostPortForbidden",
+        ),
+    }
+    for name, (spec, _) in cases.items():
+        await t.client.create(r.PODS, pod(name, **spec), "default")
+    # A privileged pod is fine: it runs under Kata.
+    await t.client.create(
+        r.PODS,
+        pod(
+            "priv", containers=[{"name": "main", "image": "busybox", "securityContext": {"privileged": True}}]
+        ),
+        "default",
+    )
+    sp = await eventually(lambda: super_client.get_or_none(r.PODS, "priv", f"{t.root}-default"), what="priv")
+    assert sp["spec"]["runtimeClassName"] == "kata"
+
+    for name, (_, reason) in cases.items():
+
+        async def refused(name: str = name, reason: str = reason) -> bool:
+            p = await t.client.get(r.PODS, name, "default")
+            return p["status"].get("phase") == "Failed" and p["status"].get("reason") == reason
+
+        await eventually(refused, what=f"{name} refused")
+        assert await super_client.get_or_none(r.PODS, name, f"{t.root}-default") is None
+    events = json.loads(t.kubectl("get", "events", "-n", "default", "-o", "json"))["items"]
+    assert {reason for _, reason in cases.values()} <= {e["reason"] for e in events}
+
+
+async def test_same_names_in_two_tenants_coexist(
+    syncer: procs.Component, tenant_factory, super_client: Client
+) -> None:
+    a: TenantHandle = await tenant_factory("twin-a")
+    b: TenantHandle = await tenant_factory("twin-b")
+    for t in (a, b):
+        t.kubectl("create", "namespace", "app")
+        await eventually(lambda t=t: t.client.get_or_none(r.SERVICEACCOUNTS, "default", "app"), what="sa")
+        await t.client.create(r.PODS, pod("same"), "app")
+    for t in (a, b):
+        sp = await eventually(lambda t=t: _running(super_client, f"{t.root}-app", 1), what="running")
+        assert sp[0]["metadata"]["annotations"][naming.ANN_CLUSTER] == t.root
+    ns = await super_client.get(r.NAMESPACES, f"{a.root}-app")
+    assert ns["metadata"]["labels"][naming.LABEL_TENANT_NAMESPACE] == "app"
+
+
+async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
+    syncer: procs.Component, tenant_factory, super_client: Client
+) -> None:
+    t: TenantHandle = await tenant_factory("sync-data")
+    sns = f"{t.root}-default"
+    t.kubectl("create", "configmap", "cfg", "--from-literal=a=1")
+    t.kubectl("create", "secret", "generic", "sec", "--from-literal=p=s3cret")
+    t.kubectl("create", "serviceaccount", "robot")
+    cm = await eventually(lambda: super_client.get_or_none(r.CONFIGMAPS, "cfg", sns), what="cm down")
+    assert cm["data"] == {"a": "1"}
+    sec = await eventually(lambda: super_client.get_or_none(r.SECRETS, "sec", sns), what="secret down")
+    assert base64.b64decode(sec["data"]["p"]) == b"s3cret"
+    sa = await eventually(lambda: super_client.get_or_none(r.SERVICEACCOUNTS, "robot", sns), what="sa down")
+    assert sa["automountServiceAccountToken"] is False
+    # The tenant's CA bundle lands beside the super cluster's own, never over it.
+    tca = await eventually(
+        lambda: super_client.get_or_none(r.CONFIGMAPS, "tenant-kube-root-ca.crt", sns), what="ca"
+    )
+    sca = await super_client.get(r.CONFIGMAPS, "kube-root-ca.crt", sns)
+    assert tca["data"]["ca.crt"] != sca["data"]["ca.crt"]
+
+    await t.client.patch(r.CONFIGMAPS, "cfg", {"data": {"a": "2"}}, "default")
+    await eventually(lambda: _data_is(super_client, sns, {"a": "2"}), what="cm update mirrored")
+
+    # A pod of the robot SA mounts a token signed by the tenant, carried in a super secret.
+    await t.client.create(
+        r.PODS,
+        {
+            **pod("withtoken"),
+            "spec": {
+                "serviceAccountName": "robot",
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "busybox",
+                        "env": [
+                            {"name": "MY_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
+                        ],
+                    }
+                ],
+            },
+        },
+        "default",
+    )
+    sp = await eventually(lambda: super_client.get_or_none(r.PODS, "withtoken", sns), what="pod down")
+    env = {e["name"]: e for e in sp["spec"]["containers"][0]["env"]}
+    assert (
+        env["MY_NS"]["valueFrom"]["fieldRef"]["fieldPath"]
+        == f"metadata.annotations['{naming.ANN_NAMESPACE}']"
+    )
+    assert sp["metadata"]["annotations"][naming.ANN_NAMESPACE] == "default"
+    assert env["KUBERNETES_SERVICE_HOST"]["value"] == "127.0.0.1"
+    token_secret = await super_client.get(r.SECRETS, "tispace-token-withtoken", sns)
+    jwt = base64.b64decode(token_secret["data"]["token"]).decode()
+    claims = orjson.loads(base64.urlsafe_b64decode(jwt.split(".")[1] + "=="))
+    assert claims["sub"] == "system:serviceaccount:default:robot"
+    assert claims["kubernetes.io"]["pod"]["name"] == "withtoken"
+    assert token_secret["metadata"]["ownerReferences"][0]["uid"] == sp["metadata"]["uid"]
+
+    t.kubectl("delete", "configmap", "cfg")
+    await eventually(lambda: _absent(super_client, r.CONFIGMAPS, "cfg", sns), what="cm delete mirrored")
+
+
+async def _data_is(client: Client, ns: str, data: dict) -> bool:
+    return (await client.get(r.CONFIGMAPS, "cfg", ns)).get("data") == data
+
+
+async def _absent(client: Client, res: r.Resource, name: str, ns: str) -> bool:
+    return await client.get_or_none(res, name, ns) is None
+
+
+async def test_super_pod_deleted_shows_as_evicted_and_is_replaced(
+    syncer: procs.Component, tenant_factory, super_client: Client
+) -> None:
+    t: TenantHandle = await tenant_factory("sync-evict")
+    t.kubectl("create", "deployment", "one", "--image=nginx")
+    sns = f"{t.root}-default"
+    [first] = await eventually(lambda: _running(super_client, sns, 1, "app=one"), what="super pod")
+    await super_client.delete(r.PODS, first["metadata"]["name"], sns, grace_period=0)
+
+    async def evicted() -> bool:
+        p = await t.client.get_or_none(r.PODS, first["metadata"]["name"], "default")
+        return p is not None and p["status"].get("reason") == "Evicted" and p["status"]["phase"] == "Failed"
+
+    await eventually(evicted, what="tenant pod Evicted")
+
+    async def replaced() -> bool:
+        pods = (await t.client.list(r.PODS, "default", label_selector="app=one"))["items"]
+        return any(
+            p["metadata"]["name"] != first["metadata"]["name"] and p["status"].get("phase") == "Running"
+            for p in pods
+        )
+
+    await eventually(replaced, what="ReplicaSet replaced the pod")
+
+
+async def test_objects_without_tispace_marks_are_never_touched(
+    syncer: procs.Component, tenant_factory, super_client: Client
+) -> None:
+    t: TenantHandle = await tenant_factory("sync-foreign")
+    sns = f"{t.root}-default"
+    await eventually(lambda: super_client.get_or_none(r.NAMESPACES, sns), what="super ns")
+    foreign = {"metadata": {"name": "mine", "labels": {"owner": "admin"}}, "data": {"keep": "me"}}
+    await super_client.create(r.CONFIGMAPS, foreign, sns)
+    t.kubectl("create", "configmap", "mine", "--from-literal=tenant=value")
+    # The tenant object is not mirrored over the foreign one; the foreign one survives a tenant delete.
+    t.kubectl("delete", "configmap", "mine")
+    t.kubectl("create", "configmap", "probe", "--from-literal=x=1")
+    await eventually(
+        lambda: super_client.get_or_none(r.CONFIGMAPS, "probe", sns), what="later changes synced"
+    )
+    kept = await super_client.get(r.CONFIGMAPS, "mine", sns)
+    assert kept["data"] == {"keep": "me"} and naming.MANAGED_BY not in kept["metadata"].get("labels", {})

@@ -9,7 +9,7 @@ import orjson
 
 from tests.e2e.conftest import TenantHandle
 from tests.e2e.helpers import eventually, pod
-from tispace import localcluster, naming, procs
+from tispace import naming, procs
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 

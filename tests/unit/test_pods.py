@@ -1,0 +1,258 @@
+"""Pod rules, one test per rule of the design."""
+
+import copy
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from syncer.resources import pods, simple
+from syncer.resources.context import Refused, TenantContext
+from tispace import naming
+from tispace.naming import RootNamespace
+
+CTX = TenantContext(
+    root=RootNamespace("team-abcdef-dev"),
+    vc_name="dev",
+    vc_namespace="team",
+    opaque_prefixes=("secret.corp/",),
+    api_host="10.0.0.9",
+    api_port=6443,
+    vn_agent_host="192.0.2.1",
+    vn_agent_port=10550,
+    scheduler_policy={"tidb-scheduler": "tidb-super"},
+)
+
+
+def tenant_pod(**spec: object) -> dict:
+    return {
+        "metadata": {
+            "name": "web-0",
+            "namespace": "db",
+            "uid": "uid-1",
+            "resourceVersion": "9",
+            "labels": {"app": "web", "secret.corp/x": "1"},
+            "annotations": {"note": "n", "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+            "ownerReferences": [{"kind": "StatefulSet", "name": "web", "uid": "o"}],
+            "finalizers": ["x"],
+            "managedFields": [],
+        },
+        "spec": {
+            "containers": [{"name": "c", "image": "nginx"}],
+            "serviceAccountName": "default",
+            "serviceAccount": "default",
+            "priority": 0,
+            "priorityClassName": "high",
+            **spec,
+        },
+        "status": {"phase": "Pending"},
+    }
+
+
+def test_metadata_is_translated_and_marked() -> None:
+    out = pods.to_super(tenant_pod(), CTX)
+    meta = out["metadata"]
+    assert meta["name"] == "web-0" and meta["namespace"] == "team-abcdef-dev-db"
+    assert meta["labels"] == {"app": "web", naming.MANAGED_BY: "tispace", naming.LABEL_TENANT: CTX.root}
+    ann = meta["annotations"]
+    assert ann["note"] == "n" and "kubectl.kubernetes.io/last-applied-configuration" not in ann
+    assert ann[naming.ANN_UID] == "uid-1" and ann[naming.ANN_NAMESPACE] == "db"
+    assert '"StatefulSet"' in ann[naming.ANN_OWNER_REFERENCES]
+    assert set(meta) == {"name", "namespace", "labels", "annotations"}  # no uid, rv, finalizers, owners
+    assert "status" not in out
+
+
+def test_runtime_class_is_forced_and_privileged_allowed_under_it() -> None:
+    p = tenant_pod(
+        runtimeClassName="runc",
+        containers=[{"name": "c", "image": "x", "securityContext": {"privileged": True}}],
+    )
+    out = pods.to_super(p, CTX)
+    assert out["spec"]["runtimeClassName"] == "kata"
+    assert out["spec"]["containers"][0]["securityContext"]["privileged"] is True
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ({"hostNetwork": True}, "HostNamespaceForbidden"),
+        ({"hostPID": True}, "HostNamespaceForbidden"),
+        ({"hostIPC": True}, "HostNamespaceForbidden"),
+        ({"volumes": [{"name": "v", "hostPath": {"path": "/"}}]}, "HostPathForbidden"),
+        (
+            {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 1, "hostPort": 1}]}]},
+            "HostPortForbidden",
+        ),
+        (
+            {"initContainers": [{"name": "i", "image": "x", "ports": [{"containerPort": 1, "hostPort": 2}]}]},
+            "HostPortForbidden",
+        ),
+    ],
+)
+def test_host_access_is_refused(spec: dict, reason: str) -> None:
+    with pytest.raises(Refused) as err:
+        pods.to_super(tenant_pod(**spec), CTX)
+    assert err.value.reason == reason
+    assert pods.refused_status(err.value) == {
+        "phase": "Failed",
+        "reason": reason,
+        "message": err.value.message,
+    }
+
+
+def test_scheduler_policy_and_original_kept() -> None:
+    out = pods.to_super(tenant_pod(schedulerName="tidb-scheduler"), CTX)
+    assert out["spec"]["schedulerName"] == "tidb-super"
+    assert out["metadata"]["annotations"][pods.ANN_SCHEDULER] == "tidb-scheduler"
+    other = pods.to_super(tenant_pod(schedulerName="unknown"), CTX)
+    assert other["spec"]["schedulerName"] == "default-scheduler"
+    plain = pods.to_super(tenant_pod(), CTX)
+    assert (
+        plain["spec"]["schedulerName"] == "default-scheduler"
+        and pods.ANN_SCHEDULER not in plain["metadata"]["annotations"]
+    )
+
+
+def test_node_name_kept_only_when_the_tenant_set_it() -> None:
+    assert "nodeName" not in pods.to_super(tenant_pod(), CTX)["spec"]
+    assert pods.to_super(tenant_pod(nodeName="node-1"), CTX)["spec"]["nodeName"] == "node-1"
+
+
+def test_priority_fields_of_the_tenant_cluster_are_dropped() -> None:
+    spec = pods.to_super(tenant_pod(preemptionPolicy="Never"), CTX)["spec"]
+    assert not {"priority", "priorityClassName", "preemptionPolicy", "serviceAccount"} & set(spec)
+    assert spec["serviceAccountName"] == "default" and spec["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("policy", ["ClusterFirst", "ClusterFirstWithHostNet", None])
+def test_dns_points_at_the_tenant(policy: str | None) -> None:
+    p = tenant_pod(**({"dnsPolicy": policy} if policy else {}))
+    spec = pods.to_super(p, CTX)["spec"]
+    assert spec["dnsPolicy"] == "None"
+    assert spec["dnsConfig"] == {
+        "nameservers": ["10.96.0.10"],
+        "searches": ["db.svc.cluster.local", "svc.cluster.local", "cluster.local"],
+        "options": [{"name": "ndots", "value": "5"}],
+    }
+
+
+def test_explicit_dns_is_respected() -> None:
+    spec = pods.to_super(tenant_pod(dnsPolicy="Default"), CTX)["spec"]
+    assert spec["dnsPolicy"] == "Default" and "dnsConfig" not in spec
+
+
+def test_hostname_and_subdomain_kept() -> None:
+    spec = pods.to_super(tenant_pod(hostname="web-0", subdomain="web"), CTX)["spec"]
+    assert (spec["hostname"], spec["subdomain"]) == ("web-0", "web")
+
+
+def test_env_points_at_the_tenant_api_and_downward_api_is_remapped() -> None:
+    c = {
+        "name": "c",
+        "image": "x",
+        "env": [
+            {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+            {"name": "NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "KUBERNETES_SERVICE_HOST", "value": "custom"},
+        ],
+    }
+    env = {
+        e["name"]: e for e in pods.to_super(tenant_pod(containers=[c]), CTX)["spec"]["containers"][0]["env"]
+    }
+    assert (
+        env["NS"]["valueFrom"]["fieldRef"]["fieldPath"] == f"metadata.annotations['{naming.ANN_NAMESPACE}']"
+    )
+    assert env["UID"]["valueFrom"]["fieldRef"]["fieldPath"] == f"metadata.annotations['{naming.ANN_UID}']"
+    assert env["NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["KUBERNETES_SERVICE_HOST"]["value"] == "custom"  # the tenant's own value wins
+    assert env["KUBERNETES_SERVICE_PORT"]["value"] == "6443"
+
+
+def test_volumes_token_ca_and_downward_api() -> None:
+    vols = [
+        {
+            "name": "kube-api-access",
+            "projected": {
+                "sources": [
+                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                    {
+                        "configMap": {
+                            "name": "kube-root-ca.crt",
+                            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                        }
+                    },
+                    {
+                        "downwardAPI": {
+                            "items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]
+                        }
+                    },
+                ]
+            },
+        },
+        {
+            "name": "info",
+            "downwardAPI": {"items": [{"path": "uid", "fieldRef": {"fieldPath": "metadata.uid"}}]},
+        },
+        {"name": "cfg", "configMap": {"name": "app"}},
+    ]
+    p = tenant_pod(volumes=vols)
+    assert pods.needs_token(p)
+    out = pods.to_super(p, CTX)["spec"]["volumes"]
+    sources = out[0]["projected"]["sources"]
+    assert sources[0] == {
+        "secret": {"name": "tispace-token-web-0", "items": [{"key": "token", "path": "token"}]}
+    }
+    assert sources[1]["configMap"]["name"] == simple.SUPER_ROOT_CA_CONFIGMAP
+    assert sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"].endswith(
+        f"['{naming.ANN_NAMESPACE}']"
+    )
+    assert out[1]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"].endswith(f"['{naming.ANN_UID}']")
+    assert out[2]["configMap"]["name"] == "app"
+    assert p["spec"]["volumes"] == vols  # the tenant object is never mutated
+
+
+def test_translation_does_not_mutate_its_input() -> None:
+    p = tenant_pod(containers=[{"name": "c", "image": "x", "env": [{"name": "A", "value": "1"}]}])
+    before = copy.deepcopy(p)
+    pods.to_super(p, CTX)
+    assert p == before
+
+
+def test_patch_down_covers_metadata_and_images_only() -> None:
+    desired = pods.to_super(tenant_pod(), CTX)
+    assert pods.patch_down(desired, copy.deepcopy(desired)) is None
+    actual = copy.deepcopy(desired)
+    actual["metadata"]["labels"]["stale"] = "1"
+    actual["spec"]["containers"][0]["image"] = "old"
+    patch = pods.patch_down(desired, actual)
+    assert patch["metadata"]["labels"]["stale"] is None
+    assert patch["spec"] == {"containers": [{"name": "c", "image": "nginx"}]}
+
+
+def test_status_up_hides_the_super_node_address() -> None:
+    super_pod = {
+        "status": {
+            "phase": "Running",
+            "podIP": "10.244.0.5",
+            "podIPs": [{"ip": "10.244.0.5"}],
+            "hostIP": "10.1.1.1",
+            "hostIPs": [{"ip": "10.1.1.1"}],
+            "nominatedNodeName": "x",
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }
+    }
+    up = pods.status_up(super_pod, CTX)
+    assert up["hostIP"] == "192.0.2.1" and up["hostIPs"] == [{"ip": "192.0.2.1"}]
+    assert up["podIP"] == "10.244.0.5" and "nominatedNodeName" not in up
+    assert pods.status_differs(up, {"status": {"phase": "Pending"}})
+    assert not pods.status_differs(up, {"status": {**up, "extra": 1}})
+
+
+@given(st.dictionaries(st.from_regex(r"\A[a-z]{1,8}(/[a-z]{1,8})?\Z"), st.text(max_size=5), max_size=6))
+def test_labels_never_carry_forged_marks_or_opaque_keys(labels: dict) -> None:
+    p = tenant_pod()
+    p["metadata"]["labels"] = {**labels, naming.MANAGED_BY: "forged", "secret.corp/k": "v"}
+    out = pods.to_super(p, CTX)["metadata"]["labels"]
+    assert out[naming.MANAGED_BY] == "tispace" and out[naming.LABEL_TENANT] == CTX.root
+    assert not any(k.startswith("secret.corp/") for k in out)

@@ -1,0 +1,129 @@
+"""Rows of the kind table: each translator and patch function, and the table itself."""
+
+import pytest
+
+from syncer.resources import nodes, simple
+from syncer.resources.context import TenantContext
+from syncer.resources.table import KINDS
+from tispace import naming
+from tispace.naming import RootNamespace
+
+CTX = TenantContext(
+    root=RootNamespace("t-abcdef-dev"),
+    vc_name="dev",
+    vc_namespace="t",
+    vn_agent_host="192.0.2.1",
+    vn_agent_port=10550,
+)
+
+
+def obj(kind: str, name: str = "x", ns: str = "app", **fields: object) -> dict:
+    meta = {"name": name, "uid": "u", "labels": {"a": "b"}}
+    if KINDS[kind].resource.namespaced:
+        meta["namespace"] = ns
+    return {"apiVersion": "v1", "kind": kind, "metadata": meta, **fields}
+
+
+def test_table_lists_the_synced_kinds() -> None:
+    assert list(KINDS) == ["Namespace", "ConfigMap", "Secret", "ServiceAccount", "Pod"]
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "Pod"])
+def test_every_kind_round_trips_through_its_patch(kind: str) -> None:
+    row = KINDS[kind]
+    fields = {"data": {"k": "dg=="}} if kind in ("ConfigMap", "Secret") else {}
+    desired = row.to_super(obj(kind, **fields), CTX)
+    assert desired["metadata"]["labels"][naming.MANAGED_BY] == "tispace"
+    assert naming.tenant_key(desired) is not None
+    assert row.patch_down(desired, desired) is None
+    changed = {**desired, "metadata": {**desired["metadata"], "labels": {"other": "1"}}}
+    assert row.patch_down(desired, changed) is not None
+
+
+def test_super_locations() -> None:
+    assert KINDS["Namespace"].super_location("", "app", CTX) == ("", "t-abcdef-dev-app")
+    assert KINDS["Pod"].super_location("app", "p", CTX) == ("t-abcdef-dev-app", "p")
+    assert KINDS["ConfigMap"].super_location("app", "kube-root-ca.crt", CTX) == (
+        "t-abcdef-dev-app",
+        simple.SUPER_ROOT_CA_CONFIGMAP,
+    )
+
+
+def test_namespace_labels_name_the_tenant() -> None:
+    ns = simple.namespace_to_super(obj("Namespace", "app"), CTX)
+    assert ns["metadata"]["name"] == "t-abcdef-dev-app"
+    assert ns["metadata"]["labels"][naming.LABEL_TENANT_NAMESPACE] == "app"
+    assert ns["metadata"]["labels"][naming.LABEL_TENANT] == CTX.root
+
+
+def test_token_secrets_go_down_opaque() -> None:
+    s = simple.secret_to_super(
+        obj("Secret", type="kubernetes.io/service-account-token", data={"t": "eA=="}), CTX
+    )
+    assert s["type"] == "Opaque" and s["data"] == {"t": "eA=="}
+    tls = simple.secret_to_super(obj("Secret", type="kubernetes.io/tls", data={}), CTX)
+    assert tls["type"] == "kubernetes.io/tls"
+
+
+def test_data_patch_removes_dropped_data() -> None:
+    desired = simple.configmap_to_super(obj("ConfigMap"), CTX)
+    actual = {**desired, "data": {"old": "1"}}
+    assert simple.data_patch(desired, actual) == {"data": None}
+
+
+def test_service_accounts_never_automount_and_default_is_skipped() -> None:
+    sa = simple.serviceaccount_to_super(obj("ServiceAccount", imagePullSecrets=[{"name": "reg"}]), CTX)
+    assert sa["automountServiceAccountToken"] is False and sa["imagePullSecrets"] == [{"name": "reg"}]
+    assert KINDS["ServiceAccount"].skip(obj("ServiceAccount", "default"))
+    assert not KINDS["ServiceAccount"].skip(obj("ServiceAccount", "robot"))
+
+
+def test_virtual_node_points_at_vn_agent_and_copies_topology() -> None:
+    super_node = {
+        "metadata": {
+            "name": "node-1",
+            "labels": {
+                "kubernetes.io/hostname": "node-1",
+                "topology.kubernetes.io/zone": "z1",
+                "internal.corp/rack": "r1",
+            },
+        },
+        "status": {
+            "capacity": {"cpu": "32"},
+            "allocatable": {"cpu": "31"},
+            "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "t1"}],
+            "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+            "nodeInfo": {"kubeletVersion": "v"},
+        },
+    }
+    vn = nodes.virtual_node(super_node, CTX)
+    assert vn["metadata"]["labels"] == {
+        "kubernetes.io/hostname": "node-1",
+        "topology.kubernetes.io/zone": "z1",
+        nodes.LABEL_VIRTUAL: "true",
+    }
+    assert nodes.labels(super_node, ("internal.corp/",))["internal.corp/rack"] == "r1"
+    st = vn["status"]
+    assert st["addresses"][0] == {"type": "InternalIP", "address": "192.0.2.1"}
+    assert st["daemonEndpoints"] == {"kubeletEndpoint": {"Port": 10550}}
+    assert st["capacity"] == {"cpu": "32"}
+    # heartbeat-only changes are not worth a write; a condition flip is
+    later = {
+        **super_node,
+        "status": {
+            **super_node["status"],
+            "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "t2"}],
+        },
+    }
+    assert not nodes.status_differs(nodes.status(later, CTX), vn)
+    down = {
+        **super_node,
+        "status": {**super_node["status"], "conditions": [{"type": "Ready", "status": "False"}]},
+    }
+    assert nodes.status_differs(nodes.status(down, CTX), vn)
+
+
+def test_lease_shape() -> None:
+    lease = nodes.lease("node-1", "2026-01-01T00:00:00.000000Z")
+    assert lease["metadata"] == {"name": "node-1", "namespace": "kube-node-lease"}
+    assert lease["spec"]["leaseDurationSeconds"] == nodes.LEASE_SECONDS

@@ -73,7 +73,7 @@ def status(state_dir: StateDir = DEFAULT_STATE) -> None:
     if not rows:
         console.print(f"nothing runs from {state_dir} (start it with `tispace up`)")
         raise typer.Exit(1)
-    table = Table("component", "pid", "port", "alive", "healthy", "RSS MiB")
+    table = Table("component", "pid", "port", "alive", "healthy", "RSS MiB", "detail")
     for row in rows:
         table.add_row(
             row["name"],
@@ -82,6 +82,7 @@ def status(state_dir: StateDir = DEFAULT_STATE) -> None:
             _yes(row["alive"]),
             _yes(row["healthy"]),
             f"{row['rss'] / 2**20:.0f}",
+            row.get("detail", ""),
         )
     console.print(table)
     console.print(f"total RSS {sum(row['rss'] for row in rows) / 2**20:.0f} MiB")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,7 @@ class Stack:
 
     def status(self) -> list[dict[str, Any]]:
         rows = self.local.status() if self.local else []
-        rows += [c.status() for c in self.own.load()]
+        rows += [{**c.status(), "detail": _detail(c)} for c in self.own.load()]
         for reg in sorted((self.dir / "tenants").glob("*/procs.json")):
             rows += [
                 {**c.status(), "name": f"{reg.parent.name}/{c.name}"} for c in procs.Registry(reg).load()
@@ -182,3 +183,15 @@ class Stack:
         else:
             lines.append(f"next: {kubectl} --kubeconfig {self.super_kubeconfig} get nodes")
         return lines
+
+
+def _detail(comp: procs.Component) -> str:
+    """What a program says about itself: the syncer's tenants and queue depth."""
+    if comp.name != "syncer" or not procs.alive(comp.proc):
+        return ""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{comp.port}/status", timeout=2) as resp:
+            st = json.loads(resp.read())
+    except (OSError, ValueError):
+        return "status unavailable"
+    return f"{len(st['tenants'])} tenants, queue depth {st['queue']}"

@@ -56,8 +56,19 @@ def test_up_is_idempotent_recovers_and_down_leaves_nothing(state: Path) -> None:
     assert _pids(state) == first  # reused, not duplicated
 
     status = tispace("status", "--state-dir", str(state)).stdout
-    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
+    for name in (
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+        "vc-manager",
+        "syncer",
+        "kube-controll",
+    ):
         assert name in status
+    assert "1 tenants, queue depth" in status  # the syncer serves the sample tenant
+    assert (state / "tenants" / "dev.kubeconfig").exists()
 
     # A killed run leaves stale state: the next `up` notices and recovers.
     api = next(p for p in first if p.name == "kube-apiserver")
@@ -77,7 +88,9 @@ def test_up_is_idempotent_recovers_and_down_leaves_nothing(state: Path) -> None:
 
 
 def test_up_against_an_existing_super_cluster(state: Path, super_cluster: localcluster.SuperCluster) -> None:
-    out = tispace("up", "--state-dir", str(state), "--super-kubeconfig", str(super_cluster.kubeconfig))
+    out = tispace(
+        "up", "--state-dir", str(state), "--super-kubeconfig", str(super_cluster.kubeconfig), "--no-sample"
+    )
     assert str(super_cluster.kubeconfig) in out.stdout
     assert not (state / "super-state.json").exists()  # no second cluster was started
     tispace("down", "--state-dir", str(state))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,7 +19,8 @@ from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-console = Console()
+# Piped output (CI logs, scripts) is not wrapped at 80 columns: commands must stay copyable.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 StateDir = Annotated[Path, typer.Option("--state-dir", help="Where pids, logs, PKI and data live.")]
 DEFAULT_STATE = Path(".tispace")

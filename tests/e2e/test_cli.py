@@ -87,14 +87,21 @@ def test_up_is_idempotent_recovers_and_down_leaves_nothing(state: Path) -> None:
     assert tispace("status", "--state-dir", str(state), check=False).returncode == 1
 
 
-def test_up_against_an_existing_super_cluster(state: Path, super_cluster: localcluster.SuperCluster) -> None:
-    out = tispace(
-        "up", "--state-dir", str(state), "--super-kubeconfig", str(super_cluster.kubeconfig), "--no-sample"
-    )
-    assert str(super_cluster.kubeconfig) in out.stdout
-    assert not (state / "super-state.json").exists()  # no second cluster was started
-    tispace("down", "--state-dir", str(state))
-    assert super_cluster.running()  # `down` never stops a cluster it did not start
+def test_up_against_an_existing_super_cluster(state: Path, tmp_path: Path) -> None:
+    """A separately started cluster stands in for a kind or production cluster."""
+    existing = localcluster.SuperCluster(tmp_path / "existing", localcluster.NodeSpec(count=1))
+    existing.up()
+    try:
+        out = tispace("up", "--state-dir", str(state), "--super-kubeconfig", str(existing.kubeconfig))
+        assert str(existing.kubeconfig) in out.stdout
+        assert not (state / "super-state.json").exists()  # no second cluster was started
+        assert "1 tenants" in tispace("status", "--state-dir", str(state)).stdout
+        # Without access to the super etcd, the tenant runs its own etcd next to its API server.
+        assert "/etcd" in tispace("status", "--state-dir", str(state)).stdout
+        tispace("down", "--state-dir", str(state))
+        assert existing.running()  # `down` never stops a cluster it did not start
+    finally:
+        existing.down()
 
 
 def test_unreachable_super_cluster_is_a_clear_error(tmp_path: Path) -> None:

@@ -29,7 +29,8 @@ check() { # name expected-substring
   local out flag=--version
   [[ "$1" == kubectl ]] && flag="version --client"
   # shellcheck disable=SC2086
-  out=$("$BIN/$1" $flag 2>&1 | head -1) || return 1
+  out=$("$BIN/$1" $flag 2>&1) || return 1   # no `| head`: with pipefail, SIGPIPE would fail the check
+  out=${out%%$'\n'*}
   [[ "$out" == *"$2"* ]] || return 1
   say "ok  $1: $out"
 }

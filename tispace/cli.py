@@ -176,6 +176,56 @@ def syncer(
     )
 
 
+@app.command()
+def bench(
+    tenant_count: Annotated[int, typer.Option("--tenants", help="Tenants to create.")] = 1,
+    pods: Annotated[int, typer.Option(help="Pods per tenant (and per direct namespace).")] = 100,
+    output: Annotated[Path, typer.Option(help="JSON file with every figure.")] = Path(
+        "bench-results/bench.json"
+    ),
+    state_dir: StateDir = DEFAULT_STATE,
+) -> None:
+    """Pods through tenants vs directly in the super cluster, in one run (needs `tispace up`)."""
+    import json
+
+    from tispace import bench as bench_mod
+
+    s = stack.Stack(state_dir)
+    syncer_comp = next((c for c in s.own.load() if c.name == "syncer" and procs.alive(c.proc)), None)
+    if syncer_comp is None:
+        console.print("[red]no running syncer[/red]: start the stack with `tispace up` first")
+        raise typer.Exit(1)
+    result = asyncio.run(
+        bench_mod.run(
+            s.super_kubeconfig,
+            tenant_count=tenant_count,
+            pods=pods,
+            syncer_pid=syncer_comp.proc.pid,
+            progress=_progress,
+        )
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=1))
+    table = Table("path", "pods", "seconds", "pods/s", "p50 s", "p90 s", "p99 s")
+    for path in ("through_tenants", "direct"):
+        x = result[path]
+        table.add_row(
+            path,
+            str(x["pods"]),
+            str(x["seconds"]),
+            str(x["throughput"]),
+            str(x["p50"]),
+            str(x["p90"]),
+            str(x["p99"]),
+        )
+    console.print(table)
+    console.print(
+        f"throughput ratio {result['throughput_ratio']}, p99 overhead {result['p99_overhead_s']}s, "
+        f"syncer {result['syncer_cpu_seconds']} CPU-s, peak RSS {result['syncer_peak_rss_mib']} MiB; "
+        f"written to {output}"
+    )
+
+
 @app.command("kubeconfig")
 def kubeconfig_cmd(
     name: Annotated[str, typer.Argument(help="VirtualCluster name.")],

@@ -176,6 +176,22 @@ def syncer(
     )
 
 
+@app.command("vn-agent")
+def vn_agent_cmd(
+    super_kubeconfig: Annotated[Path, typer.Option(help="Super cluster whose pods it reaches.")],
+    port: Annotated[int, typer.Option(help="127.0.0.1 port virtual nodes advertise.")] = 10250,
+    state_dir: StateDir = DEFAULT_STATE,
+    verbose: bool = False,
+) -> None:
+    """Run vn_agent in the foreground (`tispace up` starts it in the background)."""
+    from vn_agent import main
+
+    main.main(
+        main.Settings(super_kubeconfig=super_kubeconfig.resolve(), state_dir=state_dir.resolve(), port=port),
+        verbose=verbose,
+    )
+
+
 @app.command()
 def bench(
     tenant_count: Annotated[int, typer.Option("--tenants", help="Tenants to create.")] = 1,

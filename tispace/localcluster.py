@@ -352,7 +352,7 @@ class SuperCluster:
         kubectl(self.kubeconfig, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
 
     def _kwok_config(self) -> Path:
-        """KWOK behaviour: container logs read a file, exec runs a local command."""
+        """KWOK behaviour: container logs read a file, exec runs a local command, port-forward echoes."""
         kdir = self.dir / "kwok"
         kdir.mkdir(parents=True, exist_ok=True)
         log = kdir / "container.log"
@@ -376,6 +376,13 @@ class SuperCluster:
                 "spec": {
                     "execs": [{"local": {"workDir": str(kdir), "envs": [{"name": "TISPACE", "value": "1"}]}}]
                 },
+            },
+            # Port-forward to any pod port echoes what it receives (a real peer for port-forward tests).
+            {
+                "apiVersion": "kwok.x-k8s.io/v1alpha1",
+                "kind": "ClusterPortForward",
+                "metadata": {"name": "all-port-forward"},
+                "spec": {"forwards": [{"command": ["cat"]}]},
             },
         ]
         cfg = kdir / "config.yaml"

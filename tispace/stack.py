@@ -107,6 +107,20 @@ class Stack:
             ],
             progress,
         )
+        agent = self._ensure_own(
+            "vn-agent",
+            lambda port: [
+                sys.executable,
+                "-m",
+                "tispace",
+                "vn-agent",
+                f"--super-kubeconfig={self.super_kubeconfig}",
+                f"--port={port}",
+                f"--state-dir={self.dir}",
+            ],
+            progress,
+            scheme="https",
+        )
         self._ensure_own(
             "syncer",
             lambda port: [
@@ -116,6 +130,7 @@ class Stack:
                 "syncer",
                 f"--super-kubeconfig={self.super_kubeconfig}",
                 f"--port={port}",
+                f"--vn-agent-port={agent.port}",
             ],
             progress,
         )
@@ -123,12 +138,14 @@ class Stack:
             progress(f"creating the sample tenant {SAMPLE_TENANT!r} (VirtualCluster default/{SAMPLE_TENANT})")
             asyncio.run(self._sample_tenant(progress))
 
-    def _ensure_own(self, name: str, argv: Any, progress: localcluster.Progress) -> None:
+    def _ensure_own(
+        self, name: str, argv: Any, progress: localcluster.Progress, scheme: str = "http"
+    ) -> procs.Component:
         comps = self.own.load()
         current = next((c for c in comps if c.name == name), None)
         if current and current.ok():
             progress(f"{name} already running (pid {current.proc.pid})")
-            return
+            return current
         if current:
             procs.stop(current.proc)
         port = procs.free_port()
@@ -136,10 +153,11 @@ class Stack:
         comp = procs.Component(
             procs.spawn(name, argv(port), self.dir / "logs" / f"{name}.log"),
             port,
-            f"http://127.0.0.1:{port}/healthz",
+            f"{scheme}://127.0.0.1:{port}/healthz",
         )
         self.own.save([c for c in comps if c.name != name] + [comp])
         procs.wait_healthy(comp, timeout=60)
+        return comp
 
     async def _sample_tenant(self, progress: localcluster.Progress) -> None:
         async with Client.from_kubeconfig(self.super_kubeconfig) as client:

@@ -91,7 +91,32 @@ class ManagerProc:
 
 
 @pytest.fixture(scope="session")
-def syncer(manager: ManagerProc, super_cluster: localcluster.SuperCluster) -> Iterator[procs.Component]:
+def vn_agent(super_cluster: localcluster.SuperCluster) -> Iterator[procs.Component]:
+    """vn_agent as a real background process, exactly as `tispace up` runs it."""
+    port = procs.free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "tispace",
+        "vn-agent",
+        f"--super-kubeconfig={super_cluster.kubeconfig}",
+        f"--port={port}",
+        f"--state-dir={super_cluster.dir}",
+    ]
+    comp = procs.Component(
+        procs.spawn("vn-agent", argv, super_cluster.dir / "logs" / "vn-agent.log"),
+        port,
+        f"https://127.0.0.1:{port}/healthz",
+    )
+    procs.wait_healthy(comp, timeout=60)
+    yield comp
+    procs.stop(comp.proc)
+
+
+@pytest.fixture(scope="session")
+def syncer(
+    manager: ManagerProc, vn_agent: procs.Component, super_cluster: localcluster.SuperCluster
+) -> Iterator[procs.Component]:
     """The syncer as a real background process, exactly as `tispace up` runs it."""
     port = procs.free_port()
     argv = [
@@ -101,6 +126,7 @@ def syncer(manager: ManagerProc, super_cluster: localcluster.SuperCluster) -> It
         "syncer",
         f"--super-kubeconfig={super_cluster.kubeconfig}",
         f"--port={port}",
+        f"--vn-agent-port={vn_agent.port}",
     ]
     comp = procs.Component(
         procs.spawn("syncer", argv, super_cluster.dir / "logs" / "syncer.log"),

@@ -43,7 +43,7 @@ async def _running(client: Client, ns: str, n: int, label: str = "") -> list[dic
 
 
 async def test_deployment_runs_in_the_super_cluster_and_is_mirrored(
-    syncer: procs.Component, tenant_factory, super_client: Client
+    syncer: procs.Component, vn_agent: procs.Component, tenant_factory, super_client: Client
 ) -> None:
     t: TenantHandle = await tenant_factory("sync-a")
     t.kubectl("apply", "-f", "-", stdin=json.dumps(DEPLOYMENT))
@@ -71,7 +71,7 @@ async def test_deployment_runs_in_the_super_cluster_and_is_mirrored(
     vnodes = {n["metadata"]["name"]: n for n in json.loads(nodes)["items"]}
     assert {tp["spec"]["nodeName"] for tp in tenant_pods} == set(vnodes)
     for n in vnodes.values():
-        assert n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10250
+        assert n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == vn_agent.port
         assert {c["type"]: c["status"] for c in n["status"]["conditions"]}["Ready"] == "True"
         assert n["metadata"]["labels"]["topology.kubernetes.io/zone"] in ("zone-a", "zone-b")
     lease = await eventually(

@@ -1,0 +1,49 @@
+"""Composition root of vn_agent: serving certificate, the Server, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from tispace import logs, pki
+from vn_agent.server import Server
+
+
+@dataclass(frozen=True)
+class Settings:
+    super_kubeconfig: Path
+    """Credentials used to reach pod subresources in the super cluster."""
+    state_dir: Path
+    """Where the agent keeps its serving certificate."""
+    port: int = 10250
+    """127.0.0.1 port every virtual node advertises as its kubelet endpoint."""
+
+
+def serving_cert(state_dir: Path) -> tuple[Path, Path]:
+    """A self-issued serving certificate, made once (tenant API servers do not verify kubelets by default)."""
+    d = state_dir / "vn-agent"
+    cert, key = d / "tls.crt", d / "tls.key"
+    if not cert.exists():
+        d.mkdir(parents=True, exist_ok=True)
+        ca = pki.new_ca("tispace-vn-agent-ca")
+        leaf = pki.issue(ca, "vn-agent", hosts=("127.0.0.1", "localhost"), server=True)
+        key.write_bytes(leaf.key_pem)
+        key.chmod(0o600)
+        cert.write_bytes(leaf.cert_pem + ca.cert_pem)
+    return cert, key
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    cert, key = serving_cert(settings.state_dir)
+    await Server(settings.super_kubeconfig, port=settings.port, tls_cert=cert, tls_key=key).run(stop)
+
+
+def main(settings: Settings, verbose: bool = False) -> None:
+    logs.setup(verbose)
+    asyncio.run(run(settings))

@@ -21,7 +21,7 @@ from syncer.engine import podsync
 from syncer.engine.informer import Informer, Key
 from syncer.engine.queue import FairQueue
 from syncer.engine.tenant import SyncerOptions, TenantRuntime, WorkKey
-from syncer.resources import nodes, pods
+from syncer.resources import events, nodes, pods
 from syncer.resources.context import Refused
 from syncer.resources.table import KINDS, Kind
 from tispace import api, naming
@@ -78,6 +78,7 @@ class Syncer:
             for kind in KINDS.values()
         }
         self.super_nodes = Informer(super_client, r.NODES, self._on_super_node, name="super/Node")
+        self.super_events = Informer(super_client, r.EVENTS, self._on_super_event, name="super/Event")
         self.vcs = Informer(super_client, r.VIRTUALCLUSTERS, self._on_vc, name="super/VirtualCluster")
 
     # --- event routing -----------------------------------------------------------------------
@@ -94,6 +95,16 @@ class Syncer:
                 self._enqueue(tenant, (kind.name, owner[1], owner[2]))
 
         return changed
+
+    def _on_super_event(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """Events about synced pods go up to the tenant that owns the pod."""
+        if new is None or (new.get("involvedObject") or {}).get("kind") != "Pod":
+            return
+        ns = self.super_informers["Namespace"].get("", key[0])
+        root = ((ns or {}).get("metadata", {}).get("labels") or {}).get(naming.LABEL_TENANT)
+        tenant = self._by_root.get(root or "")
+        if tenant:
+            self._enqueue(tenant, ("Event", key[0], key[1]))
 
     def _on_super_node(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         for t in self.tenants.values():
@@ -136,6 +147,9 @@ class Syncer:
         kind_name, ns, name = key
         if kind_name == "Node":
             await self._reconcile_node(t, name)
+            return
+        if kind_name == "Event":
+            await self._reconcile_event(t, ns, name)
             return
         kind = KINDS[kind_name]
         tenant_inf = t.informers[kind.name]
@@ -214,6 +228,28 @@ class Syncer:
         if kind.graceful:  # the super pod is gone: finish the tenant delete as a kubelet would
             await t.client.delete(
                 kind.resource, tmeta["name"], tmeta.get("namespace"), grace_period=0, uid=tmeta["uid"]
+            )
+
+    async def _reconcile_event(self, t: TenantRuntime, super_ns: str, name: str) -> None:
+        event = self.super_events.get(super_ns, name)
+        if event is None:
+            return
+        involved = event["involvedObject"]
+        super_pod = self.super_informers["Pod"].get(super_ns, involved.get("name", ""))
+        owner = naming.tenant_key(super_pod) if super_pod else None
+        if owner is None or owner[0] != t.ctx.root:
+            return
+        tenant_pod = t.informers["Pod"].get(owner[1], owner[2])
+        if tenant_pod is None:
+            return
+        up = events.to_tenant(event, tenant_pod)
+        try:
+            await t.client.create(r.EVENTS, up, owner[1])
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            await t.client.patch(
+                r.EVENTS, up["metadata"]["name"], {k: up[k] for k in events.MUTABLE if k in up}, owner[1]
             )
 
     async def _reconcile_node(self, t: TenantRuntime, name: str) -> None:
@@ -321,7 +357,8 @@ class Syncer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start every task (named), run until `stop`, then shut down in order."""
-        spawn = [(f"informer:{i.name}", i.run()) for i in [*self.super_informers.values(), self.super_nodes]]
+        informers = [*self.super_informers.values(), self.super_nodes, self.super_events]
+        spawn = [(f"informer:{i.name}", i.run()) for i in informers]
         spawn += [("informer:super/VirtualCluster", self.vcs.run()), ("node-loop", self._node_loop())]
         spawn += [(f"worker-{n}", self._worker()) for n in range(self.workers)]
         self._tasks = [asyncio.create_task(coro, name=name) for name, coro in spawn]

@@ -79,6 +79,13 @@ async def test_deployment_runs_in_the_super_cluster_and_is_mirrored(
     )
     assert lease["spec"]["renewTime"]
 
+    async def scheduled_event() -> dict | None:
+        items = (await t.client.list(r.EVENTS, "default"))["items"]
+        return next((e for e in items if e["reason"] == "Scheduled" and e["involvedObject"]["name"] in by_name), None)
+
+    ev = await eventually(scheduled_event, what="super Scheduled event mirrored up")
+    assert t.root not in ev["message"] and "default/" in ev["message"]
+
     t.kubectl("scale", "deployment", "web", "--replicas=1")
     await eventually(lambda: _running(super_client, sns, 1, "app=web"), what="scaled down in super")
     t.kubectl("delete", "deployment", "web")

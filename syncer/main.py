@@ -24,6 +24,8 @@ class Settings:
     """127.0.0.1 port for /healthz, /metrics and /status (0: none)."""
     workers: int = 20
     """Concurrent reconciles across all tenants."""
+    patrol_period: float = 60.0
+    """Seconds between full drift checks (POST /patrol runs one now)."""
     options: SyncerOptions = field(default_factory=SyncerOptions)
 
 
@@ -38,7 +40,11 @@ def app(syncer: Syncer) -> web.Application:
     async def status(_: web.Request) -> web.Response:
         return web.json_response(syncer.status())
 
+    async def patrol(_: web.Request) -> web.Response:
+        return web.json_response(syncer.patrol())
+
     a = web.Application()
+    a.router.add_post("/patrol", patrol)
     a.router.add_get("/healthz", healthz)
     a.router.add_get("/metrics", metrics)
     a.router.add_get("/status", status)
@@ -51,7 +57,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     client = Client.from_kubeconfig(settings.super_kubeconfig, name="super")
-    syncer = Syncer(client, settings.options, workers=settings.workers)
+    syncer = Syncer(client, settings.options, workers=settings.workers, patrol_period=settings.patrol_period)
     runner = web.AppRunner(app(syncer), access_log=None)
     await runner.setup()
     if settings.port:

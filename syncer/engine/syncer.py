@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from syncer.engine import patrol as patroller
 from syncer.engine import podsync
 from syncer.engine.informer import Informer, Key
 from syncer.engine.queue import FairQueue
@@ -53,13 +54,25 @@ class Metrics:
             registry=self.registry,
         )
         self.tenants = Gauge("tispace_syncer_tenants", "Tenants served", registry=self.registry)
+        self.drift = Counter(
+            "tispace_syncer_drift_total",
+            "Drift found by the patroller",
+            ["tenant", "drift"],
+            registry=self.registry,
+        )
+        self.patrol_seconds = Gauge(
+            "tispace_syncer_patrol_seconds", "Duration of the last full patrol", registry=self.registry
+        )
 
 
 class Syncer:
-    def __init__(self, super_client: Client, opts: SyncerOptions, *, workers: int = 20) -> None:
+    def __init__(
+        self, super_client: Client, opts: SyncerOptions, *, workers: int = 20, patrol_period: float = 60.0
+    ) -> None:
         self.super = super_client
         self.opts = opts
         self.workers = workers
+        self.patrol_period = patrol_period
         self.queue: FairQueue[WorkKey] = FairQueue()
         self.metrics = Metrics()
         self.tenants: dict[str, TenantRuntime] = {}
@@ -342,6 +355,26 @@ class Syncer:
                 raise
             await t.client.create(r.LEASES, nodes.lease(name, now), "kube-node-lease")
 
+    def patrol(self) -> dict[str, Any]:
+        """One full drift check of every tenant; the repairs go through the queue."""
+        t0 = time.perf_counter()
+        queued = patroller.patrol(
+            list(self.tenants.values()),
+            self.super_informers,
+            self._enqueue,
+            lambda tenant, what, n: self.metrics.drift.labels(tenant, what).inc(n),
+        )
+        seconds = time.perf_counter() - t0
+        self.metrics.patrol_seconds.set(seconds)
+        return {"queued": queued, "seconds": round(seconds, 4)}
+
+    async def _patrol_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.patrol_period)
+            result = self.patrol()
+            if result["queued"]:
+                log.info("patrol queued %d drifted keys in %.3fs", result["queued"], result["seconds"])
+
     def status(self) -> dict[str, Any]:
         return {
             "tenants": {
@@ -359,7 +392,11 @@ class Syncer:
         """Start every task (named), run until `stop`, then shut down in order."""
         informers = [*self.super_informers.values(), self.super_nodes, self.super_events]
         spawn = [(f"informer:{i.name}", i.run()) for i in informers]
-        spawn += [("informer:super/VirtualCluster", self.vcs.run()), ("node-loop", self._node_loop())]
+        spawn += [
+            ("informer:super/VirtualCluster", self.vcs.run()),
+            ("node-loop", self._node_loop()),
+            ("patrol", self._patrol_loop()),
+        ]
         spawn += [(f"worker-{n}", self._worker()) for n in range(self.workers)]
         self._tasks = [asyncio.create_task(coro, name=name) for name, coro in spawn]
         try:

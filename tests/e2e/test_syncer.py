@@ -81,7 +81,9 @@ async def test_deployment_runs_in_the_super_cluster_and_is_mirrored(
 
     async def scheduled_event() -> dict | None:
         items = (await t.client.list(r.EVENTS, "default"))["items"]
-        return next((e for e in items if e["reason"] == "Scheduled" and e["involvedObject"]["name"] in by_name), None)
+        return next(
+            (e for e in items if e["reason"] == "Scheduled" and e["involvedObject"]["name"] in by_name), None
+        )
 
     ev = await eventually(scheduled_event, what="super Scheduled event mirrored up")
     assert t.root not in ev["message"] and "default/" in ev["message"]
@@ -268,3 +270,19 @@ async def test_objects_without_tispace_marks_are_never_touched(
     )
     kept = await super_client.get(r.CONFIGMAPS, "mine", sns)
     assert kept["data"] == {"keep": "me"} and naming.MANAGED_BY not in kept["metadata"].get("labels", {})
+
+
+async def test_patrol_and_metrics_endpoints(syncer: procs.Component, tenant_factory) -> None:
+    import aiohttp
+
+    await tenant_factory("sync-patrol")
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"http://127.0.0.1:{syncer.port}/patrol") as resp:
+            result = await resp.json()
+        assert resp.status == 200 and result["seconds"] >= 0 and result["queued"] >= 0
+        async with s.get(f"http://127.0.0.1:{syncer.port}/metrics") as resp:
+            text = await resp.text()
+        assert "tispace_syncer_patrol_seconds" in text and "tispace_syncer_sync_seconds_bucket" in text
+        async with s.get(f"http://127.0.0.1:{syncer.port}/status") as resp:
+            status = await resp.json()
+        assert "default/sync-patrol" in status["tenants"]

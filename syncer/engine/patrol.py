@@ -1,0 +1,74 @@
+"""The patroller: compare every tenant's cache with the super cache and queue what drifted.
+
+It only reads caches and queues keys; the normal reconcile repairs, with all its guards
+(synced caches, ownership marks, uid preconditions). So a patrol can never delete anything
+the event path would not, and an unreachable tenant (stale but kept cache) loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from syncer.engine.informer import Informer
+from syncer.engine.tenant import TenantRuntime, WorkKey
+from syncer.resources.context import Refused
+from syncer.resources.table import KINDS
+from tispace import naming
+
+
+def drift(t: TenantRuntime, super_informers: dict[str, Informer]) -> tuple[list[WorkKey], Counter[str]]:
+    """Keys to reconcile for one tenant, and counts per kind of drift (missing, orphan, changed)."""
+    keys: list[WorkKey] = []
+    counts: Counter[str] = Counter()
+    for kind in KINDS.values():
+        tenant_cache = t.informers[kind.name].cache
+        super_inf = super_informers[kind.name]
+        for (ns, name), obj in tenant_cache.items():
+            if kind.skip(obj) or obj["metadata"].get("deletionTimestamp"):
+                continue
+            if kind.name == "Pod" and (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            sns, sname = kind.super_location(ns, name, t.ctx)
+            sobj = super_inf.get(sns, sname)
+            if sobj is None:
+                counts["missing"] += 1
+                keys.append((kind.name, ns, name))
+                continue
+            try:
+                desired = kind.to_super(obj, t.ctx)
+            except Refused:
+                continue
+            if kind.patch_down(desired, sobj) is not None:
+                counts["changed"] += 1
+                keys.append((kind.name, ns, name))
+        for sobj in super_inf.cache.values():
+            owner = naming.tenant_key(sobj)
+            if owner is None or owner[0] != t.ctx.root:
+                continue
+            if (owner[1], owner[2]) not in tenant_cache:
+                counts["orphan"] += 1
+                keys.append((kind.name, owner[1], owner[2]))
+    return keys, counts
+
+
+def patrol(
+    tenants: list[TenantRuntime],
+    super_informers: dict[str, Informer],
+    enqueue: Callable[[str, WorkKey], None],
+    record: Callable[[str, str, int], None],
+) -> int:
+    """One pass over every synced tenant; returns how many keys were queued."""
+    if not all(i.synced.is_set() for i in super_informers.values()):
+        return 0
+    queued = 0
+    for t in tenants:
+        if not all(i.synced.is_set() for i in t.informers.values()):
+            continue
+        keys, counts = drift(t, super_informers)
+        for key in keys:
+            enqueue(t.name, key)
+        for what, n in counts.items():
+            record(t.name, what, n)
+        queued += len(keys)
+    return queued

@@ -1,0 +1,62 @@
+"""The patroller finds missing, changed and orphaned super objects from the caches alone."""
+
+from syncer.engine import patrol
+from syncer.engine.informer import Informer
+from syncer.engine.tenant import TenantRuntime
+from syncer.resources.context import TenantContext
+from syncer.resources.table import KINDS
+from tispace import kubeconfig, naming
+from tispace.kube.client import Client
+from tispace.naming import RootNamespace
+
+CTX = TenantContext(root=RootNamespace("t-abcdef-dev"), vc_name="dev", vc_namespace="t")
+
+
+def cm(name: str, data: dict) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "app", "uid": name},
+        "data": data,
+    }
+
+
+async def test_drift_kinds_are_found_and_queued() -> None:
+    client = Client(kubeconfig.Credentials(server="http://127.0.0.1:1", ca_pem=b""))
+    try:
+        t = TenantRuntime("t/dev", CTX, client, 1, lambda *_: None)
+        supers = {k: Informer(client, KINDS[k].resource, lambda *_: None) for k in KINDS}
+        for inf in [*t.informers.values(), *supers.values()]:
+            inf.synced.set()
+        tcm = t.informers["ConfigMap"].cache
+        scm = supers["ConfigMap"].cache
+        tcm[("app", "same")] = cm("same", {"a": "1"})
+        scm[("t-abcdef-dev-app", "same")] = KINDS["ConfigMap"].to_super(cm("same", {"a": "1"}), CTX)
+        tcm[("app", "missing")] = cm("missing", {})
+        tcm[("app", "changed")] = cm("changed", {"a": "new"})
+        scm[("t-abcdef-dev-app", "changed")] = KINDS["ConfigMap"].to_super(cm("changed", {"a": "old"}), CTX)
+        scm[("t-abcdef-dev-app", "orphan")] = KINDS["ConfigMap"].to_super(cm("orphan", {}), CTX)
+        foreign = {"metadata": {"name": "foreign", "namespace": "t-abcdef-dev-app", "labels": {"x": "y"}}}
+        scm[("t-abcdef-dev-app", "foreign")] = foreign
+
+        keys, counts = patrol.drift(t, supers)
+        assert sorted(keys) == [
+            ("ConfigMap", "app", "changed"),
+            ("ConfigMap", "app", "missing"),
+            ("ConfigMap", "app", "orphan"),
+        ]
+        assert counts == {"missing": 1, "changed": 1, "orphan": 1}
+
+        queued: list = []
+        recorded: list = []
+        assert (
+            patrol.patrol([t], supers, lambda n, k: queued.append((n, k)), lambda *a: recorded.append(a)) == 3
+        )
+        assert {n for n, _ in queued} == {"t/dev"} and len(recorded) == 3
+
+        # Nothing happens while any cache is still listing.
+        supers["Pod"].synced.clear()
+        assert patrol.patrol([t], supers, lambda *_: None, lambda *_: None) == 0
+        assert naming.tenant_key(foreign) is None
+    finally:
+        await client.close()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,28 @@ def install_api(super_kubeconfig: Path) -> None:
         "--timeout=60s",
         *[f"crd/{c['metadata']['name']}" for c in api.crds().values()],
     )
+
+
+def start_program(
+    log_dir: Path,
+    name: str,
+    args: Callable[[int], list[str]],
+    *,
+    scheme: str = "http",
+    started: Callable[[procs.Component], None] = lambda _: None,
+) -> procs.Component:
+    """Start `tispace <args(port)>` detached on a free port and wait for its /healthz.
+
+    `started` records the component before the wait, so a failed start is still stoppable.
+    """
+    port = procs.free_port()
+    argv = [sys.executable, "-m", "tispace", *args(port)]
+    comp = procs.Component(
+        procs.spawn(name, argv, log_dir / f"{name}.log"), port, f"{scheme}://127.0.0.1:{port}/healthz"
+    )
+    started(comp)
+    procs.wait_healthy(comp, timeout=60)
+    return comp
 
 
 class Stack:
@@ -96,9 +119,6 @@ class Stack:
         self._ensure_own(
             "vc-manager",
             lambda port: [
-                sys.executable,
-                "-m",
-                "tispace",
                 "manager",
                 f"--super-kubeconfig={self.super_kubeconfig}",
                 f"--state-dir={self.dir}",
@@ -110,9 +130,6 @@ class Stack:
         agent = self._ensure_own(
             "vn-agent",
             lambda port: [
-                sys.executable,
-                "-m",
-                "tispace",
                 "vn-agent",
                 f"--super-kubeconfig={self.super_kubeconfig}",
                 f"--port={port}",
@@ -124,9 +141,6 @@ class Stack:
         self._ensure_own(
             "syncer",
             lambda port: [
-                sys.executable,
-                "-m",
-                "tispace",
                 "syncer",
                 f"--super-kubeconfig={self.super_kubeconfig}",
                 f"--port={port}",
@@ -139,7 +153,11 @@ class Stack:
             asyncio.run(self._sample_tenant(progress))
 
     def _ensure_own(
-        self, name: str, argv: Any, progress: localcluster.Progress, scheme: str = "http"
+        self,
+        name: str,
+        args: Callable[[int], list[str]],
+        progress: localcluster.Progress,
+        scheme: str = "http",
     ) -> procs.Component:
         comps = self.own.load()
         current = next((c for c in comps if c.name == name), None)
@@ -148,15 +166,14 @@ class Stack:
             return current
         if current:
             procs.stop(current.proc)
-        port = procs.free_port()
         progress(f"starting {name}")
-        comp = procs.Component(
-            procs.spawn(name, argv(port), self.dir / "logs" / f"{name}.log"),
-            port,
-            f"{scheme}://127.0.0.1:{port}/healthz",
+        comp = start_program(
+            self.dir / "logs",
+            name,
+            args,
+            scheme=scheme,
+            started=lambda c: self.own.save([x for x in comps if x.name != name] + [c]),
         )
-        self.own.save([c for c in comps if c.name != name] + [comp])
-        procs.wait_healthy(comp, timeout=60)
         return comp
 
     async def _sample_tenant(self, progress: localcluster.Progress) -> None:

@@ -121,6 +121,17 @@ class Manager:
         )
         body.setdefault("status", {})["conditions"] = conditions
 
+    async def set_running(self, body: dict[str, Any], **extra: Any) -> None:
+        await self.set_phase(
+            body,
+            api.Phase.RUNNING,
+            reason="Running",
+            message="control plane ready",
+            ready=True,
+            cp_ready=True,
+            **extra,
+        )
+
     # --- reconcile --------------------------------------------------------------------------
     async def ensure_root_namespace(self, tenant: Tenant) -> None:
         ns = {
@@ -247,13 +258,8 @@ class Manager:
             )
             post("Warning", "ProvisionFailed", str(e))
             raise TenantError("ProvisionFailed", str(e), retry=True) from e
-        await self.set_phase(
+        await self.set_running(
             body,
-            api.Phase.RUNNING,
-            reason="Running",
-            message="control plane ready",
-            ready=True,
-            cp_ready=True,
             clusterNamespace=tenant.root,
             apiServerEndpoint=server,
             observedGeneration=body["metadata"].get("generation"),
@@ -275,14 +281,7 @@ class Manager:
         healthy_now = problem is None
         if (cp.get("status") == "True") != healthy_now:
             if healthy_now:
-                await self.set_phase(
-                    body,
-                    api.Phase.RUNNING,
-                    reason="Running",
-                    message="control plane ready",
-                    ready=True,
-                    cp_ready=True,
-                )
+                await self.set_running(body)
                 post("Normal", "Recovered", "control plane is healthy again")
             else:
                 await self.set_phase(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -60,24 +59,19 @@ class ManagerProc:
 
     def start(self) -> None:
         etcd = next(c for c in self.cluster.components() if c.name == "etcd")
-        port = procs.free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "tispace",
-            "manager",
-            f"--super-kubeconfig={self.cluster.kubeconfig}",
-            f"--state-dir={self.cluster.dir}",
-            f"--etcd-servers=http://127.0.0.1:{etcd.port}",
-            f"--health-port={port}",
-            "--ready-timeout=90",
-        ]
-        self.comp = procs.Component(
-            procs.spawn("vc-manager", argv, self.cluster.dir / "logs" / "vc-manager.log"),
-            port,
-            f"http://127.0.0.1:{port}/healthz",
+        kc, d = self.cluster.kubeconfig, self.cluster.dir
+        self.comp = stack.start_program(
+            d / "logs",
+            "vc-manager",
+            lambda port: [
+                "manager",
+                f"--super-kubeconfig={kc}",
+                f"--state-dir={d}",
+                f"--etcd-servers=http://127.0.0.1:{etcd.port}",
+                f"--health-port={port}",
+                "--ready-timeout=90",
+            ],
         )
-        procs.wait_healthy(self.comp, timeout=60)
 
     def kill(self) -> None:
         assert self.comp
@@ -93,22 +87,13 @@ class ManagerProc:
 @pytest.fixture(scope="session")
 def vn_agent(super_cluster: localcluster.SuperCluster) -> Iterator[procs.Component]:
     """vn_agent as a real background process, exactly as `tispace up` runs it."""
-    port = procs.free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "tispace",
+    kc, d = super_cluster.kubeconfig, super_cluster.dir
+    comp = stack.start_program(
+        d / "logs",
         "vn-agent",
-        f"--super-kubeconfig={super_cluster.kubeconfig}",
-        f"--port={port}",
-        f"--state-dir={super_cluster.dir}",
-    ]
-    comp = procs.Component(
-        procs.spawn("vn-agent", argv, super_cluster.dir / "logs" / "vn-agent.log"),
-        port,
-        f"https://127.0.0.1:{port}/healthz",
+        lambda port: ["vn-agent", f"--super-kubeconfig={kc}", f"--port={port}", f"--state-dir={d}"],
+        scheme="https",
     )
-    procs.wait_healthy(comp, timeout=60)
     yield comp
     procs.stop(comp.proc)
 
@@ -118,22 +103,17 @@ def syncer(
     manager: ManagerProc, vn_agent: procs.Component, super_cluster: localcluster.SuperCluster
 ) -> Iterator[procs.Component]:
     """The syncer as a real background process, exactly as `tispace up` runs it."""
-    port = procs.free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "tispace",
+    kc = super_cluster.kubeconfig
+    comp = stack.start_program(
+        super_cluster.dir / "logs",
         "syncer",
-        f"--super-kubeconfig={super_cluster.kubeconfig}",
-        f"--port={port}",
-        f"--vn-agent-port={vn_agent.port}",
-    ]
-    comp = procs.Component(
-        procs.spawn("syncer", argv, super_cluster.dir / "logs" / "syncer.log"),
-        port,
-        f"http://127.0.0.1:{port}/healthz",
+        lambda port: [
+            "syncer",
+            f"--super-kubeconfig={kc}",
+            f"--port={port}",
+            f"--vn-agent-port={vn_agent.port}",
+        ],
     )
-    procs.wait_healthy(comp, timeout=60)
     yield comp
     procs.stop(comp.proc)
 

@@ -94,6 +94,12 @@ async def test_deployment_runs_in_the_super_cluster_and_is_mirrored(
     await eventually(lambda: _gone(super_client, sns, "app=web"), what="super pods gone")
     await eventually(lambda: _gone(t.client, "default", "app=web"), what="tenant pods gone")
 
+    async def no_virtual_nodes() -> bool:
+        return not (await t.client.list(r.NODES))["items"]
+
+    # A virtual node goes when the tenant has no pod left on it (after a grace period).
+    await eventually(no_virtual_nodes, timeout=120, what="virtual nodes removed")
+
 
 async def _gone(client: Client, ns: str, label: str) -> bool:
     return not (await client.list(r.PODS, ns, label_selector=label))["items"]

@@ -55,14 +55,16 @@ class TenantPKI:
         return min(c.cert.not_valid_after_utc for c in leafs)
 
 
-def generate(*, hosts: tuple[str, ...], days: int) -> TenantPKI:
-    root = pki.new_ca("tispace-tenant-ca", days=days)
-    front = pki.new_ca("tispace-front-proxy-ca", days=days)
+def generate(*, tenant: str, hosts: tuple[str, ...], days: int) -> TenantPKI:
+    """A fresh PKI. CA names carry the tenant: a TLS peer holding many tenant CAs (vn_agent)
+    must find each issuer by its own name."""
+    root = pki.new_ca(f"tispace-tenant-ca {tenant}", days=days)
+    front = pki.new_ca(f"tispace-front-proxy-ca {tenant}", days=days)
     sa_private, sa_public = pki.new_keypair()
     return TenantPKI(
         root_ca=root,
         apiserver=pki.issue(root, "kube-apiserver", hosts=hosts, server=True, days=days),
-        etcd_ca=pki.new_ca("tispace-etcd-ca", days=days),
+        etcd_ca=pki.new_ca(f"tispace-etcd-ca {tenant}", days=days),
         front_proxy_ca=front,
         front_proxy_client=pki.issue(front, FRONT_PROXY_CLIENT, client=True, days=days),
         sa_private=sa_private,

@@ -170,7 +170,9 @@ class Manager:
         if not any(n in found for n in pki_names):
             cidr = tenant.spec.get("serviceCidr") or self.settings.service_cidr
             hosts = apiserver_hosts(tenant, str(ipaddress.ip_network(cidr)[1]))
-            tpki = await asyncio.to_thread(tenantpki.generate, hosts=hosts, days=tenant.pki_days)
+            tpki = await asyncio.to_thread(
+                tenantpki.generate, tenant=tenant.root, hosts=hosts, days=tenant.pki_days
+            )
             for name, data in tenantpki.secret_data(tpki).items():
                 await self.client.create(
                     r.SECRETS, tenantpki.secret(name, tenant.root, data, tenant.name), tenant.root

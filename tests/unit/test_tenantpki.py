@@ -7,7 +7,7 @@ from tispace import kubeconfig, pki, tenantpki
 
 @pytest.fixture(scope="module")
 def tpki() -> tenantpki.TenantPKI:
-    return tenantpki.generate(hosts=("127.0.0.1", "kubernetes"), days=10)
+    return tenantpki.generate(tenant="t-abcdef-dev", hosts=("127.0.0.1", "kubernetes"), days=10)
 
 
 def test_round_trip_through_secrets(tpki: tenantpki.TenantPKI) -> None:
@@ -45,3 +45,8 @@ def test_expiry_is_the_earliest_certificate(tpki: tenantpki.TenantPKI) -> None:
         c.cert.not_valid_after_utc
         for c in (tpki.root_ca, tpki.apiserver, tpki.kubelet_client, tpki.front_proxy_client)
     )
+
+
+def test_ca_names_are_per_tenant(tpki: tenantpki.TenantPKI) -> None:
+    subject = tpki.root_ca.cert.subject.rfc4514_string()
+    assert "t-abcdef-dev" in subject

@@ -191,10 +191,13 @@ async def test_manager_restart_adopts_without_duplicates_and_crashed_apiserver_r
 ) -> None:
     t: TenantHandle = await tenant_factory("sturdy")
     before = {p.name: p for p in _tenant_procs(super_cluster, t.root)}
+    running_events = await _events(super_client, "sturdy", "Running")
     manager.kill()
     manager.start()
+    # Each reconcile ends with a Running event: once the new manager has resumed this tenant...
+    await eventually(lambda: _more(super_client, running_events), what="manager resumed the tenant")
 
-    # The new manager adopted the running processes: it restarts the apiserver we kill...
+    # ...it adopted the running processes: it restarts the apiserver we kill...
     api = before["kube-apiserver"]
     os.kill(api.pid, signal.SIGKILL)
 
@@ -230,6 +233,15 @@ async def test_manager_restart_adopts_without_duplicates_and_crashed_apiserver_r
     await eventually(degraded_then_recovered, what="Degraded and Recovered events")
     vc = await super_client.get(r.VIRTUALCLUSTERS, "sturdy", "default")
     assert {c["type"]: c["status"] for c in vc["status"]["conditions"]}["ControlPlaneReady"] == "True"
+
+
+async def _events(client: Client, name: str, reason: str) -> int:
+    items = (await client.list(r.EVENTS, "default"))["items"]
+    return sum(1 for e in items if e["involvedObject"]["name"] == name and e["reason"] == reason)
+
+
+async def _more(client: Client, than: int) -> bool:
+    return await _events(client, "sturdy", "Running") > than
 
 
 def _is_apiserver_of(proc_dir: Path, root: str) -> bool:

@@ -130,11 +130,15 @@ class TenantHandle:
         return localcluster.kubectl(self.kubeconfig, *args, stdin=stdin)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def tenant_factory(
     manager: ManagerProc, super_client: Client, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Callable[..., Awaitable[TenantHandle]]]:
-    """Create Running tenants on demand; all are deleted (and waited for) at the end."""
+    """Create Running tenants on demand; all are deleted (and waited for) after the module.
+
+    Per module, not per session: every tenant control plane holds inotify instances (certificate
+    reloaders), and the default per-user limit of 128 runs out at about twenty live tenants.
+    """
     made: list[TenantHandle] = []
     out = tmp_path_factory.mktemp("tenants")
 

@@ -22,7 +22,7 @@ class Settings:
     """Credentials of the super cluster."""
     port: int = 0
     """127.0.0.1 port for /healthz, /metrics and /status (0: none)."""
-    workers: int = 20
+    workers: int = 50
     """Concurrent reconciles across all tenants."""
     patrol_period: float = 60.0
     """Seconds between full drift checks (POST /patrol runs one now)."""

@@ -48,20 +48,25 @@ def summarize(latencies: list[float], seconds: float) -> PathResult:
     )
 
 
-def _pod(name: str) -> dict[str, Any]:
+def _pod(name: str, *, direct: bool) -> dict[str, Any]:
+    """The same pod on both paths; through a tenant the syncer sets the Kata runtime class."""
+    spec: dict[str, Any] = {
+        "containers": [{"name": "main", "image": "busybox"}],
+        "terminationGracePeriodSeconds": 0,
+    }
+    if direct:
+        spec["runtimeClassName"] = "kata"
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": {"bench": "tispace"}},
-        "spec": {
-            "runtimeClassName": "kata",
-            "containers": [{"name": "main", "image": "busybox"}],
-            "terminationGracePeriodSeconds": 0,
-        },
+        "spec": spec,
     }
 
 
-async def _run_path(client: Client, namespace: str, count: int, timeout: float) -> list[float]:
+async def _run_path(
+    client: Client, namespace: str, count: int, timeout: float, *, direct: bool
+) -> list[float]:
     """Create `count` pods in `namespace` and return each one's create-to-Running seconds."""
     listing = await client.list(r.PODS, namespace)
     created: dict[str, float] = {}
@@ -87,7 +92,7 @@ async def _run_path(client: Client, namespace: str, count: int, timeout: float) 
         name = f"bench-{i}"
         async with sem:
             created[name] = time.monotonic()
-            await client.create(r.PODS, _pod(name), namespace)
+            await client.create(r.PODS, _pod(name, direct=direct), namespace)
 
     watcher = asyncio.create_task(watch())
     await asyncio.gather(*(create(i) for i in range(count)))
@@ -148,7 +153,7 @@ async def run(
             cpu0 = _cpu_seconds(syncer_pid) if syncer_pid else 0.0
             progress(f"through tenants: {tenant_count} x {pods} pods")
             t0 = time.monotonic()
-            per = await asyncio.gather(*(_run_path(c, "bench", pods, timeout) for c in clients))
+            per = await asyncio.gather(*(_run_path(c, "bench", pods, timeout, direct=False) for c in clients))
             through = summarize([x for lat in per for x in lat], time.monotonic() - t0)
             syncer_cpu = (_cpu_seconds(syncer_pid) - cpu0) if syncer_pid else None
             syncer_rss = _peak_rss(syncer_pid) if syncer_pid else None
@@ -157,7 +162,7 @@ async def run(
                 await _ready_namespace(sup, ns)
             progress(f"directly: {tenant_count} x {pods} pods")
             t0 = time.monotonic()
-            per = await asyncio.gather(*(_run_path(sup, ns, pods, timeout) for ns in direct_ns))
+            per = await asyncio.gather(*(_run_path(sup, ns, pods, timeout, direct=True) for ns in direct_ns))
             direct = summarize([x for lat in per for x in lat], time.monotonic() - t0)
         finally:
             for c in clients:

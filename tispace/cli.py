@@ -154,7 +154,7 @@ def manager(
 def syncer(
     super_kubeconfig: Annotated[Path, typer.Option(help="Super cluster to sync into.")],
     port: Annotated[int, typer.Option(help="127.0.0.1 port for /healthz, /metrics, /status.")] = 0,
-    workers: Annotated[int, typer.Option(help="Concurrent reconciles across tenants.")] = 20,
+    workers: Annotated[int, typer.Option(help="Concurrent reconciles across tenants.")] = 50,
     vn_agent_port: Annotated[
         int, typer.Option(help="Port virtual nodes advertise for the kubelet API.")
     ] = 10250,

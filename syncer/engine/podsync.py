@@ -70,14 +70,15 @@ async def mark_lost(t: TenantRuntime, pod: dict[str, Any]) -> None:
     await tenant_event(t, pod, "Warning", "Evicted", pods.lost_status()["message"])
 
 
-async def ensure_token(t: TenantRuntime, super_client: Client, pod: dict[str, Any], super_ns: str) -> None:
-    """A token signed by the tenant for the pod's service account, as a super secret the pod mounts."""
-    meta = pod["metadata"]
-    name = pods.token_secret_name(meta["name"])
-    existing = await super_client.get_or_none(r.SECRETS, name, super_ns)
-    if existing and existing["metadata"].get("annotations", {}).get(naming.ANN_UID) == meta["uid"]:
-        return
-    sa = pod["spec"].get("serviceAccountName") or "default"
+async def create_token(
+    t: TenantRuntime, super_client: Client, tenant_pod: dict[str, Any], super_pod: dict[str, Any]
+) -> None:
+    """A token signed by the tenant for the pod's service account, as a super secret the pod mounts.
+
+    Owned by the super pod, so the super garbage collector removes it with the pod.
+    """
+    meta, smeta = tenant_pod["metadata"], super_pod["metadata"]
+    sa = tenant_pod["spec"].get("serviceAccountName") or "default"
     req = {
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenRequest",
@@ -87,13 +88,14 @@ async def ensure_token(t: TenantRuntime, super_client: Client, pod: dict[str, An
         },
     }
     token = await t.client.request("POST", r.SERVICEACCOUNTS.path(meta["namespace"], sa, "token"), body=req)
+    name = pods.token_secret_name(meta["name"])
     secret: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {
             "name": name,
-            "namespace": super_ns,
+            "namespace": smeta["namespace"],
             "labels": {naming.MANAGED_BY: TOKEN_MANAGED_BY, naming.LABEL_TENANT: t.ctx.root},
             "annotations": {
                 naming.ANN_CLUSTER: t.ctx.root,
@@ -101,38 +103,18 @@ async def ensure_token(t: TenantRuntime, super_client: Client, pod: dict[str, An
                 naming.ANN_NAMESPACE: meta["namespace"],
                 naming.ANN_NAME: name,
             },
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Pod", "name": smeta["name"], "uid": smeta["uid"]}
+            ],
         },
         "data": {pods.TOKEN_KEY: base64.b64encode(token["status"]["token"].encode()).decode()},
     }
-    if existing:
-        await super_client.replace(
-            r.SECRETS,
-            {
-                **secret,
-                "metadata": {
-                    **secret["metadata"],
-                    "resourceVersion": existing["metadata"]["resourceVersion"],
-                },
-            },
-        )
-    else:
-        await super_client.create(r.SECRETS, secret, super_ns)
-
-
-async def own_token(super_client: Client, super_pod: dict[str, Any]) -> None:
-    """Let the super garbage collector remove the token secret with its pod."""
-    meta = super_pod["metadata"]
-    ref = {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}
     try:
-        await super_client.patch(
-            r.SECRETS,
-            pods.token_secret_name(meta["name"]),
-            {"metadata": {"ownerReferences": [ref]}},
-            meta["namespace"],
-        )
+        await super_client.create(r.SECRETS, secret, smeta["namespace"])
     except ApiError as e:
-        if e.status != 404:
+        if e.status != 409:
             raise
+        await super_client.replace(r.SECRETS, secret)  # left from an earlier pod of that name
 
 
 async def ensure_vnode(t: TenantRuntime, super_node: dict[str, Any] | None, name: str) -> None:

@@ -67,7 +67,7 @@ class Metrics:
 
 class Syncer:
     def __init__(
-        self, super_client: Client, opts: SyncerOptions, *, workers: int = 20, patrol_period: float = 60.0
+        self, super_client: Client, opts: SyncerOptions, *, workers: int = 50, patrol_period: float = 60.0
     ) -> None:
         self.super = super_client
         self.opts = opts
@@ -92,6 +92,13 @@ class Syncer:
         }
         self.super_nodes = Informer(super_client, r.NODES, self._on_super_node, name="super/Node")
         self.super_events = Informer(super_client, r.EVENTS, self._on_super_event, name="super/Event")
+        self.token_secrets = Informer(
+            super_client,
+            r.SECRETS,
+            lambda *_: None,
+            label_selector=f"{naming.MANAGED_BY}={podsync.TOKEN_MANAGED_BY}",
+            name="super/TokenSecret",
+        )
         self.vcs = Informer(super_client, r.VIRTUALCLUSTERS, self._on_vc, name="super/VirtualCluster")
 
     # --- event routing -----------------------------------------------------------------------
@@ -205,18 +212,23 @@ class Syncer:
             await podsync.refuse(t, tobj, why)
             return
         if sobj is None:
-            if kind.name == "Pod" and pods.needs_token(tobj):
-                await podsync.ensure_token(t, self.super, tobj, sns)
-            created = await self.super.create(kind.resource, desired, sns or None)
-            if kind.name == "Pod" and pods.needs_token(tobj):
-                await podsync.own_token(self.super, created)
-            return
+            sobj = await self.super.create(kind.resource, desired, sns or None)
+            if kind.name != "Pod":
+                return
+        if kind.name == "Pod" and pods.needs_token(tobj) and self._token_missing(sobj):
+            await podsync.create_token(t, self.super, tobj, sobj)
         patch = kind.patch_down(desired, sobj)
         if patch:
             await self.super.patch(kind.resource, sname, patch, sns or None)
         if kind.status_up:
             node = sobj["spec"].get("nodeName")
             await podsync.up(t, tobj, sobj, self.super_nodes.get("", node) if node else None)
+
+    def _token_missing(self, super_pod: dict[str, Any]) -> bool:
+        meta = super_pod["metadata"]
+        secret = self.token_secrets.get(meta["namespace"], pods.token_secret_name(meta["name"]))
+        owners = (secret or {}).get("metadata", {}).get("ownerReferences") or [{}]
+        return secret is None or owners[0].get("uid") != meta["uid"]
 
     async def _delete_down(
         self,
@@ -390,7 +402,7 @@ class Syncer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start every task (named), run until `stop`, then shut down in order."""
-        informers = [*self.super_informers.values(), self.super_nodes, self.super_events]
+        informers = [*self.super_informers.values(), self.super_nodes, self.super_events, self.token_secrets]
         spawn = [(f"informer:{i.name}", i.run()) for i in informers]
         spawn += [
             ("informer:super/VirtualCluster", self.vcs.run()),

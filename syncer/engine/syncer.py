@@ -203,7 +203,8 @@ class Syncer:
         if kind.name == "Pod" and sobj is None:
             if (tobj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 return  # finished or refused pods are not re-created
-            if (tobj.get("status") or {}).get("hostIP"):
+            # Bound by us (or reported by a kubelet): the super pod existed and is gone, as after an eviction.
+            if (tobj.get("status") or {}).get("hostIP") or tobj["spec"].get("nodeName"):
                 await podsync.mark_lost(t, tobj)
                 return
         try:

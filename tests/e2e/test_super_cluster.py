@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.e2e.helpers import eventually, pod
 from tispace import localcluster
@@ -71,3 +72,32 @@ async def test_claim_of_the_ceph_class_binds(super_client: Client) -> None:
     pv = await super_client.get(r.PVS, c["spec"]["volumeName"])
     assert pv["spec"]["capacity"]["storage"] == "1Gi"
     await super_client.delete(r.PVCS, "data", "default")
+
+
+def test_config_installs_with_kustomize_and_samples_apply(super_cluster: localcluster.SuperCluster) -> None:
+    """`kubectl apply -k config/` (CRDs + RBAC) and the samples, checked by the real API server."""
+    root = Path(__file__).resolve().parents[2]
+    localcluster.kubectl(super_cluster.kubeconfig, "apply", "-k", str(root / "config"))
+    localcluster.kubectl(
+        super_cluster.kubeconfig,
+        "wait",
+        "--for=condition=Established",
+        "crd/virtualclusters.tenancy.x-k8s.io",
+        "crd/clusterversions.tenancy.x-k8s.io",
+    )
+    out = localcluster.kubectl(
+        super_cluster.kubeconfig, "apply", "--dry-run=server", "-f", str(root / "config/samples")
+    )
+    assert "virtualcluster.tenancy.x-k8s.io/dev created (server dry run)" in out
+    assert "clusterversion.tenancy.x-k8s.io/v1.36 created (server dry run)" in out
+    assert (
+        localcluster.kubectl(
+            super_cluster.kubeconfig,
+            "auth",
+            "can-i",
+            "create",
+            "namespaces",
+            "--as=system:serviceaccount:tispace-system:vc-manager",
+        ).strip()
+        == "yes"
+    )

@@ -240,6 +240,7 @@ async def test_super_pod_deleted_shows_as_evicted_and_is_replaced(
     t: TenantHandle = await tenant_factory("sync-evict")
     t.kubectl("create", "deployment", "one", "--image=nginx")
     sns = f"{t.root}-default"
+    await eventually(lambda: _running(t.client, "default", 1, "app=one"), what="tenant pod Running")
     [first] = await eventually(lambda: _running(super_client, sns, 1, "app=one"), what="super pod")
     await super_client.delete(r.PODS, first["metadata"]["name"], sns, grace_period=0)
 

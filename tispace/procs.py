@@ -81,7 +81,9 @@ def alive(proc: Proc) -> bool:
         return False
     if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
         return False
-    return bool(cmdline) and cmdline[0].decode() == proc.argv[0]
+    if cmdline[0] == b"":
+        return True  # between fork and exec, or /proc not yet updated: the pid is live and not reused yet
+    return cmdline[0].decode() == proc.argv[0]
 
 
 def stop(proc: Proc, timeout: float = 10.0) -> None:

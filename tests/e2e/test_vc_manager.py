@@ -303,9 +303,11 @@ async def test_native_provisioner_renders_a_valid_control_plane(
     root = vc["status"]["clusterNamespace"]
     from vc_manager.provisioners import native
 
-    sts = await eventually(
-        lambda: super_client.get_or_none(native.STATEFULSETS, "apiserver", root), what="sts"
+    # The controller-manager StatefulSet is applied last: once it exists, everything does.
+    await eventually(
+        lambda: super_client.get_or_none(native.STATEFULSETS, "controller-manager", root), what="sts"
     )
+    sts = await super_client.get(native.STATEFULSETS, "apiserver", root)
     args = sts["spec"]["template"]["spec"]["containers"][0]["command"]
     assert "--enable-aggregator-routing=true" in args
     for name in ("etcd", "controller-manager"):

@@ -114,3 +114,28 @@ def test_unreachable_super_cluster_is_a_clear_error(tmp_path: Path) -> None:
     out = tispace("up", "--state-dir", str(tmp_path / "s"), "--super-kubeconfig", str(bad), check=False)
     assert out.returncode == 1
     assert "not reachable" in out.stdout
+
+
+def test_ctrl_c_during_up_leaves_nothing_running(tmp_path: Path) -> None:
+    state = tmp_path / "interrupted"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "tispace", "up", "--state-dir", str(state), "--nodes", "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert up.stdout is not None
+    for line in up.stdout:  # interrupt once the control plane is half started
+        if "starting kube-apiserver" in line:
+            break
+    up.send_signal(signal.SIGINT)
+    up.wait(60)
+    assert up.returncode != 0
+    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _mentions(p, str(state))]
+    assert leftovers == []
+
+
+def _mentions(proc_dir: Path, text: str) -> bool:
+    try:
+        return text in (proc_dir / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False

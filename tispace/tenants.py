@@ -121,11 +121,6 @@ async def user_kubeconfig(
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
     }
     async with Client(kubeconfig.credentials(admin), name=name) as tenant:
-        await ensure(tenant, CLUSTERROLEBINDINGS, binding)
+        await ensure(tenant, r.CLUSTERROLEBINDINGS, binding)
     server = admin["clusters"][0]["cluster"]["server"]
     return tenantpki.user_kubeconfig_from_ca(tpki_root, server=server, user=user, days=days, cluster=name)
-
-
-CLUSTERROLEBINDINGS = r.Resource(
-    "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False
-)

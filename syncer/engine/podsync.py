@@ -22,6 +22,7 @@ TOKEN_MANAGED_BY = "tispace-token"
 async def tenant_event(t: TenantRuntime, obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
     meta = obj["metadata"]
     ns = meta.get("namespace") or "default"
+    now = nodes.micro_now()[:19] + "Z"
     event = {
         "apiVersion": "v1",
         "kind": "Event",
@@ -37,8 +38,8 @@ async def tenant_event(t: TenantRuntime, obj: dict[str, Any], etype: str, reason
         "reason": reason,
         "message": message,
         "source": {"component": "tispace-syncer"},
-        "firstTimestamp": nodes.micro_now()[:19] + "Z",
-        "lastTimestamp": nodes.micro_now()[:19] + "Z",
+        "firstTimestamp": now,
+        "lastTimestamp": now,
         "count": 1,
     }
     try:

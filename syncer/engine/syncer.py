@@ -21,7 +21,7 @@ from syncer.engine import patrol as patroller
 from syncer.engine import podsync
 from syncer.engine.informer import Informer, Key
 from syncer.engine.queue import FairQueue
-from syncer.engine.tenant import SyncerOptions, TenantRuntime, WorkKey
+from syncer.engine.tenant import SyncerOptions, TenantRuntime, WorkKey, weight_of
 from syncer.resources import events, nodes, pods
 from syncer.resources.context import Refused
 from syncer.resources.table import KINDS, Kind
@@ -152,7 +152,7 @@ class Syncer:
                 t.start()
                 log.info("serving tenant %s (root %s)", name, t.ctx.root)
             elif running and current is not None and vc is not None:
-                current.weight = int((vc.get("spec") or {}).get("syncWeight") or 1)
+                current.weight = weight_of(vc)
                 self.queue.set_weight(name, current.weight)
             elif not running and current is not None:
                 self.tenants.pop(name)

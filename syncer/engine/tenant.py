@@ -54,6 +54,11 @@ def context_for(vc: dict[str, Any], admin: dict[str, Any], opts: SyncerOptions) 
     )
 
 
+def weight_of(vc: dict[str, Any]) -> int:
+    """The tenant's share of the workers under contention (VirtualCluster spec.syncWeight)."""
+    return int((vc.get("spec") or {}).get("syncWeight") or 1)
+
+
 class TenantRuntime:
     """Informers of one tenant feeding the shared queue; stopping it touches nothing in the super cluster."""
 
@@ -92,8 +97,7 @@ class TenantRuntime:
         admin = tenantpki.read_admin_kubeconfig(secret)
         name = f"{meta['namespace']}/{meta['name']}"
         client = Client(kubeconfig.credentials(admin), name=name)
-        weight = int((vc.get("spec") or {}).get("syncWeight") or 1)
-        return cls(name, context_for(vc, admin, opts), client, weight, enqueue)
+        return cls(name, context_for(vc, admin, opts), client, weight_of(vc), enqueue)
 
     def _on_change(self, kind: str) -> Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]:
         def changed(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -25,6 +26,21 @@ async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout: float
             last = result
         await asyncio.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last={last!r}")
+
+
+def processes_mentioning(*texts: str) -> list[Path]:
+    """/proc entries whose command line contains every one of `texts`."""
+    found = []
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            cmd = (proc_dir / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if all(t in cmd for t in texts):
+            found.append(proc_dir)
+    return found
 
 
 def pod(name: str, **spec: object) -> dict[str, object]:

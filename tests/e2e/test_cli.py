@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.helpers import processes_mentioning
 from tispace import localcluster, procs
 
 
@@ -130,12 +131,4 @@ def test_ctrl_c_during_up_leaves_nothing_running(tmp_path: Path) -> None:
     up.send_signal(signal.SIGINT)
     up.wait(60)
     assert up.returncode != 0
-    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _mentions(p, str(state))]
-    assert leftovers == []
-
-
-def _mentions(proc_dir: Path, text: str) -> bool:
-    try:
-        return text in (proc_dir / "cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
+    assert processes_mentioning(str(state)) == []

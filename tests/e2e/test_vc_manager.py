@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import ManagerProc, TenantHandle
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import eventually, processes_mentioning
 from tispace import kubeconfig, localcluster, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
@@ -213,7 +213,7 @@ async def test_manager_restart_adopts_without_duplicates_and_crashed_apiserver_r
     # ...and never started a duplicate of what kept running.
     after = {p.name: p for p in _tenant_procs(super_cluster, t.root)}
     assert after["kube-controller-manager"].pid == before["kube-controller-manager"].pid
-    apiservers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_apiserver_of(p, t.root)]
+    apiservers = processes_mentioning("kube-apiserver", f"/tenants/{t.root}/registry")
     assert len(apiservers) == 1
     assert "default" in t.kubectl("get", "namespaces", "-o", "name")
 
@@ -242,14 +242,6 @@ async def _events(client: Client, name: str, reason: str) -> int:
 
 async def _more(client: Client, than: int) -> bool:
     return await _events(client, "sturdy", "Running") > than
-
-
-def _is_apiserver_of(proc_dir: Path, root: str) -> bool:
-    try:
-        cmd = (proc_dir / "cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
-    return "kube-apiserver" in cmd and f"/tenants/{root}/registry" in cmd
 
 
 async def test_unknown_cluster_version_is_an_error_until_it_exists(

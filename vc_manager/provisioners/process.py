@@ -255,30 +255,29 @@ def _prefix_end(prefix: bytes) -> bytes:
     return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
-async def delete_etcd_prefix(etcd_servers: str, prefix: str) -> int:
-    """Delete every key under `prefix` through etcd's JSON gateway; returns how many went."""
+async def _etcd_range(etcd_servers: str, op: str, prefix: str, **extra: object) -> dict[str, Any]:
+    """One call of etcd's JSON gateway (`/v3/kv/<op>`) over every key under `prefix`."""
     key = prefix.encode()
-    body = {"key": base64.b64encode(key).decode(), "range_end": base64.b64encode(_prefix_end(key)).decode()}
-    url = etcd_servers.split(",")[0].rstrip("/") + "/v3/kv/deleterange"
+    body = {
+        "key": base64.b64encode(key).decode(),
+        "range_end": base64.b64encode(_prefix_end(key)).decode(),
+        **extra,
+    }
+    url = etcd_servers.split(",")[0].rstrip("/") + f"/v3/kv/{op}"
     async with (
         aiohttp.ClientSession() as s,
         s.post(url, json=body, timeout=aiohttp.ClientTimeout(total=30)) as r,
     ):
         if r.status != 200:
-            raise ProvisionError(f"deleting etcd keys under {prefix} failed: {r.status} {await r.text()}")
-        return int((await r.json()).get("deleted", 0))
+            raise ProvisionError(f"etcd {op} under {prefix} failed: {r.status} {await r.text()}")
+        result: dict[str, Any] = await r.json()
+        return result
+
+
+async def delete_etcd_prefix(etcd_servers: str, prefix: str) -> int:
+    """Delete every key under `prefix`; returns how many went."""
+    return int((await _etcd_range(etcd_servers, "deleterange", prefix)).get("deleted", 0))
 
 
 async def count_etcd_prefix(etcd_servers: str, prefix: str) -> int:
-    key = prefix.encode()
-    body = {
-        "key": base64.b64encode(key).decode(),
-        "range_end": base64.b64encode(_prefix_end(key)).decode(),
-        "count_only": True,
-    }
-    url = etcd_servers.split(",")[0].rstrip("/") + "/v3/kv/range"
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(url, json=body, timeout=aiohttp.ClientTimeout(total=30)) as r,
-    ):
-        return int((await r.json()).get("count", 0))
+    return int((await _etcd_range(etcd_servers, "range", prefix, count_only=True)).get("count", 0))

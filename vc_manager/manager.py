@@ -178,23 +178,7 @@ class Manager:
                     r.SECRETS, tenantpki.secret(name, tenant.root, data, tenant.name), tenant.root
                 )
             return tpki
-        missing = [n for n in pki_names if n not in found]
-        if missing:
-            raise TenantError(
-                "PKIIncomplete",
-                f"secrets {', '.join(missing)} are missing from {tenant.root}; the tenant CA cannot "
-                "be rebuilt from what is left: delete and recreate the VirtualCluster",
-                retry=True,
-            )
-        tpki = tenantpki.from_secrets(found)
-        if tpki.expires() <= datetime.datetime.now(datetime.UTC):
-            raise TenantError(
-                "PKIExpired",
-                f"tenant certificates expired at {tpki.expires():%Y-%m-%d %H:%M}Z; "
-                "recreate the VirtualCluster (or raise pkiExpireDays)",
-                retry=True,
-            )
-        return tpki
+        return check_pki(tenant, found, datetime.datetime.now(datetime.UTC))
 
     async def ensure_admin_kubeconfig(self, tenant: Tenant, config: dict[str, Any]) -> None:
         data = tenantpki.admin_secret_data(config)
@@ -269,32 +253,36 @@ class Manager:
         post("Normal", "Running", f"tenant ready; admin kubeconfig in secret {tenant.root}/admin-kubeconfig")
 
     async def supervise(self, body: dict[str, Any], post: Any) -> None:
-        """One pass of the supervision loop for a Running tenant."""
+        """One pass of the supervision loop for a Running tenant: secrets, then processes."""
         status = body.get("status") or {}
         if status.get("phase") != api.Phase.RUNNING or body["metadata"].get("deletionTimestamp"):
             return
         tenant = await self.tenant(body)
         found = await self._secrets(tenant)
-        tpki = tenantpki.from_secrets(found)
-        problem = await self.provisioner(tenant).supervise(tenant, tpki)
+        try:
+            tpki = check_pki(tenant, found, datetime.datetime.now(datetime.UTC))
+        except TenantError as e:
+            problem: str | None = e.message
+            reason = e.reason
+        else:
+            prov = self.provisioner(tenant)
+            if tenantpki.ADMIN_KUBECONFIG not in found and status.get("apiServerEndpoint"):
+                config = await prov.admin_kubeconfig(tenant, tpki, status["apiServerEndpoint"])
+                await self.ensure_admin_kubeconfig(tenant, config)
+                post("Normal", "AdminKubeconfigRestored", f"recreated secret {tenant.root}/admin-kubeconfig")
+            problem, reason = await prov.supervise(tenant, tpki), "ControlPlaneDegraded"
         cp: dict[str, Any] = next(
             (c for c in status.get("conditions") or [] if c["type"] == "ControlPlaneReady"), {}
         )
-        healthy_now = problem is None
-        if (cp.get("status") == "True") != healthy_now:
-            if healthy_now:
+        if problem is None:
+            if cp.get("status") != "True":
                 await self.set_running(body)
                 post("Normal", "Recovered", "control plane is healthy again")
-            else:
-                await self.set_phase(
-                    body,
-                    api.Phase.RUNNING,
-                    reason="ControlPlaneDegraded",
-                    message=str(problem),
-                    ready=False,
-                    cp_ready=False,
-                )
-                post("Warning", "ControlPlaneDegraded", str(problem))
+        elif cp.get("status") != "False" or cp.get("reason") != reason or cp.get("message") != problem:
+            await self.set_phase(
+                body, api.Phase.RUNNING, reason=reason, message=problem, ready=False, cp_ready=False
+            )
+            post("Warning", reason, problem)
 
     async def delete(self, body: dict[str, Any], post: Any) -> None:
         meta = body["metadata"]
@@ -325,6 +313,36 @@ class Manager:
                 return
             await asyncio.sleep(0.2)
         raise TenantError("RootNamespaceStuck", f"namespace {tenant.root} still terminating", retry=True)
+
+
+def check_pki(tenant: Tenant, found: dict[str, dict[str, Any]], at: datetime.datetime) -> TenantPKI:
+    """The tenant PKI from its secrets, or a TenantError saying which are missing or that they expired."""
+    missing = [n for n in tenantpki.SECRET_NAMES if n != tenantpki.ADMIN_KUBECONFIG and n not in found]
+    if missing:
+        raise TenantError(
+            "PKIIncomplete",
+            f"secrets {', '.join(missing)} are missing from {tenant.root}; the tenant CA cannot "
+            "be rebuilt from what is left: restore them from a backup or recreate the VirtualCluster",
+            retry=True,
+        )
+    try:
+        tpki = tenantpki.from_secrets(found)
+        expires = tpki.expires()
+    except (KeyError, ValueError) as e:
+        raise TenantError(
+            "PKIInvalid",
+            f"tenant secrets in {tenant.root} cannot be read ({type(e).__name__}: {e}); "
+            "restore them from a backup or recreate the VirtualCluster",
+            retry=True,
+        ) from e
+    if expires <= at:
+        raise TenantError(
+            "PKIExpired",
+            f"tenant certificates expired at {expires:%Y-%m-%d %H:%M}Z; "
+            "recreate the VirtualCluster (or raise pkiExpireDays)",
+            retry=True,
+        )
+    return tpki
 
 
 def apiserver_hosts(tenant: Tenant, service_ip: str) -> tuple[str, ...]:

@@ -357,3 +357,78 @@ async def test_import_provisioner_adopts_an_existing_cluster(tenant_factory, sup
     assert "default" in source.kubectl(
         "get", "namespaces", "-o", "name"
     )  # the imported cluster was left alone
+
+
+async def test_delete_while_provisioning_leaves_nothing(
+    manager: ManagerProc, super_client: Client, super_cluster: localcluster.SuperCluster
+) -> None:
+    await super_client.create(r.VIRTUALCLUSTERS, tenants.virtual_cluster("hasty"), "default")
+
+    async def provisioning() -> str | None:
+        st = (await super_client.get(r.VIRTUALCLUSTERS, "hasty", "default")).get("status") or {}
+        return st.get("clusterNamespace") if st.get("phase") == "Provisioning" else None
+
+    root = await eventually(provisioning, what="hasty provisioning")
+    await super_client.delete(r.VIRTUALCLUSTERS, "hasty", "default")
+    await tenants.wait_gone(super_client, "hasty", "default")
+    assert processes_mentioning(f"/tenants/{root}/") == []
+    assert await count_etcd_prefix(_etcd(super_cluster), f"/tenants/{root}/") == 0
+    assert await super_client.get_or_none(r.NAMESPACES, root) is None
+    assert not (super_cluster.dir / "tenants" / root).exists()
+
+
+async def _control_plane(client: Client, name: str) -> dict:
+    vc = await client.get(r.VIRTUALCLUSTERS, name, "default")
+    return next(c for c in vc["status"]["conditions"] if c["type"] == "ControlPlaneReady")
+
+
+async def test_crash_loop_and_broken_secrets_are_reported_and_recover(
+    tenant_factory, manager: ManagerProc, super_client: Client, super_cluster: localcluster.SuperCluster
+) -> None:
+    t: TenantHandle = await tenant_factory("shaky")
+
+    # A tenant apiserver that cannot start is restarted with backoff and reported as crash-looping.
+    key = super_cluster.dir / "tenants" / t.root / "pki" / "apiserver.key"
+    good = key.read_bytes()
+    key.write_bytes(b"not a key")
+    api = next(p for p in _tenant_procs(super_cluster, t.root) if p.name == "kube-apiserver")
+    os.kill(api.pid, signal.SIGKILL)
+
+    async def crash_looping() -> dict | None:
+        cp = await _control_plane(super_client, "shaky")
+        return cp if cp["status"] == "False" and "crash-looping" in cp["message"] else None
+
+    cp = await eventually(crash_looping, timeout=60, what="crash loop reported")
+    assert cp["reason"] == "ControlPlaneDegraded" and "kube-apiserver" in cp["message"]
+    key.write_bytes(good)
+
+    async def ready() -> bool:
+        return (await _control_plane(super_client, "shaky"))["status"] == "True"
+
+    await eventually(ready, timeout=120, what="recovered after the key came back")
+    assert "default" in t.kubectl("get", "namespaces", "-o", "name")
+
+    # A PKI secret deleted under a running tenant: a condition names it; restoring it recovers.
+    saved = await super_client.get(r.SECRETS, "kubelet-client", t.root)
+    await super_client.delete(r.SECRETS, "kubelet-client", t.root)
+
+    async def incomplete() -> dict | None:
+        cp = await _control_plane(super_client, "shaky")
+        return cp if cp["reason"] == "PKIIncomplete" else None
+
+    cp = await eventually(incomplete, what="missing secret reported")
+    assert cp["status"] == "False" and "kubelet-client" in cp["message"]
+    vc = await super_client.get(r.VIRTUALCLUSTERS, "shaky", "default")
+    assert {c["type"]: c["status"] for c in vc["status"]["conditions"]}["Ready"] == "False"
+    saved["metadata"] = {k: saved["metadata"][k] for k in ("name", "namespace", "labels")}
+    await super_client.create(r.SECRETS, saved, t.root)
+    await eventually(ready, what="recovered after the secret came back")
+
+    # The admin kubeconfig is derived data: the manager writes it again.
+    await super_client.delete(r.SECRETS, "admin-kubeconfig", t.root)
+
+    async def restored() -> bool:
+        return await super_client.get_or_none(r.SECRETS, "admin-kubeconfig", t.root) is not None
+
+    await eventually(restored, what="admin-kubeconfig restored")
+    assert await _events(super_client, "shaky", "AdminKubeconfigRestored") >= 1

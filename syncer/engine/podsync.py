@@ -22,7 +22,7 @@ TOKEN_MANAGED_BY = "tispace-token"
 async def tenant_event(t: TenantRuntime, obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
     meta = obj["metadata"]
     ns = meta.get("namespace") or "default"
-    now = nodes.micro_now()[:19] + "Z"
+    now = nodes.seconds_now()
     event = {
         "apiVersion": "v1",
         "kind": "Event",
@@ -57,6 +57,24 @@ async def set_status(t: TenantRuntime, pod: dict[str, Any], status: dict[str, An
         meta["namespace"],
         subresource="status",
     )
+
+
+async def set_condition(t: TenantRuntime, pod: dict[str, Any], condition: dict[str, Any]) -> None:
+    """Add or replace one pod condition (strategic merge keys conditions by type); best effort."""
+    meta = pod["metadata"]
+    try:
+        await t.client.patch(
+            r.PODS,
+            meta["name"],
+            {"metadata": {"uid": meta["uid"]}, "status": {"conditions": [condition]}},
+            meta["namespace"],
+            patch_type="strategic",
+            subresource="status",
+        )
+    except ApiError as e:
+        log.warning(
+            "condition on %s/%s not set: %s", meta["namespace"], meta["name"], e, extra={"tenant": t.name}
+        )
 
 
 async def refuse(t: TenantRuntime, pod: dict[str, Any], why: Refused) -> None:

@@ -31,6 +31,8 @@ from tispace.kube.client import ApiError, Client
 
 log = logging.getLogger("syncer")
 RETRY_STATUSES = frozenset({403, 404, 409, 429, 500, 502, 503, 504})
+# The super cluster said no (invalid, forbidden, over quota): the tenant hears about it.
+REJECTED_STATUSES = frozenset({400, 403, 422})
 NODE_PERIOD = 10.0
 VNODE_GRACE = 30.0
 
@@ -298,12 +300,28 @@ class Syncer:
                     await self.reconcile(t, key)
                 self._failures.pop((tenant, key), None)
             except ApiError as e:
+                if t is not None and e.status in REJECTED_STATUSES and (tenant, key) not in self._failures:
+                    await self._rejected(t, key, e)
                 self._fail(tenant, key, str(e.status), e, retry=e.status in RETRY_STATUSES)
             except Exception as e:  # noqa: BLE001 - a bug or transport error must not kill the worker
                 self._fail(tenant, key, type(e).__name__, e, retry=True)
             finally:
                 self.metrics.latency.labels(tenant, key[0]).observe(time.perf_counter() - t0)
                 await self.queue.done(tenant, key)
+
+    async def _rejected(self, t: TenantRuntime, key: WorkKey, err: ApiError) -> None:
+        """Tell the tenant, once per failure streak, that the super cluster refused its object."""
+        kind_name, ns, name = key
+        inf = t.informers.get(kind_name)
+        tobj = inf.get(ns, name) if inf else None
+        if tobj is None:
+            return
+        message = f"the super cluster refused {kind_name} {ns + '/' if ns else ''}{name}: {err.message}"
+        await podsync.tenant_event(t, tobj, "Warning", "SyncRejected", message)
+        if kind_name == "Pod":
+            await podsync.set_condition(
+                t, tobj, pods.synced_condition(False, "SyncRejected", message, nodes.seconds_now())
+            )
 
     def _fail(self, tenant: str, key: WorkKey, reason: str, err: Exception, *, retry: bool) -> None:
         self.metrics.errors.labels(tenant, key[0], reason).inc()

@@ -70,6 +70,11 @@ def micro_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def seconds_now() -> str:
+    """RFC 3339 in whole seconds, as Event and condition times want."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def lease(node_name: str, now: str) -> dict[str, Any]:
     return {
         "apiVersion": "coordination.k8s.io/v1",

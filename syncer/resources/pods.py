@@ -194,3 +194,17 @@ def lost_status() -> dict[str, Any]:
         "reason": "Evicted",
         "message": "The pod was deleted or evicted in the super cluster; its controller will replace it.",
     }
+
+
+SYNCED = f"{naming.GROUP}/Synced"
+
+
+def synced_condition(ok: bool, reason: str, message: str, at: str) -> dict[str, Any]:
+    """The pod condition that says whether the pod reached the super cluster, and if not, why."""
+    return {
+        "type": SYNCED,
+        "status": "True" if ok else "False",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": at,
+    }

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
 import orjson
 
+from syncer.resources import pods
 from tests.e2e.conftest import TenantHandle
 from tests.e2e.helpers import eventually, pod
 from tispace import naming, procs
@@ -293,3 +295,59 @@ async def test_patrol_and_metrics_endpoints(syncer: procs.Component, tenant_fact
         async with s.get(f"http://127.0.0.1:{syncer.port}/status") as resp:
             status = await resp.json()
         assert "default/sync-patrol" in status["tenants"]
+
+
+async def test_super_rejections_reach_the_tenant_and_grace_periods_are_carried(
+    syncer: procs.Component, tenant_factory, super_client: Client
+) -> None:
+    t: TenantHandle = await tenant_factory("sync-quota")
+    t.kubectl("create", "namespace", "tight")
+    sns = f"{t.root}-tight"
+    await eventually(lambda: super_client.get_or_none(r.NAMESPACES, sns), what="super namespace")
+    quota = {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "1"}}}
+    await super_client.create(r.RESOURCEQUOTAS, quota, sns)
+
+    async def quota_counted() -> bool:
+        q = await super_client.get(r.RESOURCEQUOTAS, "pods", sns)
+        return (q.get("status") or {}).get("hard", {}).get("pods") == "1"
+
+    await eventually(quota_counted, what="quota active")
+    await t.client.create(r.PODS, pod("first", terminationGracePeriodSeconds=30), "tight")
+    await eventually(lambda: _running(super_client, sns, 1), what="first pod admitted")
+    await t.client.create(r.PODS, pod("second"), "tight")
+
+    async def rejected() -> dict | None:
+        p = await t.client.get(r.PODS, "second", "tight")
+        conds = {c["type"]: c for c in p["status"].get("conditions") or []}
+        return conds.get(pods.SYNCED)
+
+    cond = await eventually(rejected, what="Synced=False condition on the refused pod")
+    assert (
+        cond["status"] == "False" and cond["reason"] == "SyncRejected" and "exceeded quota" in cond["message"]
+    )
+    events = (await t.client.list(r.EVENTS, "tight"))["items"]
+    ev = next(e for e in events if e["involvedObject"]["name"] == "second" and e["reason"] == "SyncRejected")
+    assert ev["type"] == "Warning" and "exceeded quota" in ev["message"]
+    assert (await t.client.get(r.PODS, "second", "tight"))["status"].get("phase") == "Pending"
+
+    # The queue went on, and once the quota allows it the pod goes down after all.
+    await super_client.delete(r.RESOURCEQUOTAS, "pods", sns)
+    await eventually(lambda: _running(t.client, "tight", 2), timeout=120, what="second pod admitted later")
+
+    # A tenant delete with a grace period: the super pod gets the same one (seen on a watch,
+    # since KWOK removes a terminating pod at once).
+    listed = await super_client.list(r.PODS, sns)
+
+    async def super_grace() -> int:
+        async for ev in super_client.watch(
+            r.PODS, sns, resource_version=listed["metadata"]["resourceVersion"], timeout_seconds=60
+        ):
+            meta = ev["object"]["metadata"]
+            if meta.get("name") == "first" and meta.get("deletionTimestamp"):
+                return int(meta["deletionGracePeriodSeconds"])
+        raise AssertionError("super pod never terminating")
+
+    watcher = asyncio.create_task(super_grace())
+    await asyncio.sleep(0.5)
+    await t.client.delete(r.PODS, "first", "tight", grace_period=17)
+    assert await asyncio.wait_for(watcher, 60) == 17

@@ -256,3 +256,15 @@ def test_labels_never_carry_forged_marks_or_opaque_keys(labels: dict) -> None:
     out = pods.to_super(p, CTX)["metadata"]["labels"]
     assert out[naming.MANAGED_BY] == "tispace" and out[naming.LABEL_TENANT] == CTX.root
     assert not any(k.startswith("secret.corp/") for k in out)
+
+
+def test_synced_condition_says_why_a_pod_did_not_reach_the_super_cluster() -> None:
+    c = pods.synced_condition(False, "SyncRejected", "exceeded quota", "2026-11-23T00:00:00Z")
+    assert c == {
+        "type": "tenancy.x-k8s.io/Synced",
+        "status": "False",
+        "reason": "SyncRejected",
+        "message": "exceeded quota",
+        "lastTransitionTime": "2026-11-23T00:00:00Z",
+    }
+    assert pods.synced_condition(True, "Synced", "", "t")["status"] == "True"

@@ -43,6 +43,7 @@ EVENTS = Resource("", "v1", "events", "Event", True)
 NODES = Resource("", "v1", "nodes", "Node", False)
 PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
 PVS = Resource("", "v1", "persistentvolumes", "PersistentVolume", False)
+RESOURCEQUOTAS = Resource("", "v1", "resourcequotas", "ResourceQuota", True)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False)
 CLUSTERROLEBINDINGS = Resource(

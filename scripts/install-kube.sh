@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the Kubernetes binaries TiSpace runs locally (etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl, kwok) from their Go modules.
+# kube-controller-manager, kube-scheduler, kubectl, kwok, coredns) from their Go modules.
 # Output: ~/.cache/tispace/<version>/bin. Idempotent: a second run only checks versions.
 set -euo pipefail
 
@@ -9,6 +9,7 @@ KUBE_VERSION=v1.36.3
 STAGING_VERSION=v0.36.3
 ETCD_VERSION=v3.6.14
 KWOK_VERSION=v0.8.0
+COREDNS_VERSION=v1.15.0
 
 CACHE="${TISPACE_CACHE:-$HOME/.cache/tispace}"
 ROOT="$CACHE/kube-$KUBE_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
@@ -28,6 +29,7 @@ GOV=$(go env GOVERSION)
 check() { # name expected-substring
   local out flag=--version
   [[ "$1" == kubectl ]] && flag="version --client"
+  [[ "$1" == coredns ]] && flag=-version
   # shellcheck disable=SC2086
   out=$("$BIN/$1" $flag 2>&1) || return 1   # no `| head`: with pipefail, SIGPIPE would fail the check
   out=${out%%$'\n'*}
@@ -40,6 +42,7 @@ check etcd "${ETCD_VERSION#v}" || need+=(etcd)
 for b in kube-apiserver kube-controller-manager kube-scheduler; do check "$b" "$KUBE_VERSION" || need+=("$b"); done
 check kubectl "$KUBE_VERSION" || need+=(kubectl)
 check kwok "$KWOK_VERSION" || need+=(kwok)
+check coredns "CoreDNS-${COREDNS_VERSION#v}" || need+=(coredns)
 if [[ ${#need[@]} -eq 0 ]]; then say "all binaries present in $BIN"; echo "$BIN"; exit 0; fi
 say "building: ${need[*]} (cold build: about 10 minutes on 2 cores; progress follows)"
 mkdir -p "$BIN" "$SRC"
@@ -92,6 +95,15 @@ if contains kwok; then
   rm -rf "$ROOT/kwok-kustomize"
   cp -r "$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize" "$ROOT/kwok-kustomize"
   chmod -R u+w "$ROOT/kwok-kustomize"
+fi
+if contains coredns; then
+  say "coredns $COREDNS_VERSION: preparing wrapper module"
+  mkdir -p "$SRC/coredns" && cd "$SRC/coredns"
+  [[ -f go.mod ]] || { go mod init local.test/corednsbuild >/dev/null 2>&1; go mod edit -go=1.26; }
+  go get -tool "github.com/coredns/coredns@$COREDNS_VERSION" >/dev/null 2>&1 || proxy_hint
+  say "coredns: compiling"
+  go build -trimpath -ldflags "-s -w" -o "$BIN/coredns" github.com/coredns/coredns
+  check coredns "CoreDNS-${COREDNS_VERSION#v}" || die "coredns built but -version does not report $COREDNS_VERSION"
 fi
 say "done: $BIN"
 echo "$BIN"

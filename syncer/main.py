@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from syncer.engine import admission
 from syncer.engine.syncer import Syncer
 from syncer.engine.tenant import SyncerOptions
 from tispace import logs
@@ -26,6 +27,10 @@ class Settings:
     """Concurrent reconciles across all tenants."""
     patrol_period: float = 60.0
     """Seconds between full drift checks (POST /patrol runs one now)."""
+    webhook_host: str = "127.0.0.1"
+    """Address tenant API servers use to reach the admission webhook (host-first ClusterIPs)."""
+    webhook_port: int = 0
+    """Its TLS port (0: any free port)."""
     options: SyncerOptions = field(default_factory=SyncerOptions)
 
 
@@ -62,9 +67,19 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     await runner.setup()
     if settings.port:
         await web.TCPSite(runner, "127.0.0.1", settings.port).start()
+    tls = admission.TLS(settings.webhook_host)
+    hooks = web.Application()
+    hooks.router.add_post("/services/{namespace}/{name}", admission.Admission(syncer).handle)
+    hook_runner = web.AppRunner(hooks, access_log=None)
+    await hook_runner.setup()
+    site = web.TCPSite(hook_runner, settings.webhook_host, settings.webhook_port, ssl_context=tls.context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # the port 0 chose
+    syncer.webhook = (f"https://{settings.webhook_host}:{port}", tls.ca.cert_pem)
     try:
         await syncer.run(stop)
     finally:
+        await hook_runner.cleanup()
         await runner.cleanup()
         await client.close()
 

@@ -159,6 +159,10 @@ def syncer(
         int, typer.Option(help="Port virtual nodes advertise for the kubelet API.")
     ] = 10250,
     runtime_class: Annotated[str, typer.Option(help="RuntimeClass of every tenant pod.")] = "kata",
+    webhook_host: Annotated[
+        str, typer.Option(help="Address tenant API servers reach the Service admission webhook at.")
+    ] = "127.0.0.1",
+    webhook_port: Annotated[int, typer.Option(help="TLS port of that webhook (0: any free port).")] = 0,
     verbose: bool = False,
 ) -> None:
     """Run the syncer in the foreground (`tispace up` starts it in the background)."""
@@ -170,6 +174,8 @@ def syncer(
             super_kubeconfig=super_kubeconfig.resolve(),
             port=port,
             workers=workers,
+            webhook_host=webhook_host,
+            webhook_port=webhook_port,
             options=SyncerOptions(runtime_class=runtime_class, vn_agent_port=vn_agent_port),
         ),
         verbose=verbose,

@@ -150,27 +150,23 @@ async def ensure_vnode(t: TenantRuntime, super_node: dict[str, Any] | None, name
     log.info("virtual node %s created", name, extra={"tenant": t.name})
 
 
-async def up(
+async def bind(
     t: TenantRuntime, tenant_pod: dict[str, Any], super_pod: dict[str, Any], super_node: dict[str, Any] | None
 ) -> None:
-    """Bind the tenant pod where the super pod was scheduled, then copy status."""
+    """Bind the tenant pod to the virtual node of the super node its super pod was scheduled to."""
     node = super_pod["spec"].get("nodeName")
     meta = tenant_pod["metadata"]
-    if node and not tenant_pod["spec"].get("nodeName"):
-        await ensure_vnode(t, super_node, node)
-        binding = {
-            "apiVersion": "v1",
-            "kind": "Binding",
-            "metadata": {"name": meta["name"], "uid": meta["uid"]},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-        }
-        try:
-            await t.client.request(
-                "POST", r.PODS.path(meta["namespace"], meta["name"], "binding"), body=binding
-            )
-        except ApiError as e:
-            if e.status != 409:  # already bound: fine
-                raise
-    want = pods.status_up(super_pod, t.ctx)
-    if want and pods.status_differs(want, tenant_pod):
-        await set_status(t, tenant_pod, want)
+    if not node or tenant_pod["spec"].get("nodeName"):
+        return
+    await ensure_vnode(t, super_node, node)
+    binding = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": meta["name"], "uid": meta["uid"]},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    }
+    try:
+        await t.client.request("POST", r.PODS.path(meta["namespace"], meta["name"], "binding"), body=binding)
+    except ApiError as e:
+        if e.status != 409:  # already bound: fine
+            raise

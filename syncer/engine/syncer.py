@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from syncer.engine import admission, podsync
 from syncer.engine import patrol as patroller
-from syncer.engine import podsync
 from syncer.engine.informer import Informer, Key
 from syncer.engine.queue import FairQueue
 from syncer.engine.tenant import SyncerOptions, TenantRuntime, WorkKey, weight_of
-from syncer.resources import events, nodes, pods
+from syncer.resources import events, nodes, pods, services
 from syncer.resources.context import Refused
 from syncer.resources.table import KINDS, Kind
 from tispace import api, naming
@@ -102,6 +103,8 @@ class Syncer:
             name="super/TokenSecret",
         )
         self.vcs = Informer(super_client, r.VIRTUALCLUSTERS, self._on_vc, name="super/VirtualCluster")
+        self.webhook: tuple[str, bytes] | None = None
+        """(base URL, CA) of the admission webhook every tenant calls for Service ClusterIPs."""
 
     # --- event routing -----------------------------------------------------------------------
     def _enqueue(self, tenant: str, key: WorkKey) -> None:
@@ -152,6 +155,7 @@ class Syncer:
                 self._by_root[t.ctx.root] = name
                 self.queue.set_weight(name, t.weight)
                 t.start()
+                await self._ensure_webhook(t)
                 log.info("serving tenant %s (root %s)", name, t.ctx.root)
             elif running and current is not None and vc is not None:
                 current.weight = weight_of(vc)
@@ -163,6 +167,19 @@ class Syncer:
                 await current.stop()
                 log.info("stopped serving tenant %s", name)
             self.metrics.tenants.set(len(self.tenants))
+
+    async def _ensure_webhook(self, t: TenantRuntime) -> None:
+        """Point the tenant's Service admission at this syncer (its URL and CA change on restart)."""
+        if self.webhook is None:
+            return
+        base, ca = self.webhook
+        config = admission.webhook_configuration(f"{base}/services/{t.name}", ca)
+        try:
+            await t.client.patch(
+                r.MUTATINGWEBHOOKS, admission.WEBHOOK_NAME, config, patch_type="apply", force=True
+            )
+        except ApiError as e:
+            log.warning("webhook configuration not written: %s", e, extra={"tenant": t.name})
 
     # --- reconcile ---------------------------------------------------------------------------
     async def reconcile(self, t: TenantRuntime, key: WorkKey) -> None:
@@ -184,9 +201,15 @@ class Syncer:
         if sobj is not None and (naming.tenant_key(sobj) or ("",))[0] != t.ctx.root:
             return  # not ours: never modified, never deleted
         s_uid = (sobj or {}).get("metadata", {}).get("annotations", {}).get(naming.ANN_UID)
+        pending = sobj is not None and services.is_pending(sobj)  # made at admission, not yet adopted
 
         if tobj is None:
             if sobj is not None:
+                if pending and _age(sobj) < services.PENDING_SECONDS:
+                    self.queue.put_after(
+                        t.name, key, services.PENDING_SECONDS
+                    )  # admission may still be running
+                    return
                 await self.super.delete(kind.resource, sname, sns or None, uid=sobj["metadata"]["uid"])
             return
         if kind.skip(tobj):
@@ -195,7 +218,7 @@ class Syncer:
         if tmeta.get("deletionTimestamp"):
             await self._delete_down(t, kind, tobj, sobj, sns, sname)
             return
-        if sobj is not None and s_uid != tmeta["uid"]:
+        if sobj is not None and not pending and s_uid != tmeta["uid"]:
             # A recreated tenant object of the same name: the old super copy goes first.
             await self.super.delete(
                 kind.resource, sname, sns or None, uid=sobj["metadata"]["uid"], grace_period=0
@@ -223,9 +246,18 @@ class Syncer:
         patch = kind.patch_down(desired, sobj)
         if patch:
             await self.super.patch(kind.resource, sname, patch, sns or None)
-        if kind.status_up:
+        if kind.name == "Pod":
             node = sobj["spec"].get("nodeName")
-            await podsync.up(t, tobj, sobj, self.super_nodes.get("", node) if node else None)
+            await podsync.bind(t, tobj, sobj, self.super_nodes.get("", node) if node else None)
+        status = kind.status_up(sobj, tobj, t.ctx) if kind.status_up else None
+        if status is not None:
+            await t.client.patch(
+                kind.resource,
+                tmeta["name"],
+                {"metadata": {"uid": tmeta["uid"]}, "status": status},
+                tmeta.get("namespace"),
+                subresource="status",
+            )
 
     def _token_missing(self, super_pod: dict[str, Any]) -> bool:
         meta = super_pod["metadata"]
@@ -442,3 +474,9 @@ class Syncer:
             for t in list(self.tenants.values()):
                 await t.stop()
             self.tenants.clear()
+
+
+def _age(obj: dict[str, Any]) -> float:
+    """Seconds since the object was created."""
+    created = datetime.datetime.fromisoformat(obj["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+    return (datetime.datetime.now(datetime.UTC) - created).total_seconds()

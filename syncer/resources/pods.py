@@ -182,6 +182,14 @@ def status_differs(want: dict[str, Any], tenant_pod: dict[str, Any]) -> bool:
     return any(have.get(k) != v for k, v in want.items())
 
 
+def status_patch(
+    super_pod: dict[str, Any], tenant_pod: dict[str, Any], ctx: TenantContext
+) -> dict[str, Any] | None:
+    """The tenant pod's new status, or None when it already shows the super pod's."""
+    want = status_up(super_pod, ctx)
+    return want if want and status_differs(want, tenant_pod) else None
+
+
 def refused_status(why: Refused) -> dict[str, Any]:
     """How a kubelet reports a pod it will not admit: Failed, with the reason."""
     return {"phase": "Failed", "reason": why.reason, "message": why.message}

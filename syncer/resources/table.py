@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from syncer.resources import pods, simple
+from syncer.resources import pods, services, simple
 from syncer.resources.context import TenantContext
 from tispace.kube import resources as r
 from tispace.kube.resources import Resource
@@ -24,8 +24,8 @@ class Kind:
     """Pure: merge patch from the actual super object to the desired one, or None."""
     graceful: bool = False
     """Deletion waits for the super object to go, then finalizes the tenant object (as a kubelet does)."""
-    status_up: bool = False
-    """The super object's status flows back to the tenant (handled by the kind's up-sync)."""
+    status_up: Callable[[Obj, Obj, TenantContext], Obj | None] | None = None
+    """Pure: the tenant's new status from (super object, tenant object), or None when it is current."""
     super_name: Callable[[str], str] = lambda name: name
     """Name of the super copy inside its namespace (kept, except where the super cluster owns the name)."""
     skip: Callable[[Obj], bool] = lambda obj: False
@@ -57,6 +57,21 @@ KINDS: dict[str, Kind] = {
             simple.data_patch,
             skip=simple.is_default_serviceaccount,
         ),
-        Kind("Pod", r.PODS, pods.to_super, pods.patch_down, graceful=True, status_up=True),
+        Kind("Pod", r.PODS, pods.to_super, pods.patch_down, graceful=True, status_up=pods.status_patch),
+        Kind(
+            "Service",
+            r.SERVICES,
+            services.service_to_super,
+            services.service_patch,
+            status_up=services.service_status_up,
+            skip=services.is_tenant_apiserver_service,
+        ),
+        Kind(
+            "Endpoints",
+            r.ENDPOINTS,
+            services.endpoints_to_super,
+            simple.data_patch,
+            skip=services.is_controller_endpoints,
+        ),
     )
 }

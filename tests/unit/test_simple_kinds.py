@@ -25,7 +25,15 @@ def obj(kind: str, name: str = "x", ns: str = "app", **fields: object) -> dict:
 
 
 def test_table_lists_the_synced_kinds() -> None:
-    assert list(KINDS) == ["Namespace", "ConfigMap", "Secret", "ServiceAccount", "Pod"]
+    assert list(KINDS) == [
+        "Namespace",
+        "ConfigMap",
+        "Secret",
+        "ServiceAccount",
+        "Pod",
+        "Service",
+        "Endpoints",
+    ]
 
 
 @pytest.mark.parametrize("kind", [k for k in KINDS if k != "Pod"])

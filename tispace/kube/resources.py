@@ -39,11 +39,19 @@ CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap", True)
 SECRETS = Resource("", "v1", "secrets", "Secret", True)
 SERVICEACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount", True)
 SERVICES = Resource("", "v1", "services", "Service", True)
+ENDPOINTS = Resource("", "v1", "endpoints", "Endpoints", True)
 EVENTS = Resource("", "v1", "events", "Event", True)
 NODES = Resource("", "v1", "nodes", "Node", False)
 PVCS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True)
 PVS = Resource("", "v1", "persistentvolumes", "PersistentVolume", False)
 RESOURCEQUOTAS = Resource("", "v1", "resourcequotas", "ResourceQuota", True)
+MUTATINGWEBHOOKS = Resource(
+    "admissionregistration.k8s.io",
+    "v1",
+    "mutatingwebhookconfigurations",
+    "MutatingWebhookConfiguration",
+    False,
+)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False)
 CLUSTERROLEBINDINGS = Resource(

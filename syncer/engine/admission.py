@@ -1,0 +1,153 @@
+"""The syncer's mutating webhook: tenant Services get their ClusterIP from the super cluster.
+
+Each served tenant gets a MutatingWebhookConfiguration pointing here. On a Service CREATE
+the super Service is made first (marked pending, since the tenant object has no uid yet)
+and the tenant object is admitted with the super IPs, so no tenant Service is ever
+recreated and no two tenants' Services share an IP. The reconcile loop adopts the pending
+super Service once the tenant object exists, or deletes it if admission failed later on.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import ssl
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from syncer.engine.tenant import TenantRuntime
+from syncer.resources import services
+from syncer.resources.table import KINDS
+from tispace import naming, pki
+from tispace.kube import resources as r
+from tispace.kube.client import ApiError
+
+if TYPE_CHECKING:
+    from syncer.engine.syncer import Syncer
+
+log = logging.getLogger("syncer.admission")
+WEBHOOK_NAME = "tispace-host-first-clusterip"
+
+
+class TLS:
+    """A serving certificate made at start-up; its CA goes into every tenant's webhook configuration."""
+
+    def __init__(self, host: str) -> None:
+        self.ca = pki.new_ca("tispace-syncer-webhook-ca")
+        leaf = pki.issue(self.ca, "tispace-syncer", hosts=(host, "localhost"), server=True)
+        self._dir = tempfile.TemporaryDirectory(prefix="tispace-syncer-")
+        cert, key = Path(self._dir.name, "tls.crt"), Path(self._dir.name, "tls.key")
+        cert.write_bytes(leaf.cert_pem + self.ca.cert_pem)
+        key.write_bytes(leaf.key_pem)
+        key.chmod(0o600)
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert, key)
+        self._dir.cleanup()  # loaded into memory; nothing secret stays on disk
+
+
+def webhook_configuration(url: str, ca_pem: bytes) -> dict[str, Any]:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": WEBHOOK_NAME, "labels": {naming.MANAGED_BY: naming.MANAGED_BY_VALUE}},
+        "webhooks": [
+            {
+                "name": "clusterip.tenancy.x-k8s.io",
+                "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_pem).decode()},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["services"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "NoneOnDryRun",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+            }
+        ],
+    }
+
+
+def review(uid: str, *, patch: list[dict[str, Any]] | None = None, denied: ApiError | None = None) -> bytes:
+    response: dict[str, Any] = {"uid": uid, "allowed": denied is None}
+    if patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(orjson.dumps(patch)).decode()
+    if denied is not None:
+        response["status"] = {"code": denied.status, "message": denied.message}
+    return orjson.dumps(
+        {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+    )
+
+
+class Admission:
+    def __init__(self, syncer: Syncer) -> None:
+        self.syncer = syncer
+
+    async def handle(self, request: web.Request) -> web.Response:
+        req = (await request.json(loads=orjson.loads))["request"]
+        tenant = f"{request.match_info['namespace']}/{request.match_info['name']}"
+        t = self.syncer.tenants.get(tenant)
+        obj = req.get("object") or {}
+        obj.setdefault("metadata", {}).setdefault("namespace", req.get("namespace"))
+        if t is None:
+            err = ApiError(503, {"message": f"the TiSpace syncer does not serve {tenant} yet; retry"}, "", "")
+            return _json(review(req["uid"], denied=err))
+        if req.get("dryRun") or req.get("operation") != "CREATE" or not obj["metadata"].get("name"):
+            return _json(review(req["uid"]))
+        if services.is_tenant_apiserver_service(obj) or not services.needs_host_ip(obj):
+            return _json(review(req["uid"]))
+        try:
+            super_svc = await self.allocate(t, obj, req["uid"])
+        except ApiError as e:
+            log.info(
+                "service %s/%s refused: %s",
+                obj["metadata"]["namespace"],
+                obj["metadata"]["name"],
+                e.message,
+                extra={"tenant": t.name, "kind": "Service"},
+            )
+            why = ApiError(
+                e.status, {"message": f"the super cluster refused this Service: {e.message}"}, "", ""
+            )
+            return _json(review(req["uid"], denied=why))
+        return _json(review(req["uid"], patch=services.admission_patch(obj, super_svc)))
+
+    async def allocate(self, t: TenantRuntime, obj: dict[str, Any], request_uid: str) -> dict[str, Any]:
+        """The super Service for a tenant Service being admitted (made now, or by a retried request)."""
+        ns = obj["metadata"]["namespace"]
+        await self._ensure_namespace(t, ns)
+        desired = services.service_to_super(services.admission_object(obj, request_uid), t.ctx)
+        sns = desired["metadata"]["namespace"]
+        try:
+            return await self.syncer.super.create(r.SERVICES, desired, sns)
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            existing = await self.syncer.super.get(r.SERVICES, obj["metadata"]["name"], sns)
+            owner = naming.tenant_key(existing)
+            if services.is_pending(existing) and owner and owner[0] == t.ctx.root:
+                return existing  # an earlier admission of the same create that did not finish
+            raise
+
+    async def _ensure_namespace(self, t: TenantRuntime, ns: str) -> None:
+        """The super namespace may not exist yet when a namespace and its Services come in one apply."""
+        kind = KINDS["Namespace"]
+        tenant_ns = t.informers["Namespace"].get("", ns) or await t.client.get(r.NAMESPACES, ns)
+        try:
+            await self.syncer.super.create(r.NAMESPACES, kind.to_super(tenant_ns, t.ctx))
+        except ApiError as e:
+            if e.status != 409:
+                raise
+
+
+def _json(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")

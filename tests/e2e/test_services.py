@@ -1,0 +1,130 @@
+"""Services with host-first ClusterIPs, endpoints, and what tenants cannot do with them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.conftest import TenantHandle
+from tests.e2e.helpers import eventually, pod
+from tispace import procs
+from tispace.kube import resources as r
+from tispace.kube.client import Client
+
+
+def service(name: str, ns: str, **spec: object) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}], **spec},
+    }
+
+
+def _apply(t: TenantHandle, *objs: dict) -> None:
+    t.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)}))
+
+
+async def test_tenant_services_carry_the_super_cluster_ips(
+    syncer: procs.Component, tenant_factory, super_client: Client
+) -> None:
+    a: TenantHandle = await tenant_factory("svc-a")
+    b: TenantHandle = await tenant_factory("svc-b")
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
+    # The same names in both tenants, the namespace in the same apply as its services.
+    for t in (a, b):
+        _apply(t, ns, *(service(f"s{i}", "shop") for i in range(8)), service("np", "shop", type="NodePort"))
+
+    seen: dict[str, str] = {}
+    for t in (a, b):
+        for name in [f"s{i}" for i in range(8)] + ["np"]:
+            tsvc = await t.client.get(r.SERVICES, name, "shop")
+            ssvc = await eventually(
+                lambda name=name, t=t: super_client.get_or_none(r.SERVICES, name, f"{t.root}-shop"),
+                what=f"super service {name}",
+            )
+            ip = tsvc["spec"]["clusterIP"]
+            assert (
+                ip == ssvc["spec"]["clusterIP"] and tsvc["spec"]["clusterIPs"] == ssvc["spec"]["clusterIPs"]
+            )
+            assert ip not in seen, f"{t.name}/{name} and {seen.get(ip)} share {ip}"
+            seen[ip] = f"{t.name}/{name}"
+            if name == "np":
+                assert tsvc["spec"]["ports"][0]["nodePort"] == ssvc["spec"]["ports"][0]["nodePort"]
+
+    # Adopted: the super copies carry the tenant uids, no longer the admission marks.
+    ssvc = await super_client.get(r.SERVICES, "s0", f"{a.root}-shop")
+    tsvc = await a.client.get(r.SERVICES, "s0", "shop")
+
+    async def adopted() -> bool:
+        s = await super_client.get(r.SERVICES, "s0", f"{a.root}-shop")
+        return s["metadata"]["annotations"]["tenancy.x-k8s.io/uid"] == tsvc["metadata"]["uid"]
+
+    await eventually(adopted, what="pending super service adopted")
+    assert (
+        ssvc["metadata"]["uid"]
+        == (await super_client.get(r.SERVICES, "s0", f"{a.root}-shop"))["metadata"]["uid"]
+    )
+
+    # An IP that is taken in the super cluster is refused by the tenant API server, clearly.
+    taken = (await a.client.get(r.SERVICES, "s1", "shop"))["spec"]["clusterIP"]
+    with pytest.raises(RuntimeError) as err:
+        _apply(b, service("thief", "shop", clusterIP=taken))
+    assert "super cluster refused" in str(err.value) and "already allocated" in str(err.value)
+    assert await b.client.get_or_none(r.SERVICES, "thief", "shop") is None
+    assert await super_client.get_or_none(r.SERVICES, "thief", f"{b.root}-shop") is None
+
+    # Headless stays headless; deleting a tenant service deletes its super copy.
+    _apply(a, service("peers", "shop", clusterIP="None"))
+    hs = await eventually(
+        lambda: super_client.get_or_none(r.SERVICES, "peers", f"{a.root}-shop"), what="headless"
+    )
+    assert hs["spec"]["clusterIP"] == "None"
+    a.kubectl("delete", "service", "s0", "-n", "shop")
+
+    async def gone() -> bool:
+        return await super_client.get_or_none(r.SERVICES, "s0", f"{a.root}-shop") is None
+
+    await eventually(gone, what="super service deleted")
+    assert await super_client.get_or_none(r.SERVICES, "s0", f"{b.root}-shop") is not None
+
+
+async def test_endpoints_list_super_pod_ips_and_hand_made_endpoints_go_down(
+    syncer: procs.Component, tenant_factory, super_client: Client
+) -> None:
+    t: TenantHandle = await tenant_factory("svc-a")
+    _apply(t, service("api", "default"))
+    await t.client.create(r.PODS, pod("api"), "default")
+
+    async def endpoint_ips() -> list[str] | None:
+        ep = await t.client.get_or_none(r.ENDPOINTS, "api", "default")
+        subsets = (ep or {}).get("subsets") or []
+        return [a["ip"] for s in subsets for a in s.get("addresses") or []] or None
+
+    ips = await eventually(endpoint_ips, what="tenant endpoints")
+    super_pod = await super_client.get(r.PODS, "api", f"{t.root}-default")
+    assert ips == [super_pod["status"]["podIP"]]
+    # The super copy of a selector service gets its endpoints from the super cluster, not from us.
+    sep = await eventually(
+        lambda: super_client.get_or_none(r.ENDPOINTS, "api", f"{t.root}-default"), what="ep"
+    )
+    assert "tenancy.x-k8s.io/cluster" not in (sep["metadata"].get("annotations") or {})
+
+    # A selectorless service with hand-made endpoints: those go down.
+    external = service("ext", "default")
+    del external["spec"]["selector"]
+    endpoints = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "ext", "namespace": "default"},
+        "subsets": [{"addresses": [{"ip": "10.244.9.9"}], "ports": [{"port": 8080}]}],
+    }
+    _apply(t, external, endpoints)
+
+    async def mirrored() -> dict | None:
+        ep = await super_client.get_or_none(r.ENDPOINTS, "ext", f"{t.root}-default")
+        return ep if ep and ep.get("subsets") else None
+
+    sep = await eventually(mirrored, what="hand-made endpoints mirrored")
+    assert sep["subsets"][0]["addresses"] == [{"ip": "10.244.9.9"}]

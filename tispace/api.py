@@ -113,6 +113,7 @@ VIRTUALCLUSTER_STATUS = {
         "message": _s("Human-readable detail."),
         "clusterNamespace": _s("Root namespace of the tenant in the super cluster."),
         "apiServerEndpoint": _s("URL of the tenant API server."),
+        "dnsEndpoint": _s("host:port of the tenant DNS server, where the manager's host can reach it."),
         "observedGeneration": {"type": "integer", "format": "int64"},
         "conditions": {
             "type": "array",

@@ -248,6 +248,7 @@ class Manager:
             body,
             clusterNamespace=tenant.root,
             apiServerEndpoint=server,
+            dnsEndpoint=prov.dns_endpoint(tenant),
             observedGeneration=body["metadata"].get("generation"),
         )
         post("Normal", "Running", f"tenant ready; admin kubeconfig in secret {tenant.root}/admin-kubeconfig")

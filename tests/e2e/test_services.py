@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import dns.resolver
 import pytest
 
 from tests.e2e.conftest import TenantHandle
@@ -128,3 +130,79 @@ async def test_endpoints_list_super_pod_ips_and_hand_made_endpoints_go_down(
 
     sep = await eventually(mirrored, what="hand-made endpoints mirrored")
     assert sep["subsets"][0]["addresses"] == [{"ip": "10.244.9.9"}]
+
+
+def _resolver(vc: dict) -> dns.resolver.Resolver:
+    host, port = vc["status"]["dnsEndpoint"].rsplit(":", 1)
+    res = dns.resolver.Resolver(configure=False)
+    res.nameservers = [host]
+    res.port = int(port)
+    res.lifetime = 3
+    return res
+
+
+def _a(res: dns.resolver.Resolver, name: str) -> list[str]:
+    return sorted(rr.address for rr in res.resolve(name, "A"))
+
+
+STATEFULSET = {
+    "apiVersion": "apps/v1",
+    "kind": "StatefulSet",
+    "metadata": {"name": "db", "namespace": "data"},
+    "spec": {
+        "serviceName": "db",
+        "replicas": 2,
+        "selector": {"matchLabels": {"app": "db"}},
+        "template": {
+            "metadata": {"labels": {"app": "db"}},
+            "spec": {"containers": [{"name": "db", "image": "postgres"}]},
+        },
+    },
+}
+
+
+async def test_each_tenant_dns_answers_its_own_names_with_super_ips(
+    syncer: procs.Component, tenant_factory, super_client: Client
+) -> None:
+    a: TenantHandle = await tenant_factory("svc-a")
+    await tenant_factory("svc-b")
+    _apply(
+        a,
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "data"}},
+        service("db", "data", clusterIP="None", selector={"app": "db"}, publishNotReadyAddresses=True),
+        service("front", "data"),
+        STATEFULSET,
+    )
+    res_a = _resolver(await super_client.get(r.VIRTUALCLUSTERS, "svc-a", "default"))
+    res_b = _resolver(await super_client.get(r.VIRTUALCLUSTERS, "svc-b", "default"))
+    sns = f"{a.root}-data"
+
+    front = (await a.client.get(r.SERVICES, "front", "data"))["spec"]["clusterIP"]
+    assert await eventually(lambda: _answer(res_a, "front.data.svc.cluster.local"), what="service A") == [
+        front
+    ]
+
+    async def pod_ips() -> dict[str, str] | None:
+        pods = (await super_client.list(r.PODS, sns, label_selector="app=db"))["items"]
+        ips = {p["metadata"]["name"]: p["status"].get("podIP") for p in pods}
+        return ips if len(ips) == 2 and all(ips.values()) else None
+
+    ips = await eventually(pod_ips, what="2 super pods with IPs")
+    for name, ip in ips.items():
+        fqdn = f"{name}.db.data.svc.cluster.local"
+        assert await eventually(lambda fqdn=fqdn: _answer(res_a, fqdn), what=fqdn) == [ip]
+    assert await eventually(lambda: _answer(res_a, "db.data.svc.cluster.local"), what="headless") == sorted(
+        ips.values()
+    )
+    # Tenant B's DNS knows nothing of tenant A.
+    with pytest.raises(dns.resolver.NXDOMAIN):
+        res_b.resolve("front.data.svc.cluster.local", "A")
+    with pytest.raises(dns.resolver.NXDOMAIN):
+        res_b.resolve("db-0.db.data.svc.cluster.local", "A")
+
+
+async def _answer(res: dns.resolver.Resolver, name: str) -> list[str] | None:
+    try:
+        return await asyncio.to_thread(_a, res, name)
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.LifetimeTimeout):
+        return None

@@ -25,6 +25,9 @@ class Provisioner(Protocol):
     async def admin_kubeconfig(self, tenant: Tenant, tpki: TenantPKI, server: str) -> dict[str, Any]:
         """The kubeconfig published as the tenant's `admin-kubeconfig` secret."""
 
+    def dns_endpoint(self, tenant: Tenant) -> str:
+        """host:port of the tenant's DNS server as seen from the manager's host ('' when unknown)."""
+
     async def wait_ready(self, tenant: Tenant, server: str, timeout: float) -> None:
         """Return when the API server answers /readyz; ProvisionError otherwise."""
 

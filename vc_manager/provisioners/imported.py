@@ -62,5 +62,9 @@ class ImportProvisioner:
     async def supervise(self, tenant: Tenant, tpki: TenantPKI) -> str | None:
         return await self._ready(tenant)
 
+    def dns_endpoint(self, tenant: Tenant) -> str:
+        """An imported cluster brings its own DNS."""
+        return ""
+
     async def teardown(self, tenant: Tenant) -> None:
         """An imported cluster is not ours to stop."""

@@ -247,5 +247,9 @@ class NativeProvisioner:
         """The super cluster's StatefulSet controller restarts what dies; report what it reports."""
         return await self._waiting(tenant)
 
+    def dns_endpoint(self, tenant: Tenant) -> str:
+        """The tenant's DNS runs inside the tenant (kube-system/kube-dns), found by the syncer."""
+        return ""
+
     async def teardown(self, tenant: Tenant) -> None:
         """Everything lives in the root namespace, which the manager deletes."""

@@ -1,6 +1,6 @@
 """The embedded default: tenant control planes as supervised local processes.
 
-kube-apiserver and kube-controller-manager per tenant (plus an etcd when no shared etcd is
+kube-apiserver, kube-controller-manager and CoreDNS per tenant (plus an etcd when no shared etcd is
 configured or the ClusterVersion asks for a dedicated one). Processes are detached and
 recorded in a per-tenant registry, so a restarted manager adopts them instead of starting
 duplicates; a process that dies is restarted with exponential backoff.
@@ -149,26 +149,41 @@ class ProcessProvisioner:
                 "--kube-api-burst=400",
                 *tenant.extra_args("controllerManager"),
             ], f"https://127.0.0.1:{cp}/healthz"
+        if name == "coredns":
+            corefile = d / "Corefile"
+            corefile.write_text(
+                corefile_text(
+                    port=ports["coredns"],
+                    ready_port=ports["coredns-ready"],
+                    domain=tenant.cluster_domain,
+                    kubeconfig=d / "admin.kubeconfig",
+                )
+            )
+            return [binaries.path("coredns"), "-conf", str(corefile)], (
+                f"http://127.0.0.1:{ports['coredns-ready']}/ready"
+            )
         raise AssertionError(f"unknown component {name}")
 
     def _components(self, tenant: Tenant) -> list[str]:
         dedicated = not tenant.shared_etcd or not self.settings.etcd_servers
-        return (["etcd"] if dedicated else []) + ["kube-apiserver", "kube-controller-manager"]
+        return (["etcd"] if dedicated else []) + ["kube-apiserver", "kube-controller-manager", "coredns"]
 
     def _ports(self, tenant: Tenant) -> dict[str, int]:
         """Ports are chosen once per tenant and kept, so kubeconfigs stay valid across restarts."""
         path = self.dir(tenant) / "ports.json"
-        if path.exists():
-            ports: dict[str, int] = json.loads(path.read_text())
-            return ports
-        names = [*self._components(tenant), "etcd-peer", "etcd-metrics"]
-        ports = {n: procs.free_port() for n in names}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(ports))
+        ports: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+        names = [*self._components(tenant), "etcd-peer", "etcd-metrics", "coredns-ready"]
+        if missing := [n for n in names if n not in ports]:  # new tenants, or a component added since
+            ports.update({n: procs.free_port() for n in missing})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(ports))
         return ports
 
     def server(self, tenant: Tenant) -> str:
         return f"https://127.0.0.1:{self._ports(tenant)['kube-apiserver']}"
+
+    def dns_endpoint(self, tenant: Tenant) -> str:
+        return f"127.0.0.1:{self._ports(tenant)['coredns']}"
 
     # --- Provisioner ---------------------------------------------------------------------------
     async def provision(self, tenant: Tenant, tpki: TenantPKI) -> str:
@@ -248,6 +263,23 @@ class ProcessProvisioner:
         shutil.rmtree(self.dir(tenant), ignore_errors=True)
         for key in [k for k in self._backoff if k[0] == tenant.root]:
             del self._backoff[key]
+
+
+def corefile_text(*, port: int, ready_port: int, domain: str, kubeconfig: Path) -> str:
+    """The tenant's CoreDNS: its own API objects only (no forwarding), on loopback."""
+    return f"""\
+.:{port} {{
+    bind 127.0.0.1
+    errors
+    ready 127.0.0.1:{ready_port}
+    kubernetes {domain} in-addr.arpa ip6.arpa {{
+        kubeconfig {kubeconfig}
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }}
+}}
+"""
 
 
 def _prefix_end(prefix: bytes) -> bytes:

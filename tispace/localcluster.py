@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tispace import binaries, kubeconfig, pki, procs
+from tispace import binaries, kubeconfig, naming, pki, procs
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
@@ -73,14 +73,15 @@ def node_manifest(name: str, spec: NodeSpec, zone: str) -> dict[str, Any]:
 def furniture() -> list[dict[str, Any]]:
     """What TiSpace expects of every super cluster: the Kata runtime class and the Ceph class.
 
-    Locally the class is served by kube-controller-manager's host-path provisioner (one PV
-    per claim); in production Rook-Ceph's CSI driver serves the same class name.
+    Both are public (shared read-only with every tenant). Locally the class is served by
+    kube-controller-manager's host-path provisioner (one PV per claim); in production
+    Rook-Ceph's CSI driver serves the same class name.
     """
     return [
         {
             "apiVersion": "node.k8s.io/v1",
             "kind": "RuntimeClass",
-            "metadata": {"name": RUNTIME_CLASS},
+            "metadata": {"name": RUNTIME_CLASS, "labels": {naming.LABEL_PUBLIC: "true"}},
             "handler": RUNTIME_CLASS,
         },
         {
@@ -88,6 +89,7 @@ def furniture() -> list[dict[str, Any]]:
             "kind": "StorageClass",
             "metadata": {
                 "name": STORAGE_CLASS,
+                "labels": {naming.LABEL_PUBLIC: "true"},
                 "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
             },
             "provisioner": "kubernetes.io/host-path",

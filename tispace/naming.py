@@ -31,6 +31,9 @@ ANN_VC_NAMESPACE = f"{GROUP}/vcnamespace"
 ANN_OWNER_REFERENCES = f"{GROUP}/ownerReferences"
 LABEL_TENANT = f"{GROUP}/tenant"
 LABEL_TENANT_NAMESPACE = f"{GROUP}/tenant-namespace"
+LABEL_PUBLIC = f"{GROUP}/public"
+"""On a super class (storage, priority, runtime, ingress): shared read-only with every tenant."""
+PUBLIC_SELECTOR = f"{LABEL_PUBLIC}=true"
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Room for "-" + 5 hex in the hashed form, and the root stays shorter than a namespace.

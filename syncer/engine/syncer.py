@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import logging
 import time
@@ -18,12 +19,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from syncer.engine import admission, podsync
+from syncer.engine import admission, podsync, upsync
 from syncer.engine import patrol as patroller
 from syncer.engine.informer import Informer, Key
 from syncer.engine.queue import FairQueue
 from syncer.engine.tenant import SyncerOptions, TenantRuntime, WorkKey, weight_of
-from syncer.resources import events, nodes, pods, services
+from syncer.resources import classes, events, nodes, pods, services, volumes
 from syncer.resources.context import Refused
 from syncer.resources.table import KINDS, Kind
 from tispace import api, naming
@@ -103,6 +104,17 @@ class Syncer:
             name="super/TokenSecret",
         )
         self.vcs = Informer(super_client, r.VIRTUALCLUSTERS, self._on_vc, name="super/VirtualCluster")
+        self.super_pvs = Informer(super_client, r.PVS, self._on_super_pv, name="super/PersistentVolume")
+        self.super_public = {
+            k.name: Informer(
+                super_client,
+                k.resource,
+                self._on_super_public(k),
+                label_selector=naming.PUBLIC_SELECTOR,
+                name=f"super/{k.name}",
+            )
+            for k in classes.PUBLIC_KINDS.values()
+        }
         self.webhook: tuple[str, bytes] | None = None
         """(base URL, CA) of the admission webhook every tenant calls for Service ClusterIPs."""
 
@@ -125,11 +137,39 @@ class Syncer:
         """Events about synced pods go up to the tenant that owns the pod."""
         if new is None or (new.get("involvedObject") or {}).get("kind") != "Pod":
             return
-        ns = self.super_informers["Namespace"].get("", key[0])
-        root = ((ns or {}).get("metadata", {}).get("labels") or {}).get(naming.LABEL_TENANT)
-        tenant = self._by_root.get(root or "")
+        tenant = self._tenant_of_super_ns(key[0])
         if tenant:
             self._enqueue(tenant, ("Event", key[0], key[1]))
+
+    def _tenant_of_super_ns(self, super_ns: str) -> str | None:
+        ns = self.super_informers["Namespace"].get("", super_ns)
+        root = ((ns or {}).get("metadata", {}).get("labels") or {}).get(naming.LABEL_TENANT)
+        return self._by_root.get(root or "")
+
+    def _on_super_pv(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """A super PV goes to the tenant whose claim it is (or was) bound to."""
+        for obj in (new, old):
+            ref = volumes.bound_claim(obj) if obj else None
+            tenant = self._tenant_of_super_ns(ref[0]) if ref else None
+            if tenant:
+                self._enqueue(tenant, ("PersistentVolume", "", key[1]))
+                return
+
+    def _on_super_public(self, kind: classes.PublicKind) -> Any:
+        def changed(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+            if kind.name == "StorageClass":
+                self._refresh_public_storage_classes()
+            for t in self.tenants.values():
+                self._enqueue(t.name, (kind.name, "", key[1]))
+
+        return changed
+
+    def _refresh_public_storage_classes(self) -> None:
+        """Claims may name any public class: every tenant's context learns the current set."""
+        names = frozenset(k[1] for k in self.super_public["StorageClass"].cache)
+        for t in self.tenants.values():
+            if t.ctx.public_storage_classes != names:
+                t.ctx = dataclasses.replace(t.ctx, public_storage_classes=names)
 
     def _on_super_node(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         for t in self.tenants.values():
@@ -154,8 +194,18 @@ class Syncer:
                 self.tenants[name] = t
                 self._by_root[t.ctx.root] = name
                 self.queue.set_weight(name, t.weight)
+                self._refresh_public_storage_classes()
                 t.start()
                 await self._ensure_webhook(t)
+                for kind in classes.PUBLIC_KINDS.values():
+                    for key in list(self.super_public[kind.name].cache):
+                        self._enqueue(name, (kind.name, "", key[1]))
+                try:
+                    await upsync.ensure_read_only_policy(t)
+                except ApiError as e:
+                    log.warning(
+                        "read-only policy for public classes not written: %s", e, extra={"tenant": name}
+                    )
                 log.info("serving tenant %s (root %s)", name, t.ctx.root)
             elif running and current is not None and vc is not None:
                 current.weight = weight_of(vc)
@@ -189,6 +239,19 @@ class Syncer:
             return
         if kind_name == "Event":
             await self._reconcile_event(t, ns, name)
+            return
+        if kind_name == "PersistentVolume":
+            if t.pvs.synced.is_set() and self.super_pvs.synced.is_set():
+                await upsync.reconcile_pv(
+                    t, name, self.super, self.super_pvs, self.super_informers["PersistentVolumeClaim"]
+                )
+            else:
+                self.queue.put_after(t.name, key, 0.5)
+            return
+        if kind_name in classes.PUBLIC_KINDS:
+            await upsync.reconcile_public(
+                t, classes.PUBLIC_KINDS[kind_name], name, self.super_public[kind_name]
+            )
             return
         kind = KINDS[kind_name]
         tenant_inf = t.informers[kind.name]
@@ -235,7 +298,10 @@ class Syncer:
         try:
             desired = kind.to_super(tobj, t.ctx)
         except Refused as why:
-            await podsync.refuse(t, tobj, why)
+            if kind.name == "Pod":
+                await podsync.refuse(t, tobj, why)
+            else:
+                await podsync.tenant_event(t, tobj, "Warning", why.reason, why.message)
             return
         if sobj is None:
             sobj = await self.super.create(kind.resource, desired, sns or None)
@@ -453,7 +519,14 @@ class Syncer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start every task (named), run until `stop`, then shut down in order."""
-        informers = [*self.super_informers.values(), self.super_nodes, self.super_events, self.token_secrets]
+        informers = [
+            *self.super_informers.values(),
+            *self.super_public.values(),
+            self.super_nodes,
+            self.super_events,
+            self.token_secrets,
+            self.super_pvs,
+        ]
         spawn = [(f"informer:{i.name}", i.run()) for i in informers]
         spawn += [
             ("informer:super/VirtualCluster", self.vcs.run()),

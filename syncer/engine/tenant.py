@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from syncer.engine.informer import Informer, Key
+from syncer.resources.classes import PUBLIC_KINDS
 from syncer.resources.context import TenantContext
 from syncer.resources.table import KINDS
 from tispace import kubeconfig, naming, tenantpki
@@ -80,6 +81,19 @@ class TenantRuntime:
             for kind in KINDS.values()
         }
         self.nodes = Informer(client, r.NODES, lambda *_: None, name=f"{name}/Node")
+        self.pvs = Informer(
+            client, r.PVS, self._on_change("PersistentVolume"), name=f"{name}/PersistentVolume"
+        )
+        self.public: dict[str, Informer] = {
+            k.name: Informer(
+                client,
+                k.resource,
+                self._on_change(k.name),
+                label_selector=naming.PUBLIC_SELECTOR,
+                name=f"{name}/{k.name}",
+            )
+            for k in PUBLIC_KINDS.values()
+        }
         self.vnode_idle_since: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -105,12 +119,15 @@ class TenantRuntime:
 
         return changed
 
+    def all_informers(self) -> list[Informer]:
+        return [*self.informers.values(), self.nodes, self.pvs, *self.public.values()]
+
     def start(self) -> None:
-        for inf in [*self.informers.values(), self.nodes]:
+        for inf in self.all_informers():
             self._tasks.append(asyncio.create_task(inf.run(), name=f"informer:{inf.name}"))
 
     async def synced(self) -> None:
-        await asyncio.gather(*(i.synced.wait() for i in [*self.informers.values(), self.nodes]))
+        await asyncio.gather(*(i.synced.wait() for i in self.all_informers()))
 
     def pods_on(self, node: str) -> int:
         return sum(1 for p in self.informers["Pod"].cache.values() if p["spec"].get("nodeName") == node)

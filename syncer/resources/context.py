@@ -27,6 +27,12 @@ class TenantContext:
     vn_agent_port: int = 10250
     scheduler_policy: dict[str, str] = field(default_factory=dict)
     """Tenant schedulerName -> super schedulerName; unlisted names go to the default scheduler."""
+    default_storage_class: str = "rook-ceph-block"
+    """Super class for claims without a class."""
+    storage_class_policy: dict[str, str] = field(default_factory=dict)
+    """Tenant storage class -> super class, for names other than the public classes."""
+    public_storage_classes: frozenset[str] = frozenset()
+    """Super classes shared with every tenant (label tenancy.x-k8s.io/public=true); kept current."""
 
     def super_ns(self, tenant_ns: str) -> SuperNamespace:
         return naming.super_namespace(self.root, TenantNamespace(tenant_ns))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from syncer.resources import pods, services, simple
+from syncer.resources import pods, services, simple, volumes
 from syncer.resources.context import TenantContext
 from tispace.kube import resources as r
 from tispace.kube.resources import Resource
@@ -66,6 +66,7 @@ KINDS: dict[str, Kind] = {
             status_up=services.service_status_up,
             skip=services.is_tenant_apiserver_service,
         ),
+        Kind("PersistentVolumeClaim", r.PVCS, volumes.claim_to_super, volumes.claim_patch),
         Kind(
             "Endpoints",
             r.ENDPOINTS,

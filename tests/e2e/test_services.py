@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e.conftest import TenantHandle
 from tests.e2e.helpers import eventually, pod
-from tispace import procs
+from tispace import kubeconfig, localcluster, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -206,3 +206,167 @@ async def _answer(res: dns.resolver.Resolver, name: str) -> list[str] | None:
         return await asyncio.to_thread(_a, res, name)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.LifetimeTimeout):
         return None
+
+
+KV = {
+    "apiVersion": "apps/v1",
+    "kind": "StatefulSet",
+    "metadata": {"name": "kv", "namespace": "store"},
+    "spec": {
+        "serviceName": "kv",
+        "replicas": 3,
+        "selector": {"matchLabels": {"app": "kv"}},
+        "template": {
+            "metadata": {"labels": {"app": "kv"}},
+            "spec": {
+                "containers": [
+                    {"name": "kv", "image": "tikv", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
+                ]
+            },
+        },
+        "volumeClaimTemplates": [
+            {
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            }
+        ],
+    },
+}
+
+
+async def _bound(client: Client, ns: str, n: int) -> list[dict] | None:
+    claims = (await client.list(r.PVCS, ns))["items"]
+    ok = [c for c in claims if (c.get("status") or {}).get("phase") == "Bound"]
+    return ok if len(ok) == n == len(claims) else None
+
+
+async def test_statefulset_with_claims_and_headless_service_runs_end_to_end(
+    syncer: procs.Component, tenant_factory, super_client: Client, tmp_path
+) -> None:
+    a: TenantHandle = await tenant_factory("svc-a")
+    b: TenantHandle = await tenant_factory("svc-b")
+    # The super cluster's public classes are in every tenant.
+    for t in (a, b):
+        await eventually(
+            lambda t=t: t.client.get_or_none(r.STORAGECLASSES, "rook-ceph-block"), what="class up"
+        )
+        await eventually(lambda t=t: t.client.get_or_none(r.RUNTIMECLASSES, "kata"), what="runtime class up")
+    _apply(
+        a,
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "store"}},
+        service("kv", "store", clusterIP="None", selector={"app": "kv"}, publishNotReadyAddresses=True),
+        KV,
+    )
+    sns = f"{a.root}-store"
+    super_claims = await eventually(lambda: _bound(super_client, sns, 3), timeout=120, what="3 super claims")
+    assert {c["spec"]["storageClassName"] for c in super_claims} == {"rook-ceph-block"}
+    claims = await eventually(lambda: _bound(a.client, "store", 3), timeout=120, what="3 tenant claims Bound")
+    volumes = {c["spec"]["volumeName"] for c in claims}
+    assert volumes == {c["spec"]["volumeName"] for c in super_claims}
+
+    async def tenant_pvs_bound() -> list[dict] | None:
+        pvs = [pv for pv in (await a.client.list(r.PVS))["items"] if pv["metadata"]["name"] in volumes]
+        ok = [pv for pv in pvs if pv["status"].get("phase") == "Bound"]
+        return ok if len(ok) == 3 else None
+
+    await eventually(tenant_pvs_bound, what="3 Bound PVs in the tenant")
+    super_pods = await eventually(lambda: _running_n(super_client, sns, 3), timeout=120, what="3 super pods")
+    assert {p["spec"]["runtimeClassName"] for p in super_pods} == {"kata"}
+    ips = {p["metadata"]["name"]: p["status"]["podIP"] for p in super_pods}
+
+    async def endpoints() -> set[str] | None:
+        ep = await a.client.get_or_none(r.ENDPOINTS, "kv", "store")
+        got = {ad["ip"] for s in (ep or {}).get("subsets") or [] for ad in s.get("addresses") or []}
+        return got if got == set(ips.values()) else None
+
+    await eventually(endpoints, what="tenant endpoints list the super pod IPs")
+    res_a = _resolver(await super_client.get(r.VIRTUALCLUSTERS, "svc-a", "default"))
+    res_b = _resolver(await super_client.get(r.VIRTUALCLUSTERS, "svc-b", "default"))
+    for name, ip in ips.items():
+        fqdn = f"{name}.kv.store.svc.cluster.local"
+        assert await eventually(lambda fqdn=fqdn: _answer(res_a, fqdn), what=fqdn) == [ip]
+        with pytest.raises(dns.resolver.NXDOMAIN):
+            res_b.resolve(fqdn, "A")
+
+    # The operator's PV changes (label, Retain) reach the super PV of its own volume...
+    pv = sorted(volumes)[0]
+    a.kubectl("label", "pv", pv, "tidb.pingcap.com/cluster=basic")
+    a.kubectl("patch", "pv", pv, "-p", '{"spec":{"persistentVolumeReclaimPolicy":"Retain"}}')
+
+    async def carried() -> bool:
+        s = await super_client.get(r.PVS, pv)
+        return (
+            s["metadata"]["labels"].get("tidb.pingcap.com/cluster") == "basic"
+            and s["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+        )
+
+    await eventually(carried, what="label and reclaim policy carried down")
+    # ...while tenant B neither sees A's volumes nor changes them with a PV of the same name.
+    assert not volumes & {p["metadata"]["name"] for p in (await b.client.list(r.PVS))["items"]}
+    fake = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": pv, "labels": {"stolen": "yes"}},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "csi": {"driver": "example.com", "volumeHandle": "x"},
+        },
+    }
+    await b.client.create(r.PVS, fake)
+    b.kubectl("create", "namespace", "probe")  # a later change of B, to know B's queue got this far
+    await eventually(lambda: super_client.get_or_none(r.NAMESPACES, f"{b.root}-probe"), what="B synced on")
+    s = await super_client.get(r.PVS, pv)
+    assert "stolen" not in s["metadata"]["labels"] and s["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+
+    # A claim for a class that is not shared: an Event, nothing in the super cluster.
+    bad = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "nvme", "namespace": "store"},
+        "spec": {
+            "storageClassName": "secret-nvme",
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    await a.client.create(r.PVCS, bad, "store")
+
+    async def refused() -> dict | None:
+        items = (await a.client.list(r.EVENTS, "store"))["items"]
+        return next((e for e in items if e["reason"] == "StorageClassNotAllowed"), None)
+
+    ev = await eventually(refused, what="StorageClassNotAllowed event")
+    assert "secret-nvme" in ev["message"] and "rook-ceph-block" in ev["message"]
+    assert await super_client.get_or_none(r.PVCS, "nvme", sns) is None
+
+    # Shared classes are read-only for the tenant's users.
+    user = kubeconfig.write(
+        tmp_path / "alice.kubeconfig",
+        await tenants.user_kubeconfig(super_client, "svc-a", "default", "alice"),
+    )
+    with pytest.raises(RuntimeError, match="shared read-only"):
+        localcluster.kubectl(user, "label", "storageclass", "rook-ceph-block", "mine=yes")
+    with pytest.raises(RuntimeError, match="shared read-only"):
+        localcluster.kubectl(user, "delete", "runtimeclass", "kata")
+
+    # Deleting a claim (after scaling down) releases its volume per policy: Delete removes it.
+    a.kubectl("scale", "statefulset", "kv", "-n", "store", "--replicas=2")
+    await eventually(lambda: _running_n(super_client, sns, 2), timeout=120, what="scaled to 2")
+    gone_claim = next(c for c in claims if c["metadata"]["name"] == "data-kv-2")
+    a.kubectl("delete", "pvc", "data-kv-2", "-n", "store", "--wait=false")
+
+    async def released() -> bool:
+        return (
+            await super_client.get_or_none(r.PVS, gone_claim["spec"]["volumeName"]) is None
+            and await a.client.get_or_none(r.PVS, gone_claim["spec"]["volumeName"]) is None
+        )
+
+    await eventually(released, timeout=120, what="volume deleted on both sides")
+
+
+async def _running_n(client: Client, ns: str, n: int) -> list[dict] | None:
+    pods = [p for p in (await client.list(r.PODS, ns))["items"] if not p["metadata"].get("deletionTimestamp")]
+    ok = [p for p in pods if p["status"].get("phase") == "Running" and p["status"].get("podIP")]
+    return ok if len(ok) == n == len(pods) else None

@@ -32,6 +32,7 @@ def test_table_lists_the_synced_kinds() -> None:
         "ServiceAccount",
         "Pod",
         "Service",
+        "PersistentVolumeClaim",
         "Endpoints",
     ]
 

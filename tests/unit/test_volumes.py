@@ -1,0 +1,155 @@
+"""Claims down with the class mapped, bound volumes up, the tenant's PV fields down; shared classes."""
+
+import dataclasses
+
+import pytest
+
+from syncer.resources import classes, volumes
+from syncer.resources.context import Refused, TenantContext
+from tispace import naming
+from tispace.naming import RootNamespace
+
+CTX = TenantContext(
+    root=RootNamespace("t-abcdef-dev"),
+    vc_name="dev",
+    vc_namespace="t",
+    public_storage_classes=frozenset({"rook-ceph-block", "fast"}),
+    storage_class_policy={"standard": "rook-ceph-block"},
+)
+
+
+def claim(cls: str | None = None, **spec: object) -> dict:
+    s = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, **spec}
+    if cls is not None:
+        s["storageClassName"] = cls
+    return {"metadata": {"name": "data-db-0", "namespace": "app", "uid": "c-1"}, "spec": s}
+
+
+@pytest.mark.parametrize(
+    ("cls", "want"),
+    [(None, "rook-ceph-block"), ("", "rook-ceph-block"), ("fast", "fast"), ("standard", "rook-ceph-block")],
+)
+def test_claim_classes_map_to_super_classes(cls: str | None, want: str) -> None:
+    down = volumes.claim_to_super(claim(cls), CTX)
+    assert down["spec"]["storageClassName"] == want
+    assert down["metadata"]["namespace"] == "t-abcdef-dev-app"
+
+
+def test_a_class_that_is_not_shared_is_refused_with_the_choices() -> None:
+    with pytest.raises(Refused) as err:
+        volumes.claim_to_super(claim("secret-nvme"), CTX)
+    assert err.value.reason == "StorageClassNotAllowed"
+    assert "'secret-nvme'" in err.value.message and "fast, rook-ceph-block, standard" in err.value.message
+
+
+def test_volume_name_never_goes_down_and_only_growth_is_patched() -> None:
+    down = volumes.claim_to_super(claim(volumeName="pvc-foreign"), CTX)
+    assert "volumeName" not in down["spec"]
+    assert volumes.claim_patch(down, down) is None
+    bigger = volumes.claim_to_super(claim(resources={"requests": {"storage": "5Gi"}}), CTX)
+    assert volumes.claim_patch(bigger, down) == {"spec": {"resources": {"requests": {"storage": "5Gi"}}}}
+
+
+SUPER_PV = {
+    "metadata": {"name": "pvc-123", "labels": {"zone": "a"}},
+    "spec": {
+        "capacity": {"storage": "1Gi"},
+        "accessModes": ["ReadWriteOnce"],
+        "persistentVolumeReclaimPolicy": "Delete",
+        "storageClassName": "rook-ceph-block",
+        "hostPath": {"path": "/tmp/hostpath_pv/123"},
+        "claimRef": {"namespace": "t-abcdef-dev-app", "name": "data-db-0", "uid": "s-1"},
+    },
+}
+
+
+def test_a_bound_super_pv_comes_up_pre_bound_to_the_tenant_claim() -> None:
+    assert volumes.bound_claim(SUPER_PV) == ("t-abcdef-dev-app", "data-db-0", "s-1")
+    assert volumes.bound_claim({"spec": {}}) is None
+    up = volumes.pv_up(SUPER_PV, claim("fast"), CTX)
+    assert up["metadata"]["name"] == "pvc-123"
+    assert up["spec"]["claimRef"] == {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "namespace": "app",
+        "name": "data-db-0",
+        "uid": "c-1",
+    }
+    assert up["spec"]["storageClassName"] == "fast" and up["spec"]["hostPath"] == SUPER_PV["spec"]["hostPath"]
+    assert volumes.is_synced_pv(up, CTX)
+    assert not volumes.is_synced_pv(up, dataclasses.replace(CTX, root=RootNamespace("t-999999-other")))
+    assert not volumes.is_synced_pv({"metadata": {"name": "mine"}}, CTX)
+
+
+def test_tenant_labels_and_reclaim_policy_go_down_and_nothing_else() -> None:
+    up = volumes.pv_up(SUPER_PV, claim(), CTX)
+    assert volumes.pv_down_patch(up, SUPER_PV) is None
+    up["metadata"]["labels"]["tidb.pingcap.com/cluster"] = "basic"
+    up["spec"]["persistentVolumeReclaimPolicy"] = "Retain"
+    up["spec"]["capacity"] = {"storage": "100Gi"}
+    assert volumes.pv_down_patch(up, SUPER_PV) == {
+        "metadata": {"labels": {"tidb.pingcap.com/cluster": "basic"}},
+        "spec": {"persistentVolumeReclaimPolicy": "Retain"},
+    }
+    del up["metadata"]["labels"]["zone"]  # a removed label does not remove the super one
+    assert "zone" not in volumes.pv_down_patch(up, SUPER_PV)["metadata"]["labels"]
+
+
+def test_public_storage_class_copy_names_tispace_as_provisioner() -> None:
+    sc = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": "rook-ceph-block",
+            "uid": "x",
+            "resourceVersion": "9",
+            "labels": {naming.LABEL_PUBLIC: "true", "tier": "ssd"},
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true", "secret": "no"},
+        },
+        "provisioner": "rook-ceph.rbd.csi.ceph.com",
+        "parameters": {"pool": "replicapool", "csi.storage.k8s.io/provisioner-secret-name": "rook"},
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+    }
+    up = classes.PUBLIC_KINDS["StorageClass"].to_tenant(sc)
+    assert up["provisioner"] == classes.PROVISIONER and "parameters" not in up
+    assert up["metadata"]["annotations"] == {
+        "storageclass.kubernetes.io/is-default-class": "true",
+        classes.ANN_PROVISIONER: "rook-ceph.rbd.csi.ceph.com",
+    }
+    assert up["metadata"]["labels"] == {
+        "tier": "ssd",
+        naming.LABEL_PUBLIC: "true",
+        naming.MANAGED_BY: "tispace",
+    }
+    assert set(up["metadata"]) == {"name", "labels", "annotations"}
+    assert not classes.differs(up, {**up, "metadata": {**up["metadata"], "uid": "t"}})
+    assert classes.differs(up, {**up, "reclaimPolicy": "Retain"})
+
+
+def test_other_public_kinds_copy_their_fields() -> None:
+    pc = {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "metadata": {"name": "high"},
+        "value": 1000,
+        "description": "d",
+    }
+    assert classes.PUBLIC_KINDS["PriorityClass"].to_tenant(pc)["value"] == 1000
+    rc = {
+        "apiVersion": "node.k8s.io/v1",
+        "kind": "RuntimeClass",
+        "metadata": {"name": "kata"},
+        "handler": "kata",
+    }
+    assert classes.PUBLIC_KINDS["RuntimeClass"].to_tenant(rc)["handler"] == "kata"
+
+
+def test_read_only_policy_covers_every_public_kind() -> None:
+    policy, binding = classes.read_only_policy()
+    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert sorted(r["resources"][0] for r in rules) == sorted(
+        k.resource.plural for k in classes.PUBLIC_KINDS.values()
+    )
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]

@@ -89,6 +89,12 @@ VIRTUALCLUSTER_SPEC = {
             "description": "ResourceQuota hard limits for every super namespace of this tenant.",
             "properties": {"hard": _QUANTITIES},
         },
+        "optInKinds": {
+            "type": "array",
+            "description": "Kinds synced down only when asked for (Ingress needs a shared IngressClass).",
+            "items": {"type": "string", "enum": ["Ingress"]},
+            "x-kubernetes-list-type": "set",
+        },
         "syncWeight": {
             "type": "integer",
             "minimum": 1,

@@ -22,6 +22,8 @@ def drift(t: TenantRuntime, super_informers: dict[str, Informer]) -> tuple[list[
     keys: list[WorkKey] = []
     counts: Counter[str] = Counter()
     for kind in KINDS.values():
+        if not kind.enabled(t.ctx):
+            continue
         tenant_cache = t.informers[kind.name].cache
         super_inf = super_informers[kind.name]
         for (ns, name), obj in tenant_cache.items():

@@ -135,7 +135,7 @@ class Syncer:
 
     def _on_super_event(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         """Events about synced pods go up to the tenant that owns the pod."""
-        if new is None or (new.get("involvedObject") or {}).get("kind") != "Pod":
+        if new is None or (new.get("involvedObject") or {}).get("kind") not in events.UP_KINDS:
             return
         tenant = self._tenant_of_super_ns(key[0])
         if tenant:
@@ -157,19 +157,22 @@ class Syncer:
 
     def _on_super_public(self, kind: classes.PublicKind) -> Any:
         def changed(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-            if kind.name == "StorageClass":
-                self._refresh_public_storage_classes()
+            if kind.name in ("StorageClass", "IngressClass"):
+                self._refresh_public_classes()
             for t in self.tenants.values():
                 self._enqueue(t.name, (kind.name, "", key[1]))
 
         return changed
 
-    def _refresh_public_storage_classes(self) -> None:
-        """Claims may name any public class: every tenant's context learns the current set."""
-        names = frozenset(k[1] for k in self.super_public["StorageClass"].cache)
+    def _refresh_public_classes(self) -> None:
+        """Claims and ingresses may name any public class: every tenant's context learns the current sets."""
+        storage = frozenset(k[1] for k in self.super_public["StorageClass"].cache)
+        ingress = frozenset(k[1] for k in self.super_public["IngressClass"].cache)
         for t in self.tenants.values():
-            if t.ctx.public_storage_classes != names:
-                t.ctx = dataclasses.replace(t.ctx, public_storage_classes=names)
+            if (t.ctx.public_storage_classes, t.ctx.public_ingress_classes) != (storage, ingress):
+                t.ctx = dataclasses.replace(
+                    t.ctx, public_storage_classes=storage, public_ingress_classes=ingress
+                )
 
     def _on_super_node(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         for t in self.tenants.values():
@@ -194,7 +197,7 @@ class Syncer:
                 self.tenants[name] = t
                 self._by_root[t.ctx.root] = name
                 self.queue.set_weight(name, t.weight)
-                self._refresh_public_storage_classes()
+                self._refresh_public_classes()
                 t.start()
                 await self._ensure_webhook(t)
                 for kind in classes.PUBLIC_KINDS.values():
@@ -275,7 +278,7 @@ class Syncer:
                     return
                 await self.super.delete(kind.resource, sname, sns or None, uid=sobj["metadata"]["uid"])
             return
-        if kind.skip(tobj):
+        if kind.skip(tobj) or not kind.enabled(t.ctx):
             return
         tmeta = tobj["metadata"]
         if tmeta.get("deletionTimestamp"):
@@ -361,14 +364,15 @@ class Syncer:
         if event is None:
             return
         involved = event["involvedObject"]
-        super_pod = self.super_informers["Pod"].get(super_ns, involved.get("name", ""))
-        owner = naming.tenant_key(super_pod) if super_pod else None
+        kind = involved.get("kind", "")
+        super_obj = self.super_informers[kind].get(super_ns, involved.get("name", ""))
+        owner = naming.tenant_key(super_obj) if super_obj else None
         if owner is None or owner[0] != t.ctx.root:
             return
-        tenant_pod = t.informers["Pod"].get(owner[1], owner[2])
-        if tenant_pod is None:
+        tenant_obj = t.informers[kind].get(owner[1], owner[2])
+        if tenant_obj is None:
             return
-        up = events.to_tenant(event, tenant_pod)
+        up = events.to_tenant(event, tenant_obj)
         try:
             await t.client.create(r.EVENTS, up, owner[1])
         except ApiError as e:

@@ -52,6 +52,7 @@ def context_for(vc: dict[str, Any], admin: dict[str, Any], opts: SyncerOptions) 
         vn_agent_host=opts.vn_agent_host,
         vn_agent_port=opts.vn_agent_port,
         scheduler_policy=opts.scheduler_policy,
+        opt_in=frozenset(spec.get("optInKinds") or ()),
     )
 
 

@@ -33,6 +33,10 @@ class TenantContext:
     """Tenant storage class -> super class, for names other than the public classes."""
     public_storage_classes: frozenset[str] = frozenset()
     """Super classes shared with every tenant (label tenancy.x-k8s.io/public=true); kept current."""
+    public_ingress_classes: frozenset[str] = frozenset()
+    """Shared IngressClasses, kept current the same way."""
+    opt_in: frozenset[str] = frozenset()
+    """Kinds this tenant asked to have synced (VirtualCluster spec.optInKinds)."""
 
     def super_ns(self, tenant_ns: str) -> SuperNamespace:
         return naming.super_namespace(self.root, TenantNamespace(tenant_ns))

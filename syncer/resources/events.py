@@ -1,4 +1,4 @@
-"""Events of synced pods, as the tenant sees them. Pure.
+"""Events of synced pods, services and claims, as the tenant sees them. Pure.
 
 Written in the legacy core/v1 form (first/last timestamps), whatever form the super
 component used, and with the super namespace replaced by the tenant's in the message.
@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 MUTABLE = ("count", "lastTimestamp", "message")
+UP_KINDS = ("Pod", "Service", "PersistentVolumeClaim")
+"""Kinds whose super events a tenant sees (a claim's provisioning, a service's load balancer)."""
 
 
-def to_tenant(super_event: dict[str, Any], tenant_pod: dict[str, Any]) -> dict[str, Any]:
-    """Same name as the super event (so repeats update one object), about the tenant pod."""
-    meta = tenant_pod["metadata"]
+def to_tenant(super_event: dict[str, Any], tenant_obj: dict[str, Any]) -> dict[str, Any]:
+    """Same name as the super event (so repeats update one object), about the tenant object."""
+    meta = tenant_obj["metadata"]
     involved = super_event.get("involvedObject") or {}
     when = super_event.get("lastTimestamp") or super_event.get("eventTime") or meta.get("creationTimestamp")
     when = when[:19] + "Z" if when else None
@@ -22,7 +24,7 @@ def to_tenant(super_event: dict[str, Any], tenant_pod: dict[str, Any]) -> dict[s
     )
     ref = {
         "apiVersion": "v1",
-        "kind": "Pod",
+        "kind": involved.get("kind", "Pod"),
         "name": meta["name"],
         "namespace": meta["namespace"],
         "uid": meta["uid"],

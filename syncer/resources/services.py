@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from syncer.resources.context import TenantContext, meta_patch, super_meta
+from syncer.resources.context import Refused, TenantContext, meta_patch, super_meta
 from tispace import naming
 
 PENDING_UID = "pending/"
@@ -103,13 +103,31 @@ def admission_patch(tenant_svc: dict[str, Any], super_svc: dict[str, Any]) -> li
     return ops
 
 
-def service_status_up(
-    super_svc: dict[str, Any], tenant_svc: dict[str, Any], ctx: TenantContext
+def load_balancer_up(
+    super_obj: dict[str, Any], tenant_obj: dict[str, Any], ctx: TenantContext
 ) -> dict[str, Any] | None:
-    """Load balancer addresses flow up (the super cluster's cloud provider fills them)."""
-    want = (super_svc.get("status") or {}).get("loadBalancer") or {}
-    have = (tenant_svc.get("status") or {}).get("loadBalancer") or {}
+    """Load balancer addresses of a Service or Ingress flow up (the super cluster's controllers fill them)."""
+    want = (super_obj.get("status") or {}).get("loadBalancer") or {}
+    have = (tenant_obj.get("status") or {}).get("loadBalancer") or {}
     return {"loadBalancer": want} if want != have else None
+
+
+def ingress_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
+    """An Ingress goes down only with a shared IngressClass (or none: the super default)."""
+    spec = copy.deepcopy(obj.get("spec") or {})
+    cls = spec.get("ingressClassName")
+    if cls and cls not in ctx.public_ingress_classes:
+        offered = ", ".join(sorted(ctx.public_ingress_classes)) or "(none)"
+        raise Refused(
+            "IngressClassNotAllowed",
+            f"ingress class {cls!r} is not shared with this cluster; use one of: {offered}",
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": super_meta(obj, ctx, namespace=ctx.super_ns(obj["metadata"]["namespace"])),
+        "spec": spec,
+    }
 
 
 def is_controller_endpoints(obj: dict[str, Any]) -> bool:

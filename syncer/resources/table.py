@@ -30,6 +30,11 @@ class Kind:
     """Name of the super copy inside its namespace (kept, except where the super cluster owns the name)."""
     skip: Callable[[Obj], bool] = lambda obj: False
     """Tenant objects never synced (the super cluster provides its own)."""
+    opt_in: bool = False
+    """Synced only for tenants that list the kind in VirtualCluster spec.optInKinds."""
+
+    def enabled(self, ctx: TenantContext) -> bool:
+        return not self.opt_in or self.name in ctx.opt_in
 
     def super_location(self, namespace: str, name: str, ctx: TenantContext) -> tuple[str, str]:
         """(namespace, name) of the super copy of tenant object (namespace, name)."""
@@ -63,10 +68,18 @@ KINDS: dict[str, Kind] = {
             r.SERVICES,
             services.service_to_super,
             services.service_patch,
-            status_up=services.service_status_up,
+            status_up=services.load_balancer_up,
             skip=services.is_tenant_apiserver_service,
         ),
         Kind("PersistentVolumeClaim", r.PVCS, volumes.claim_to_super, volumes.claim_patch),
+        Kind(
+            "Ingress",
+            r.INGRESSES,
+            services.ingress_to_super,
+            simple.data_patch,
+            status_up=services.load_balancer_up,
+            opt_in=True,
+        ),
         Kind(
             "Endpoints",
             r.ENDPOINTS,

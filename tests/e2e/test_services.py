@@ -261,6 +261,15 @@ async def test_statefulset_with_claims_and_headless_service_runs_end_to_end(
     super_claims = await eventually(lambda: _bound(super_client, sns, 3), timeout=120, what="3 super claims")
     assert {c["spec"]["storageClassName"] for c in super_claims} == {"rook-ceph-block"}
     claims = await eventually(lambda: _bound(a.client, "store", 3), timeout=120, what="3 tenant claims Bound")
+
+    async def provisioned_event() -> bool:
+        items = (await a.client.list(r.EVENTS, "store"))["items"]
+        return any(
+            e["involvedObject"]["kind"] == "PersistentVolumeClaim" and e["reason"] == "ProvisioningSucceeded"
+            for e in items
+        )
+
+    await eventually(provisioned_event, what="the super cluster's claim events in the tenant")
     volumes = {c["spec"]["volumeName"] for c in claims}
     assert volumes == {c["spec"]["volumeName"] for c in super_claims}
 
@@ -370,3 +379,60 @@ async def _running_n(client: Client, ns: str, n: int) -> list[dict] | None:
     pods = [p for p in (await client.list(r.PODS, ns))["items"] if not p["metadata"].get("deletionTimestamp")]
     ok = [p for p in pods if p["status"].get("phase") == "Running" and p["status"].get("podIP")]
     return ok if len(ok) == n == len(pods) else None
+
+
+async def test_ingress_is_opt_in_and_needs_a_shared_class(
+    syncer: procs.Component, tenant_factory, super_client: Client
+) -> None:
+    shared = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {"name": "shared-nginx", "labels": {"tenancy.x-k8s.io/public": "true"}},
+        "spec": {"controller": "k8s.io/ingress-nginx"},
+    }
+    await super_client.create(r.INGRESSCLASSES, shared)
+    on: TenantHandle = await tenant_factory("svc-ing", optInKinds=["Ingress"])
+    off: TenantHandle = await tenant_factory("svc-b")
+
+    def ing(name: str, cls: str) -> dict:
+        backend = {"service": {"name": "web", "port": {"number": 80}}}
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "ingressClassName": cls,
+                "rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}],
+            },
+        }
+
+    for t in (on, off):
+        await eventually(lambda t=t: t.client.get_or_none(r.INGRESSCLASSES, "shared-nginx"), what="class up")
+        _apply(t, ing("shop", "shared-nginx"), ing("sneaky", "internal"))
+    down = await eventually(
+        lambda: super_client.get_or_none(r.INGRESSES, "shop", f"{on.root}-default"), what="ingress down"
+    )
+    assert down["spec"]["ingressClassName"] == "shared-nginx"
+
+    async def refused() -> bool:
+        items = (await on.client.list(r.EVENTS, "default"))["items"]
+        return any(e["reason"] == "IngressClassNotAllowed" for e in items)
+
+    await eventually(refused, what="IngressClassNotAllowed event")
+    assert await super_client.get_or_none(r.INGRESSES, "sneaky", f"{on.root}-default") is None
+    # Without the opt-in nothing goes down (a later change of that tenant shows its queue moved on).
+    off.kubectl("create", "configmap", "after-ingress", "--from-literal=x=1")
+    await eventually(
+        lambda: super_client.get_or_none(r.CONFIGMAPS, "after-ingress", f"{off.root}-default"),
+        what="later sync",
+    )
+    assert (await super_client.list(r.INGRESSES, f"{off.root}-default"))["items"] == []
+    await super_client.delete(r.INGRESSCLASSES, "shared-nginx")
+    await eventually(
+        lambda: _absent(on.client, r.INGRESSCLASSES, "shared-nginx"),
+        what="unshared class removed from tenant",
+    )
+
+
+async def _absent(client: Client, res: r.Resource, name: str) -> bool:
+    return await client.get_or_none(res, name) is None

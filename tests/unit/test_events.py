@@ -55,3 +55,23 @@ def test_legacy_event_keeps_count_and_field_path() -> None:
     up = events.to_tenant(super_event, POD)
     assert up["count"] == 4 and up["involvedObject"]["fieldPath"] == "spec.containers{c}"
     assert up["firstTimestamp"] == "2026-01-01T00:00:00Z"
+
+
+def test_a_claim_event_goes_up_about_the_tenant_claim() -> None:
+    claim = {"metadata": {"name": "data-kv-0", "namespace": "store", "uid": "c-1"}}
+    super_event = {
+        "metadata": {"name": "data-kv-0.abc", "namespace": "t-abcdef-dev-store"},
+        "involvedObject": {
+            "kind": "PersistentVolumeClaim",
+            "name": "data-kv-0",
+            "namespace": "t-abcdef-dev-store",
+        },
+        "reason": "ProvisioningSucceeded",
+        "message": "Successfully provisioned volume pvc-1",
+        "lastTimestamp": "2026-01-01T00:00:05Z",
+        "count": 1,
+    }
+    up = events.to_tenant(super_event, claim)
+    assert up["involvedObject"]["kind"] == "PersistentVolumeClaim"
+    assert up["involvedObject"]["uid"] == "c-1" and up["metadata"]["namespace"] == "store"
+    assert "PersistentVolumeClaim" in events.UP_KINDS and "Service" in events.UP_KINDS

@@ -1,8 +1,10 @@
 """Service and Endpoints rules: host-first ClusterIP, what goes down, what comes up."""
 
 import base64
+import dataclasses
 
 import orjson
+import pytest
 
 from syncer.engine import admission
 from syncer.resources import services
@@ -87,10 +89,10 @@ def test_service_patch_follows_the_tenant_spec_but_never_the_ips() -> None:
 
 def test_load_balancer_status_goes_up() -> None:
     lb = {"ingress": [{"ip": "192.0.2.10"}]}
-    up = services.service_status_up({"status": {"loadBalancer": lb}}, svc(), CTX)
+    up = services.load_balancer_up({"status": {"loadBalancer": lb}}, svc(), CTX)
     assert up == {"loadBalancer": lb}
     assert (
-        services.service_status_up({"status": {"loadBalancer": lb}}, {"status": {"loadBalancer": lb}}, CTX)
+        services.load_balancer_up({"status": {"loadBalancer": lb}}, {"status": {"loadBalancer": lb}}, CTX)
         is None
     )
 
@@ -132,3 +134,40 @@ def test_webhook_configuration_and_reviews() -> None:
     assert orjson.loads(base64.b64decode(ok["response"]["patch"]))[0]["value"] == "x"
     no = orjson.loads(admission.review("u", denied=ApiError(422, {"message": "IP taken"}, "", "")))
     assert no["response"] == {"uid": "u", "allowed": False, "status": {"code": 422, "message": "IP taken"}}
+
+
+def ingress(cls: str | None) -> dict:
+    spec: dict = {
+        "rules": [
+            {
+                "host": "shop.example.com",
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": "web", "port": {"number": 80}}},
+                        }
+                    ]
+                },
+            }
+        ]
+    }
+    if cls:
+        spec["ingressClassName"] = cls
+    return {"metadata": {"name": "shop", "namespace": "app", "uid": "i-1"}, "spec": spec}
+
+
+def test_ingress_goes_down_only_with_a_shared_class_and_only_when_opted_in() -> None:
+    from syncer.resources.context import Refused
+    from syncer.resources.table import KINDS
+
+    ctx = dataclasses.replace(CTX, public_ingress_classes=frozenset({"nginx"}), opt_in=frozenset({"Ingress"}))
+    down = services.ingress_to_super(ingress("nginx"), ctx)
+    assert down["metadata"]["namespace"] == "t-abcdef-dev-app" and down["spec"]["ingressClassName"] == "nginx"
+    assert services.ingress_to_super(ingress(None), ctx)["spec"]["rules"][0]["host"] == "shop.example.com"
+    with pytest.raises(Refused) as err:
+        services.ingress_to_super(ingress("internal-only"), ctx)
+    assert err.value.reason == "IngressClassNotAllowed" and "nginx" in err.value.message
+    assert KINDS["Ingress"].enabled(ctx) and not KINDS["Ingress"].enabled(CTX)
+    assert KINDS["Service"].enabled(CTX)

@@ -33,6 +33,7 @@ def test_table_lists_the_synced_kinds() -> None:
         "Pod",
         "Service",
         "PersistentVolumeClaim",
+        "Ingress",
         "Endpoints",
     ]
 

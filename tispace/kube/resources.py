@@ -55,6 +55,7 @@ MUTATINGWEBHOOKS = Resource(
 STORAGECLASSES = Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
 PRIORITYCLASSES = Resource("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False)
 RUNTIMECLASSES = Resource("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False)
+INGRESSES = Resource("networking.k8s.io", "v1", "ingresses", "Ingress", True)
 INGRESSCLASSES = Resource("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False)
 VALIDATINGPOLICIES = Resource(
     "admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy", False

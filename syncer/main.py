@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import cProfile
+import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,5 +87,14 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
 
 
 def main(settings: Settings, verbose: bool = False) -> None:
+    """Run until SIGTERM/SIGINT. With TISPACE_PROFILE=FILE, the whole run is profiled into FILE."""
     logs.setup(verbose)
-    asyncio.run(run(settings))
+    profile = os.environ.get("TISPACE_PROFILE")
+    if not profile:
+        asyncio.run(run(settings))
+        return
+    with cProfile.Profile() as prof:
+        try:
+            asyncio.run(run(settings))
+        finally:
+            prof.dump_stats(profile)

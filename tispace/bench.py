@@ -1,27 +1,56 @@
 """Pods through tenants vs directly in the super cluster, measured in the same run.
 
-For each path: create P pods per namespace concurrently, watch until every one is Running,
-and record create-to-Running latency per pod (the clock starts just before the POST).
-The syncer's CPU seconds and peak RSS come from /proc, so they cover exactly this run.
+For each path: create the template's objects for P pods per namespace concurrently, watch
+until every pod is Running, and record create-to-Running latency per pod (the clock starts
+just before the first POST of that pod's objects). Then, with every pod still there: one
+full drift check (POST /patrol), and a syncer restart timed until every tenant is synced
+and the queue is empty. The syncer's CPU seconds and peak RSS come from /proc, so they
+cover exactly the through-tenants phase.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import statistics
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from tispace import kubeconfig, tenants
+from tispace import kubeconfig, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
+from tispace.kube.resources import Resource
 
 CONCURRENCY = 50
+TEMPLATES = ("plain", "claim", "service")
+Tick = Callable[[str, int], None]
+"""(path, pods Running so far) -> None: drives the progress bar."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    tenants: int = 1
+    pods: int = 100
+    template: str = "plain"
+    noisy: int = 0
+    """When > 0, tenant 0 creates `pods * noisy` pods while every other tenant creates `pods`."""
+    timeout: float = 600
+
+    def pods_of(self, tenant: int) -> int:
+        return self.pods * self.noisy if self.noisy and tenant == 0 else self.pods
+
+    @property
+    def total(self) -> int:
+        return sum(self.pods_of(i) for i in range(self.tenants))
+
+
+QUICK = Plan(tenants=2, pods=50, timeout=150)
 
 
 @dataclass(frozen=True)
@@ -48,26 +77,44 @@ def summarize(latencies: list[float], seconds: float) -> PathResult:
     )
 
 
-def _pod(name: str, *, direct: bool) -> dict[str, Any]:
-    """The same pod on both paths; through a tenant the syncer sets the Kata runtime class."""
+def objects(template: str, name: str, *, direct: bool) -> list[tuple[Resource, dict[str, Any]]]:
+    """What one pod of a template needs, in creation order; the same on both paths except that
+    a direct pod names the Kata runtime class (through a tenant the syncer sets it)."""
     spec: dict[str, Any] = {
         "containers": [{"name": "main", "image": "busybox"}],
         "terminationGracePeriodSeconds": 0,
     }
     if direct:
         spec["runtimeClassName"] = "kata"
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"bench": "tispace"}},
-        "spec": spec,
-    }
+    labels = {"bench": "tispace", "pod": name}
+    out: list[tuple[Resource, dict[str, Any]]] = []
+    if template == "claim":
+        claim = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        }
+        out.append((r.PVCS, claim))
+        spec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": name}}]
+    elif template == "service":
+        svc = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name},
+            "spec": {"selector": labels, "ports": [{"port": 80}]},
+        }
+        out.append((r.SERVICES, svc))
+    elif template != "plain":
+        raise ValueError(f"unknown template {template!r}; use one of {', '.join(TEMPLATES)}")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec}
+    return [*out, (r.PODS, pod)]
 
 
 async def _run_path(
-    client: Client, namespace: str, count: int, timeout: float, *, direct: bool
+    client: Client, namespace: str, count: int, plan: Plan, tick: Callable[[int], None], *, direct: bool
 ) -> list[float]:
-    """Create `count` pods in `namespace` and return each one's create-to-Running seconds."""
+    """Create `count` pods (with their template's objects) and return each one's create-to-Running seconds."""
     listing = await client.list(r.PODS, namespace)
     created: dict[str, float] = {}
     running: dict[str, float] = {}
@@ -81,7 +128,9 @@ async def _run_path(
                 rv = obj.get("metadata", {}).get("resourceVersion", rv)
                 name = obj.get("metadata", {}).get("name")
                 if ev["type"] != "BOOKMARK" and (obj.get("status") or {}).get("phase") == "Running":
-                    running.setdefault(name, time.monotonic())
+                    if name not in running:
+                        running[name] = time.monotonic()
+                        tick(1)
                     if len(running) >= count:
                         done.set()
                         return
@@ -92,12 +141,13 @@ async def _run_path(
         name = f"bench-{i}"
         async with sem:
             created[name] = time.monotonic()
-            await client.create(r.PODS, _pod(name, direct=direct), namespace)
+            for res, obj in objects(plan.template, name, direct=direct):
+                await client.create(res, obj, namespace)
 
     watcher = asyncio.create_task(watch())
     await asyncio.gather(*(create(i) for i in range(count)))
     try:
-        await asyncio.wait_for(done.wait(), timeout)
+        await asyncio.wait_for(done.wait(), plan.timeout)
     finally:
         watcher.cancel()
     return [running[n] - created[n] for n in created]
@@ -126,67 +176,179 @@ def _peak_rss(pid: int) -> int:
     return 0
 
 
+class Syncer(Protocol):
+    """The running syncer the bench measures and restarts."""
+
+    def pid(self) -> int: ...
+
+    def port(self) -> int: ...
+
+    def restart(self) -> None: ...
+
+
+def _syncer_call(port: int, path: str, method: str = "GET") -> dict[str, Any]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        result: dict[str, Any] = json.loads(resp.read())
+        return result
+
+
+async def _resync_seconds(syncer: Syncer, tenant_names: list[str], timeout: float) -> float:
+    """Restart the syncer; seconds until it serves every tenant, all synced, queue empty."""
+    t0 = time.monotonic()
+    await asyncio.to_thread(syncer.restart)
+    while time.monotonic() - t0 < timeout:
+        try:
+            st = await asyncio.to_thread(_syncer_call, syncer.port(), "/status")
+        except OSError:
+            st = {}
+        served = st.get("tenants", {})
+        if all(served.get(n, {}).get("synced") for n in tenant_names) and st.get("queue") == 0:
+            return time.monotonic() - t0
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"syncer not resynced after {timeout}s")
+
+
+def _machine() -> dict[str, Any]:
+    from tispace import binaries
+
+    versions = {}
+    for name, flag in (("kube-apiserver", "--version"), ("etcd", "--version"), ("kwok", "--version")):
+        out = os.popen(f"{binaries.path(name)} {flag} 2>/dev/null").read().splitlines()
+        versions[name] = out[0] if out else "?"
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "versions": versions,
+    }
+
+
 async def run(
     super_kubeconfig: Path,
+    plan: Plan,
     *,
-    tenant_count: int,
-    pods: int,
-    syncer_pid: int | None,
-    timeout: float = 600,
+    syncer: Syncer | None,
+    state_dir: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    tick: Tick = lambda path, n: None,
 ) -> dict[str, Any]:
     stamp = time.strftime("%H%M%S")
+    names = [f"bench-{stamp}-{i}" for i in range(plan.tenants)]
+    direct_ns = [f"bench-direct-{stamp}-{i}" for i in range(plan.tenants)]
     async with Client.from_kubeconfig(super_kubeconfig, name="super") as sup:
         await tenants.ensure(sup, r.CLUSTERVERSIONS, tenants.cluster_version())
-        names = [f"bench-{stamp}-{i}" for i in range(tenant_count)]
-        progress(f"creating {tenant_count} tenants")
+        progress(f"creating {plan.tenants} tenants")
         for name in names:
             await sup.create(r.VIRTUALCLUSTERS, tenants.virtual_cluster(name), "default")
         clients = []
-        for name in names:
-            await tenants.wait_phase(sup, name, "default")
-            config = await tenants.admin_kubeconfig(sup, name, "default")
-            clients.append(Client(kubeconfig.credentials(config), name=name))
+        extra: dict[str, Any] = {}
         try:
+            for name in names:
+                await tenants.wait_phase(sup, name, "default")
+                config = await tenants.admin_kubeconfig(sup, name, "default")
+                clients.append(Client(kubeconfig.credentials(config), name=name))
             for c in clients:
                 await _ready_namespace(c, "bench")
-            cpu0 = _cpu_seconds(syncer_pid) if syncer_pid else 0.0
-            progress(f"through tenants: {tenant_count} x {pods} pods")
+            cpu0 = _cpu_seconds(syncer.pid()) if syncer else 0.0
+            progress(f"through tenants: {plan.total} pods ({plan.template})")
             t0 = time.monotonic()
-            per = await asyncio.gather(*(_run_path(c, "bench", pods, timeout, direct=False) for c in clients))
-            through = summarize([x for lat in per for x in lat], time.monotonic() - t0)
-            syncer_cpu = (_cpu_seconds(syncer_pid) - cpu0) if syncer_pid else None
-            syncer_rss = _peak_rss(syncer_pid) if syncer_pid else None
-            direct_ns = [f"bench-direct-{stamp}-{i}" for i in range(tenant_count)]
+            per_tenant = await asyncio.gather(
+                *(
+                    _run_path(c, "bench", plan.pods_of(i), plan, lambda n: tick("through", n), direct=False)
+                    for i, c in enumerate(clients)
+                )
+            )
+            through = summarize([x for lat in per_tenant for x in lat], time.monotonic() - t0)
+            if syncer:
+                extra["syncer_cpu_seconds"] = round(_cpu_seconds(syncer.pid()) - cpu0, 2)
+                extra["syncer_peak_rss_mib"] = round(_peak_rss(syncer.pid()) / 2**20, 1)
+            if plan.noisy and plan.tenants > 1:
+                quiet = [x for lat in per_tenant[1:] for x in lat]
+                extra["quiet_tenants"] = asdict(summarize(quiet, max(quiet)))
+                extra["noisy_tenant"] = asdict(summarize(per_tenant[0], max(per_tenant[0])))
+            if state_dir:
+                extra["tenant_control_plane_rss_mib"] = await _control_plane_rss(sup, state_dir, names)
+            if syncer:
+                progress(f"one full drift check over {plan.total} pods")
+                extra["drift_check_seconds"] = (
+                    await asyncio.to_thread(_syncer_call, syncer.port(), "/patrol", "POST")
+                )["seconds"]
+                progress("restarting the syncer, timing the resync")
+                extra["resync_after_restart_seconds"] = round(
+                    await _resync_seconds(syncer, [f"default/{n}" for n in names], plan.timeout), 2
+                )
             for ns in direct_ns:
                 await _ready_namespace(sup, ns)
-            progress(f"directly: {tenant_count} x {pods} pods")
+            progress(f"directly: {plan.total} pods ({plan.template})")
             t0 = time.monotonic()
-            per = await asyncio.gather(*(_run_path(sup, ns, pods, timeout, direct=True) for ns in direct_ns))
-            direct = summarize([x for lat in per for x in lat], time.monotonic() - t0)
+            per_ns = await asyncio.gather(
+                *(
+                    _run_path(sup, ns, plan.pods_of(i), plan, lambda n: tick("direct", n), direct=True)
+                    for i, ns in enumerate(direct_ns)
+                )
+            )
+            direct = summarize([x for lat in per_ns for x in lat], time.monotonic() - t0)
         finally:
             for c in clients:
                 await c.close()
             progress("cleaning up")
             for name in names:
                 await sup.delete(r.VIRTUALCLUSTERS, name, "default")
-            for ns in [f"bench-direct-{stamp}-{i}" for i in range(tenant_count)]:
+            for ns in direct_ns:
                 await sup.delete(r.NAMESPACES, ns)
             for name in names:
                 await tenants.wait_gone(sup, name, "default", timeout=300)
     return {
-        "tenants": tenant_count,
-        "pods_per_tenant": pods,
+        "plan": asdict(plan),
         "through_tenants": asdict(through),
         "direct": asdict(direct),
         "throughput_ratio": round(through.throughput / direct.throughput, 3),
         "p99_overhead_s": round(through.p99 - direct.p99, 3),
-        "syncer_cpu_seconds": None if syncer_cpu is None else round(syncer_cpu, 2),
-        "syncer_peak_rss_mib": None if syncer_rss is None else round(syncer_rss / 2**20, 1),
-        "machine": {
-            "cores": os.cpu_count(),
-            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
+        **extra,
+        "latencies": {
+            "through_tenants": [round(x, 4) for lat in per_tenant for x in lat],
+            "direct": [round(x, 4) for lat in per_ns for x in lat],
         },
+        "machine": _machine(),
     }
+
+
+async def _control_plane_rss(sup: Client, state_dir: Path, names: list[str]) -> float:
+    """Mean RSS of one tenant's control plane processes (process provisioner), in MiB."""
+    totals = []
+    for name in names:
+        root = await tenants.root_of(sup, name, "default")
+        registry = procs.Registry(state_dir / "tenants" / root / "procs.json")
+        totals.append(sum(procs.rss_bytes(c.proc.pid) for c in registry.load()))
+    return round(statistics.mean(totals) / 2**20, 1) if totals else 0.0
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Latency distributions (CDF) of both paths, in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for key, label in (
+        ("through_tenants", "through tenants (syncer)"),
+        ("direct", "directly in the super cluster"),
+    ):
+        xs = sorted(result["latencies"][key])
+        ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))], label=f"{label}, p99 {result[key]['p99']} s")
+    plan = result["plan"]
+    ax.set_title(
+        f"create-to-Running, {plan['tenants']} tenants x {plan['pods']} pods ({plan['template']}"
+        + (f", noisy x{plan['noisy']}" if plan["noisy"] else "")
+        + f"); {result['machine']['cores']} cores"
+    )
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("fraction of pods Running")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

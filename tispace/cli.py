@@ -198,53 +198,94 @@ def vn_agent_cmd(
     )
 
 
+class _StackSyncer:
+    """The stack's syncer as the bench sees it: measured, and restarted in place."""
+
+    def __init__(self, s: stack.Stack, comp: procs.Component) -> None:
+        self.stack, self.comp = s, comp
+
+    def pid(self) -> int:
+        return self.comp.proc.pid
+
+    def port(self) -> int:
+        return self.comp.port
+
+    def restart(self) -> None:
+        self.comp = self.stack.restart("syncer")
+
+
 @app.command()
 def bench(
     tenant_count: Annotated[int, typer.Option("--tenants", help="Tenants to create.")] = 1,
     pods: Annotated[int, typer.Option(help="Pods per tenant (and per direct namespace).")] = 100,
-    output: Annotated[Path, typer.Option(help="JSON file with every figure.")] = Path(
-        "bench-results/bench.json"
-    ),
+    template: Annotated[
+        str, typer.Option(help="Objects per pod: plain, claim (a PVC) or service.")
+    ] = "plain",
+    noisy: Annotated[
+        int, typer.Option(help="Noisy-tenant mode: tenant 0 creates this many times more pods (0: off).")
+    ] = 0,
+    quick: Annotated[
+        bool, typer.Option(help="2 tenants x 50 plain pods: a smoke run of a few minutes.")
+    ] = False,
+    output: Annotated[
+        Path, typer.Option(help="JSON file with every figure (a PNG is written next to it).")
+    ] = Path("bench-results/bench.json"),
     state_dir: StateDir = DEFAULT_STATE,
 ) -> None:
     """Pods through tenants vs directly in the super cluster, in one run (needs `tispace up`)."""
     import json
 
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from tispace import bench as bench_mod
 
+    if template not in bench_mod.TEMPLATES:
+        console.print(
+            f"[red]unknown template {template!r}[/red]: use one of {', '.join(bench_mod.TEMPLATES)}"
+        )
+        raise typer.Exit(2)
+    plan = (
+        bench_mod.QUICK
+        if quick
+        else bench_mod.Plan(tenants=tenant_count, pods=pods, template=template, noisy=noisy)
+    )
     s = stack.Stack(state_dir)
     syncer_comp = next((c for c in s.own.load() if c.name == "syncer" and procs.alive(c.proc)), None)
     if syncer_comp is None:
         console.print("[red]no running syncer[/red]: start the stack with `tispace up` first")
         raise typer.Exit(1)
-    result = asyncio.run(
-        bench_mod.run(
-            s.super_kubeconfig,
-            tenant_count=tenant_count,
-            pods=pods,
-            syncer_pid=syncer_comp.proc.pid,
-            progress=_progress,
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        tasks = {
+            "through": bar.add_task("pods Running through tenants", total=plan.total),
+            "direct": bar.add_task("pods Running directly", total=plan.total),
+        }
+        result = asyncio.run(
+            bench_mod.run(
+                s.super_kubeconfig,
+                plan,
+                syncer=_StackSyncer(s, syncer_comp),
+                state_dir=s.dir,
+                progress=lambda m: bar.console.print(f"[dim]{m}[/dim]"),
+                tick=lambda path, n: bar.advance(tasks[path], n),
+            )
         )
-    )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=1))
+    png = output.with_suffix(".png")
+    bench_mod.plot(result, png)
     table = Table("path", "pods", "seconds", "pods/s", "p50 s", "p90 s", "p99 s")
-    for path in ("through_tenants", "direct"):
-        x = result[path]
-        table.add_row(
-            path,
-            str(x["pods"]),
-            str(x["seconds"]),
-            str(x["throughput"]),
-            str(x["p50"]),
-            str(x["p90"]),
-            str(x["p99"]),
-        )
+    for path in ("through_tenants", "direct", "quiet_tenants"):
+        if path in result:
+            x = result[path]
+            table.add_row(path, *(str(x[k]) for k in ("pods", "seconds", "throughput", "p50", "p90", "p99")))
     console.print(table)
     console.print(
-        f"throughput ratio {result['throughput_ratio']}, p99 overhead {result['p99_overhead_s']}s, "
+        f"throughput ratio {result['throughput_ratio']}, p99 overhead {result['p99_overhead_s']} s; "
         f"syncer {result['syncer_cpu_seconds']} CPU-s, peak RSS {result['syncer_peak_rss_mib']} MiB; "
-        f"written to {output}"
+        f"drift check {result['drift_check_seconds']} s; resynced {result['resync_after_restart_seconds']} s "
+        f"after a restart; tenant control plane {result['tenant_control_plane_rss_mib']} MiB; "
+        f"written to {output} and {png}"
     )
 
 

@@ -306,6 +306,9 @@ class Syncer:
             else:
                 await podsync.tenant_event(t, tobj, "Warning", why.reason, why.message)
             return
+        if kind.name == "Pod" and sobj is None and self._claims_missing(tobj, sns):
+            self.queue.put_after(t.name, key, 1.0)  # a scheduler that sees no claim backs off for minutes
+            return
         if sobj is None:
             sobj = await self.super.create(kind.resource, desired, sns or None)
             if kind.name != "Pod":
@@ -327,6 +330,10 @@ class Syncer:
                 tmeta.get("namespace"),
                 subresource="status",
             )
+
+    def _claims_missing(self, tenant_pod: dict[str, Any], sns: str) -> bool:
+        claims = self.super_informers["PersistentVolumeClaim"]
+        return any(claims.get(sns, name) is None for name in pods.claim_names(tenant_pod))
 
     def _token_missing(self, super_pod: dict[str, Any]) -> bool:
         meta = super_pod["metadata"]

@@ -116,6 +116,15 @@ def _volumes(volumes: list[dict[str, Any]], pod_name: str) -> list[dict[str, Any
     return out
 
 
+def claim_names(pod: dict[str, Any]) -> list[str]:
+    """Claims the pod mounts (the super pod must not reach the scheduler before its claims exist)."""
+    return [
+        vol["persistentVolumeClaim"]["claimName"]
+        for vol in pod.get("spec", {}).get("volumes", [])
+        if "persistentVolumeClaim" in vol
+    ]
+
+
 def needs_token(pod: dict[str, Any]) -> bool:
     return any(
         "serviceAccountToken" in src

@@ -11,3 +11,45 @@ def test_summarize_percentiles_and_throughput() -> None:
 def test_summarize_single_pod() -> None:
     r = bench.summarize([0.3], seconds=0.5)
     assert (r.p50, r.p99, r.throughput) == (0.3, 0.3, 2.0)
+
+
+def test_templates_make_the_same_objects_on_both_paths_but_the_runtime_class() -> None:
+    for template in bench.TEMPLATES:
+        through = bench.objects(template, "bench-1", direct=False)
+        direct = bench.objects(template, "bench-1", direct=True)
+        assert [res.kind for res, _ in through] == [res.kind for res, _ in direct]
+        assert through[-1][0].kind == "Pod" and "runtimeClassName" not in through[-1][1]["spec"]
+        assert direct[-1][1]["spec"]["runtimeClassName"] == "kata"
+    claim = bench.objects("claim", "bench-1", direct=False)
+    assert [res.kind for res, _ in claim] == ["PersistentVolumeClaim", "Pod"]
+    assert claim[1][1]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "bench-1"
+    svc = bench.objects("service", "bench-1", direct=False)
+    assert svc[0][1]["spec"]["selector"] == svc[1][1]["metadata"]["labels"]
+
+
+def test_unknown_template_is_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown template"):
+        bench.objects("gpu", "x", direct=False)
+
+
+def test_noisy_plan_gives_tenant_zero_more_pods() -> None:
+    plan = bench.Plan(tenants=3, pods=10, noisy=20)
+    assert [plan.pods_of(i) for i in range(3)] == [200, 10, 10] and plan.total == 220
+    assert bench.Plan(tenants=3, pods=10).total == 30
+    assert bench.QUICK.tenants * bench.QUICK.pods <= 100
+
+
+def test_plot_writes_a_png(tmp_path) -> None:
+    lat = [0.1 * i for i in range(1, 21)]
+    result = {
+        "plan": {"tenants": 1, "pods": 20, "template": "plain", "noisy": 0},
+        "through_tenants": {"p99": 2.0},
+        "direct": {"p99": 1.0},
+        "latencies": {"through_tenants": lat, "direct": [x / 2 for x in lat]},
+        "machine": {"cores": 2},
+    }
+    out = tmp_path / "bench.png"
+    bench.plot(result, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

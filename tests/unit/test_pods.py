@@ -268,3 +268,17 @@ def test_synced_condition_says_why_a_pod_did_not_reach_the_super_cluster() -> No
         "lastTransitionTime": "2026-11-23T00:00:00Z",
     }
     assert pods.synced_condition(True, "Synced", "", "t")["status"] == "True"
+
+
+def test_claim_names_lists_the_claims_a_pod_mounts() -> None:
+    pod = {
+        "spec": {
+            "volumes": [
+                {"name": "a", "persistentVolumeClaim": {"claimName": "data-kv-0"}},
+                {"name": "b", "configMap": {"name": "cfg"}},
+                {"name": "c", "persistentVolumeClaim": {"claimName": "logs"}},
+            ]
+        }
+    }
+    assert pods.claim_names(pod) == ["data-kv-0", "logs"]
+    assert pods.claim_names({"spec": {}}) == []

@@ -17,6 +17,7 @@ import logging
 import time
 from typing import Any
 
+from cachetools import TTLCache
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from syncer.engine import admission, podsync, upsync
@@ -82,6 +83,8 @@ class Syncer:
         self.tenants: dict[str, TenantRuntime] = {}
         self._by_root: dict[str, str] = {}
         self._failures: dict[tuple[str, WorkKey], int] = {}
+        self._tokens_made: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=60)
+        """Super pod uids whose token secret this process just made (saves a second TokenRequest)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._vc_lock = asyncio.Lock()
         self.super_informers = {
@@ -315,6 +318,7 @@ class Syncer:
                 return
         if kind.name == "Pod" and pods.needs_token(tobj) and self._token_missing(sobj):
             await podsync.create_token(t, self.super, tobj, sobj)
+            self._tokens_made[sobj["metadata"]["uid"]] = True
         patch = kind.patch_down(desired, sobj)
         if patch:
             await self.super.patch(kind.resource, sname, patch, sns or None)
@@ -337,6 +341,8 @@ class Syncer:
 
     def _token_missing(self, super_pod: dict[str, Any]) -> bool:
         meta = super_pod["metadata"]
+        if meta["uid"] in self._tokens_made:  # made moments ago; the informer may not show it yet
+            return False
         secret = self.token_secrets.get(meta["namespace"], pods.token_secret_name(meta["name"]))
         owners = (secret or {}).get("metadata", {}).get("ownerReferences") or [{}]
         return secret is None or owners[0].get("uid") != meta["uid"]

@@ -98,11 +98,37 @@ def vn_agent(super_cluster: localcluster.SuperCluster) -> Iterator[procs.Compone
     procs.stop(comp.proc)
 
 
+class SyncerProc:
+    """The syncer as a real background process, exactly as `tispace up` runs it; fault tests kill it."""
+
+    def __init__(self, comp: procs.Component) -> None:
+        self.comp = comp
+
+    @property
+    def port(self) -> int:
+        return self.comp.port
+
+    def kill(self) -> None:
+        os.kill(self.comp.proc.pid, signal.SIGKILL)
+        while procs.alive(self.comp.proc):
+            time.sleep(0.05)
+
+    def start(self) -> None:
+        """Start it again with the same command line (same ports), and wait until it is healthy."""
+        proc = self.comp.proc
+        self.comp = procs.Component(
+            procs.spawn(proc.name, list(proc.argv), Path(proc.log)), self.comp.port, self.comp.health
+        )
+        procs.wait_healthy(self.comp, timeout=60)
+
+    def stop(self) -> None:
+        procs.stop(self.comp.proc)
+
+
 @pytest.fixture(scope="session")
 def syncer(
     manager: ManagerProc, vn_agent: procs.Component, super_cluster: localcluster.SuperCluster
-) -> Iterator[procs.Component]:
-    """The syncer as a real background process, exactly as `tispace up` runs it."""
+) -> Iterator[SyncerProc]:
     kc = super_cluster.kubeconfig
     comp = stack.start_program(
         super_cluster.dir / "logs",
@@ -114,8 +140,9 @@ def syncer(
             f"--vn-agent-port={vn_agent.port}",
         ],
     )
-    yield comp
-    procs.stop(comp.proc)
+    proc = SyncerProc(comp)
+    yield proc
+    proc.stop()
 
 
 @dataclass

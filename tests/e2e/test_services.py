@@ -8,9 +8,9 @@ import json
 import dns.resolver
 import pytest
 
-from tests.e2e.conftest import TenantHandle
+from tests.e2e.conftest import SyncerProc, TenantHandle
 from tests.e2e.helpers import eventually, pod
-from tispace import kubeconfig, localcluster, procs, tenants
+from tispace import kubeconfig, localcluster, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -29,7 +29,7 @@ def _apply(t: TenantHandle, *objs: dict) -> None:
 
 
 async def test_tenant_services_carry_the_super_cluster_ips(
-    syncer: procs.Component, tenant_factory, super_client: Client
+    syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
     a: TenantHandle = await tenant_factory("svc-a")
     b: TenantHandle = await tenant_factory("svc-b")
@@ -93,7 +93,7 @@ async def test_tenant_services_carry_the_super_cluster_ips(
 
 
 async def test_endpoints_list_super_pod_ips_and_hand_made_endpoints_go_down(
-    syncer: procs.Component, tenant_factory, super_client: Client
+    syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
     t: TenantHandle = await tenant_factory("svc-a")
     _apply(t, service("api", "default"))
@@ -162,7 +162,7 @@ STATEFULSET = {
 
 
 async def test_each_tenant_dns_answers_its_own_names_with_super_ips(
-    syncer: procs.Component, tenant_factory, super_client: Client
+    syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
     a: TenantHandle = await tenant_factory("svc-a")
     await tenant_factory("svc-b")
@@ -241,7 +241,7 @@ async def _bound(client: Client, ns: str, n: int) -> list[dict] | None:
 
 
 async def test_statefulset_with_claims_and_headless_service_runs_end_to_end(
-    syncer: procs.Component, tenant_factory, super_client: Client, tmp_path
+    syncer: SyncerProc, tenant_factory, super_client: Client, tmp_path
 ) -> None:
     a: TenantHandle = await tenant_factory("svc-a")
     b: TenantHandle = await tenant_factory("svc-b")
@@ -298,7 +298,9 @@ async def test_statefulset_with_claims_and_headless_service_runs_end_to_end(
             res_b.resolve(fqdn, "A")
 
     # The operator's PV changes (label, Retain) reach the super PV of its own volume...
-    pv = sorted(volumes)[0]
+    pv = next(
+        c["spec"]["volumeName"] for c in claims if c["metadata"]["name"] == "data-kv-0"
+    )  # kv-2's is deleted below
     a.kubectl("label", "pv", pv, "tidb.pingcap.com/cluster=basic")
     a.kubectl("patch", "pv", pv, "-p", '{"spec":{"persistentVolumeReclaimPolicy":"Retain"}}')
 
@@ -382,7 +384,7 @@ async def _running_n(client: Client, ns: str, n: int) -> list[dict] | None:
 
 
 async def test_ingress_is_opt_in_and_needs_a_shared_class(
-    syncer: procs.Component, tenant_factory, super_client: Client
+    syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
     shared = {
         "apiVersion": "networking.k8s.io/v1",

@@ -9,7 +9,7 @@ import json
 import orjson
 
 from syncer.resources import pods
-from tests.e2e.conftest import TenantHandle
+from tests.e2e.conftest import SyncerProc, TenantHandle
 from tests.e2e.helpers import eventually, pod
 from tispace import naming, procs
 from tispace.kube import resources as r
@@ -45,7 +45,7 @@ async def _running(client: Client, ns: str, n: int, label: str = "") -> list[dic
 
 
 async def test_deployment_runs_in_the_super_cluster_and_is_mirrored(
-    syncer: procs.Component, vn_agent: procs.Component, tenant_factory, super_client: Client
+    syncer: SyncerProc, vn_agent: procs.Component, tenant_factory, super_client: Client
 ) -> None:
     t: TenantHandle = await tenant_factory("sync-a")
     t.kubectl("apply", "-f", "-", stdin=json.dumps(DEPLOYMENT))
@@ -108,7 +108,7 @@ async def _gone(client: Client, ns: str, label: str) -> bool:
 
 
 async def test_forbidden_pods_are_refused_and_never_reach_the_super_cluster(
-    syncer: procs.Component, tenant_factory, super_client: Client
+    syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
     t: TenantHandle = await tenant_factory("sync-guard")
     cases = {
@@ -150,7 +150,7 @@ async def test_forbidden_pods_are_refused_and_never_reach_the_super_cluster(
 
 
 async def test_same_names_in_two_tenants_coexist(
-    syncer: procs.Component, tenant_factory, super_client: Client
+    syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
     a: TenantHandle = await tenant_factory("twin-a")
     b: TenantHandle = await tenant_factory("twin-b")
@@ -166,7 +166,7 @@ async def test_same_names_in_two_tenants_coexist(
 
 
 async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
-    syncer: procs.Component, tenant_factory, super_client: Client
+    syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
     t: TenantHandle = await tenant_factory("sync-data")
     sns = f"{t.root}-default"
@@ -237,7 +237,7 @@ async def _absent(client: Client, res: r.Resource, name: str, ns: str) -> bool:
 
 
 async def test_super_pod_deleted_shows_as_evicted_and_is_replaced(
-    syncer: procs.Component, tenant_factory, super_client: Client
+    syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
     t: TenantHandle = await tenant_factory("sync-evict")
     t.kubectl("create", "deployment", "one", "--image=nginx")
@@ -263,7 +263,7 @@ async def test_super_pod_deleted_shows_as_evicted_and_is_replaced(
 
 
 async def test_objects_without_tispace_marks_are_never_touched(
-    syncer: procs.Component, tenant_factory, super_client: Client
+    syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
     t: TenantHandle = await tenant_factory("sync-foreign")
     sns = f"{t.root}-default"
@@ -281,7 +281,7 @@ async def test_objects_without_tispace_marks_are_never_touched(
     assert kept["data"] == {"keep": "me"} and naming.MANAGED_BY not in kept["metadata"].get("labels", {})
 
 
-async def test_patrol_and_metrics_endpoints(syncer: procs.Component, tenant_factory) -> None:
+async def test_patrol_and_metrics_endpoints(syncer: SyncerProc, tenant_factory) -> None:
     import aiohttp
 
     await tenant_factory("sync-patrol")
@@ -298,7 +298,7 @@ async def test_patrol_and_metrics_endpoints(syncer: procs.Component, tenant_fact
 
 
 async def test_super_rejections_reach_the_tenant_and_grace_periods_are_carried(
-    syncer: procs.Component, tenant_factory, super_client: Client
+    syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
     t: TenantHandle = await tenant_factory("sync-quota")
     t.kubectl("create", "namespace", "tight")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import TenantHandle
+from tests.e2e.conftest import SyncerProc, TenantHandle
 from tests.e2e.helpers import eventually, pod
 from tispace import binaries, localcluster, pki, procs, tenantpki
 from tispace.kube import resources as r
@@ -30,7 +30,7 @@ async def _running_pod(t: TenantHandle, name: str, ns: str = "default") -> None:
 
 
 @pytest.fixture(scope="module")
-async def pair(syncer: procs.Component, tenant_factory) -> tuple[TenantHandle, TenantHandle]:
+async def pair(syncer: SyncerProc, tenant_factory) -> tuple[TenantHandle, TenantHandle]:
     a = await tenant_factory("vn-a")
     b = await tenant_factory("vn-b")
     await _running_pod(a, "shell")

@@ -1,0 +1,108 @@
+"""Faults: a syncer killed mid-burst, a tenant API server that stops answering (issue: reliability)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+from tests.e2e.conftest import SyncerProc, TenantHandle
+from tests.e2e.helpers import eventually, pod
+from tispace import localcluster, procs
+from tispace.kube import resources as r
+from tispace.kube.client import Client
+
+
+def _deployment(name: str, replicas: int) -> dict:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [{"name": "c", "image": "busybox"}],
+                    "terminationGracePeriodSeconds": 0,
+                },
+            },
+        },
+    }
+
+
+async def _pods(client: Client, ns: str, label: str) -> list[dict]:
+    return [
+        p
+        for p in (await client.list(r.PODS, ns, label_selector=label))["items"]
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+async def _all_running(client: Client, ns: str, label: str, n: int) -> list[dict] | None:
+    pods = await _pods(client, ns, label)
+    ok = [p for p in pods if p["status"].get("phase") == "Running"]
+    return ok if len(ok) == n == len(pods) else None
+
+
+async def test_syncer_killed_mid_burst_loses_nothing_and_duplicates_nothing(
+    syncer: SyncerProc, tenant_factory, super_client: Client
+) -> None:
+    t: TenantHandle = await tenant_factory("fault-burst")
+    sns = f"{t.root}-default"
+    t.kubectl("apply", "-f", "-", stdin=json.dumps(_deployment("burst", 40)))
+
+    async def some_down() -> list[dict] | None:
+        pods = await _pods(super_client, sns, "app=burst")
+        return pods if 5 <= len(pods) < 40 else None
+
+    before = await eventually(some_down, what="part of the burst in the super cluster")
+    syncer.kill()
+    syncer.start()
+    tenant_pods = await eventually(
+        lambda: _all_running(t.client, "default", "app=burst", 40), timeout=180, what="40 tenant pods Running"
+    )
+    super_pods = await eventually(
+        lambda: _all_running(super_client, sns, "app=burst", 40), timeout=60, what="40 super pods Running"
+    )
+    assert sorted(p["metadata"]["name"] for p in super_pods) == sorted(
+        p["metadata"]["name"] for p in tenant_pods
+    )
+    # Nothing that went down before the kill was deleted and made again.
+    uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in super_pods}
+    assert all(uids[p["metadata"]["name"]] == p["metadata"]["uid"] for p in before)
+    for tp in tenant_pods:
+        assert tp["spec"]["nodeName"] and tp["status"]["podIP"]
+
+
+async def test_a_frozen_tenant_api_server_hurts_no_one_and_deletes_nothing(
+    syncer: SyncerProc, tenant_factory, super_client: Client, super_cluster: localcluster.SuperCluster
+) -> None:
+    frozen: TenantHandle = await tenant_factory("fault-frozen")
+    other: TenantHandle = await tenant_factory("fault-other")
+    await frozen.client.create(r.PODS, pod("keep"), "default")
+    fns = f"{frozen.root}-default"
+    kept = await eventually(
+        lambda: _all_running(super_client, fns, "app=keep", 1), what="frozen tenant pod down"
+    )
+    registry = procs.Registry(super_cluster.dir / "tenants" / frozen.root / "procs.json")
+    api = next(c.proc for c in registry.load() if c.name == "kube-apiserver")
+    os.kill(api.pid, signal.SIGSTOP)
+    try:
+        # The other tenant is served as usual while the first one cannot answer.
+        other.kubectl("apply", "-f", "-", stdin=json.dumps(_deployment("busy", 10)))
+        await eventually(
+            lambda: _all_running(other.client, "default", "app=busy", 10),
+            timeout=120,
+            what="other tenant served",
+        )
+        # Nothing of the frozen tenant was deleted from the super cluster.
+        still = await _all_running(super_client, fns, "app=keep", 1)
+        assert still and still[0]["metadata"]["uid"] == kept[0]["metadata"]["uid"]
+    finally:
+        os.kill(api.pid, signal.SIGCONT)
+    # After it answers again it catches up: new work goes down, the old pod is still there.
+    await frozen.client.create(r.PODS, pod("later"), "default")
+    await eventually(lambda: _all_running(super_client, fns, "app=later", 1), timeout=120, what="caught up")
+    assert (await super_client.get(r.PODS, "keep", fns))["metadata"]["uid"] == kept[0]["metadata"]["uid"]

@@ -11,6 +11,7 @@ cover exactly the through-tenants phase.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -176,6 +177,22 @@ def _peak_rss(pid: int) -> int:
     return 0
 
 
+def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each group of processes (gone processes count 0)."""
+    out = {}
+    for group, pids in groups.items():
+        total = 0.0
+        for pid in pids:
+            with contextlib.suppress(FileNotFoundError):
+                total += _cpu_seconds(pid)
+        out[group] = total
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {g: round(after[g] - before.get(g, 0.0), 2) for g in after}
+
+
 class Syncer(Protocol):
     """The running syncer the bench measures and restarts."""
 
@@ -233,7 +250,9 @@ async def run(
     state_dir: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
     tick: Tick = lambda path, n: None,
+    processes: Callable[[], dict[str, list[int]]] = dict,
 ) -> dict[str, Any]:
+    """Run the plan; `processes()` names groups of pids whose CPU use each phase reports."""
     stamp = time.strftime("%H%M%S")
     names = [f"bench-{stamp}-{i}" for i in range(plan.tenants)]
     direct_ns = [f"bench-direct-{stamp}-{i}" for i in range(plan.tenants)]
@@ -253,6 +272,7 @@ async def run(
                 await _ready_namespace(c, "bench")
             cpu0 = _cpu_seconds(syncer.pid()) if syncer else 0.0
             progress(f"through tenants: {plan.total} pods ({plan.template})")
+            groups0 = cpu_by_group(processes())
             t0 = time.monotonic()
             per_tenant = await asyncio.gather(
                 *(
@@ -261,6 +281,7 @@ async def run(
                 )
             )
             through = summarize([x for lat in per_tenant for x in lat], time.monotonic() - t0)
+            extra["cpu_seconds_through_tenants"] = cpu_delta(groups0, cpu_by_group(processes()))
             if syncer:
                 extra["syncer_cpu_seconds"] = round(_cpu_seconds(syncer.pid()) - cpu0, 2)
                 extra["syncer_peak_rss_mib"] = round(_peak_rss(syncer.pid()) / 2**20, 1)
@@ -282,6 +303,7 @@ async def run(
             for ns in direct_ns:
                 await _ready_namespace(sup, ns)
             progress(f"directly: {plan.total} pods ({plan.template})")
+            groups0 = cpu_by_group(processes())
             t0 = time.monotonic()
             per_ns = await asyncio.gather(
                 *(
@@ -290,6 +312,7 @@ async def run(
                 )
             )
             direct = summarize([x for lat in per_ns for x in lat], time.monotonic() - t0)
+            extra["cpu_seconds_direct"] = cpu_delta(groups0, cpu_by_group(processes()))
         finally:
             for c in clients:
                 await c.close()

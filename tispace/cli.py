@@ -214,6 +214,19 @@ class _StackSyncer:
         self.comp = self.stack.restart("syncer")
 
 
+def _process_groups(s: stack.Stack) -> dict[str, list[int]]:
+    """Where CPU goes during a bench phase: the super cluster's parts, TiSpace, tenant control planes."""
+    groups: dict[str, list[int]] = {}
+    for c in s.local.components() if s.local else []:
+        groups.setdefault("super etcd" if c.name == "etcd" else f"super {c.name}", []).append(c.proc.pid)
+    for c in s.own.load():
+        groups[c.name] = [c.proc.pid]
+    for registry in (s.dir / "tenants").glob("*/procs.json"):
+        for c in procs.Registry(registry).load():
+            groups.setdefault(f"tenant {c.name}", []).append(c.proc.pid)
+    return groups
+
+
 @app.command()
 def bench(
     tenant_count: Annotated[int, typer.Option("--tenants", help="Tenants to create.")] = 1,
@@ -268,6 +281,7 @@ def bench(
                 state_dir=s.dir,
                 progress=lambda m: bar.console.print(f"[dim]{m}[/dim]"),
                 tick=lambda path, n: bar.advance(tasks[path], n),
+                processes=lambda: _process_groups(s),
             )
         )
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -307,13 +307,25 @@ class Manager:
         post("Normal", "Terminating", f"stopping the control plane and removing {tenant.root}")
         if with_tenant or tenant.provisioner == "process":
             await self.provisioner(tenant).teardown(tenant)
-        await self.client.delete(r.NAMESPACES, tenant.root)
+        # The control plane is gone, so nothing recreates them: the super namespaces the syncer
+        # made for the tenant's namespaces go (with every pod, claim and service in them), then the root.
+        synced = f"{naming.LABEL_TENANT}={tenant.root}"
         for _ in range(600):
-            ns = await self.client.get_or_none(r.NAMESPACES, tenant.root)
-            if ns is None or ns["metadata"].get("annotations", {}).get(naming.ANN_UID) != tenant.uid:
+            left = (await self.client.list(r.NAMESPACES, label_selector=synced))["items"]
+            for ns in left:
+                if not ns["metadata"].get("deletionTimestamp"):
+                    await self.client.delete(r.NAMESPACES, ns["metadata"]["name"])
+            root = await self.client.get_or_none(r.NAMESPACES, tenant.root)
+            if root is not None and root["metadata"].get("annotations", {}).get(naming.ANN_UID) != tenant.uid:
+                root = None  # a namespace of that name made for another object since
+            if root is not None and not root["metadata"].get("deletionTimestamp"):
+                await self.client.delete(r.NAMESPACES, tenant.root)
+            if not left and root is None:
                 return
             await asyncio.sleep(0.2)
-        raise TenantError("RootNamespaceStuck", f"namespace {tenant.root} still terminating", retry=True)
+        raise TenantError(
+            "NamespacesStuck", f"namespaces of {tenant.root} still terminating after 120s", retry=True
+        )
 
 
 def check_pki(tenant: Tenant, found: dict[str, dict[str, Any]], at: datetime.datetime) -> TenantPKI:

@@ -11,7 +11,7 @@ import orjson
 from syncer.resources import pods
 from tests.e2e.conftest import SyncerProc, TenantHandle
 from tests.e2e.helpers import eventually, pod
-from tispace import naming, procs
+from tispace import naming, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -351,3 +351,17 @@ async def test_super_rejections_reach_the_tenant_and_grace_periods_are_carried(
     await asyncio.sleep(0.5)
     await t.client.delete(r.PODS, "first", "tight", grace_period=17)
     assert await asyncio.wait_for(watcher, 60) == 17
+
+
+async def test_deleting_a_tenant_removes_every_super_namespace_it_had(
+    syncer: SyncerProc, tenant_factory, super_client: Client
+) -> None:
+    t: TenantHandle = await tenant_factory("sync-gone")
+    t.kubectl("create", "namespace", "extra")
+    await t.client.create(r.PODS, pod("left"), "extra")
+    await eventually(lambda: _running(super_client, f"{t.root}-extra", 1), what="pod in the super cluster")
+    await super_client.delete(r.VIRTUALCLUSTERS, "sync-gone", "default")
+    await tenants.wait_gone(super_client, "sync-gone", "default")
+    left = await super_client.list(r.NAMESPACES, label_selector=f"{naming.LABEL_TENANT}={t.root}")
+    assert left["items"] == []
+    assert await super_client.get_or_none(r.NAMESPACES, t.root) is None

@@ -53,3 +53,11 @@ def test_plot_writes_a_png(tmp_path) -> None:
     out = tmp_path / "bench.png"
     bench.plot(result, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cpu_accounting_by_group_counts_live_processes_only() -> None:
+    import os
+
+    groups = bench.cpu_by_group({"me": [os.getpid()], "gone": [2**22 + 12345]})
+    assert groups["me"] > 0 and groups["gone"] == 0.0
+    assert bench.cpu_delta({"me": 1.0}, {"me": 1.5, "new": 0.25}) == {"me": 0.5, "new": 0.25}

@@ -37,8 +37,6 @@ RETRY_STATUSES = frozenset({403, 404, 409, 429, 500, 502, 503, 504})
 # The super cluster said no (invalid, forbidden, over quota): the tenant hears about it.
 REJECTED_STATUSES = frozenset({400, 403, 422})
 NODE_PERIOD = 10.0
-STATUS_COALESCE = 0.1
-"""Seconds a super status change waits before it goes up, so rapid changes merge."""
 VNODE_GRACE = 30.0
 
 
@@ -133,13 +131,7 @@ class Syncer:
             if owner is None:
                 return
             tenant = self._by_root.get(owner[0])
-            if not tenant:
-                return
-            if kind.status_up and new is not None and old is not None:
-                # A status change: wait a moment so a burst of them (scheduled, started, ready)
-                # becomes one tenant write instead of three.
-                self.queue.put_after(tenant, (kind.name, owner[1], owner[2]), STATUS_COALESCE)
-            else:
+            if tenant:
                 self._enqueue(tenant, (kind.name, owner[1], owner[2]))
 
         return changed

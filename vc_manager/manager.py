@@ -13,6 +13,8 @@ import ipaddress
 import logging
 from typing import Any
 
+from cachetools import TTLCache
+
 from tispace import api, naming, pki, tenantpki
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
@@ -22,6 +24,8 @@ from vc_manager.settings import Settings
 from vc_manager.tenant import Tenant, now, set_condition
 
 log = logging.getLogger("vc_manager")
+PKI_RECHECK_SECONDS = 15.0
+"""How stale the supervisor's view of a tenant's secrets and ClusterVersion may be."""
 
 
 class TenantError(Exception):
@@ -39,6 +43,12 @@ class Manager:
         self.settings = settings
         self.client = client
         self._provisioners: dict[str, provisioners.Provisioner] = {}
+        # Supervision runs every few seconds per tenant; the secrets (one LIST) and the
+        # ClusterVersion are re-read less often, so a thousand tenants do not hammer the API.
+        self._pki_checked: TTLCache[str, tuple[dict[str, dict[str, Any]], TenantPKI]] = TTLCache(
+            maxsize=100_000, ttl=PKI_RECHECK_SECONDS
+        )
+        self._versions: TTLCache[str, dict[str, Any] | None] = TTLCache(maxsize=1000, ttl=PKI_RECHECK_SECONDS)
 
     def provisioner(self, tenant: Tenant) -> provisioners.Provisioner:
         name = tenant.provisioner
@@ -47,10 +57,15 @@ class Manager:
         return self._provisioners[name]
 
     # --- reading ----------------------------------------------------------------------------
-    async def tenant(self, body: dict[str, Any]) -> Tenant:
+    async def tenant(self, body: dict[str, Any], *, fresh: bool = True) -> Tenant:
+        """The tenant a VirtualCluster describes; `fresh=False` may use a ClusterVersion read moments ago."""
         meta, spec = body["metadata"], body.get("spec", {})
         version_name = spec.get("clusterVersionName", "")
-        cv = await self.client.get_or_none(r.CLUSTERVERSIONS, version_name)
+        cv = None if fresh else self._versions.get(version_name)
+        if cv is None:
+            cv = await self.client.get_or_none(r.CLUSTERVERSIONS, version_name)
+            if cv is not None:
+                self._versions[version_name] = cv
         tenant = Tenant(
             name=meta["name"],
             namespace=meta["namespace"],
@@ -71,12 +86,9 @@ class Manager:
         return tenant
 
     async def _secrets(self, tenant: Tenant) -> dict[str, dict[str, Any]]:
-        found = {}
-        for name in tenantpki.SECRET_NAMES:
-            obj = await self.client.get_or_none(r.SECRETS, name, tenant.root)
-            if obj is not None:
-                found[name] = obj
-        return found
+        """The tenant's PKI and kubeconfig secrets, in one LIST of its root namespace."""
+        items = (await self.client.list(r.SECRETS, tenant.root))["items"]
+        return {o["metadata"]["name"]: o for o in items if o["metadata"]["name"] in tenantpki.SECRET_NAMES}
 
     # --- status -----------------------------------------------------------------------------
     async def set_status(self, body: dict[str, Any], **fields: Any) -> None:
@@ -258,10 +270,15 @@ class Manager:
         status = body.get("status") or {}
         if status.get("phase") != api.Phase.RUNNING or body["metadata"].get("deletionTimestamp"):
             return
-        tenant = await self.tenant(body)
-        found = await self._secrets(tenant)
+        tenant = await self.tenant(body, fresh=False)
+        cached = self._pki_checked.get(tenant.uid)
+        found = cached[0] if cached else await self._secrets(tenant)
         try:
-            tpki = check_pki(tenant, found, datetime.datetime.now(datetime.UTC))
+            if cached:
+                tpki = cached[1]
+            else:  # re-read after the TTL: writing the entry only here lets it expire
+                tpki = check_pki(tenant, found, datetime.datetime.now(datetime.UTC))
+                self._pki_checked[tenant.uid] = (found, tpki)
         except TenantError as e:
             problem: str | None = e.message
             reason = e.reason
@@ -270,6 +287,7 @@ class Manager:
             if tenantpki.ADMIN_KUBECONFIG not in found and status.get("apiServerEndpoint"):
                 config = await prov.admin_kubeconfig(tenant, tpki, status["apiServerEndpoint"])
                 await self.ensure_admin_kubeconfig(tenant, config)
+                self._pki_checked.pop(tenant.uid, None)
                 post("Normal", "AdminKubeconfigRestored", f"recreated secret {tenant.root}/admin-kubeconfig")
             problem, reason = await prov.supervise(tenant, tpki), "ControlPlaneDegraded"
         cp: dict[str, Any] = next(

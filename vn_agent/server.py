@@ -56,6 +56,9 @@ class Tenants:
             if (vc.get("status") or {}).get("phase") != "Running":
                 continue
             root = naming.root_namespace(meta["namespace"], meta["name"], meta["uid"])
+            if root in self.by_root:  # a tenant's CA lives as long as its uid: read it once
+                found[root] = self.by_root[root]
+                continue
             secret = await self.client.get_or_none(r.SECRETS, tenantpki.ROOT_CA, root)
             if secret is None:
                 continue

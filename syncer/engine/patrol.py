@@ -16,9 +16,22 @@ from syncer.resources.context import Refused
 from syncer.resources.table import KINDS
 from tispace import naming
 
+Verified = dict[tuple[str, str, str, str], tuple[str, str, int]]
+"""(tenant, kind, namespace, name) -> (tenant resourceVersion, super resourceVersion, context id)
+of pairs found in sync: unchanged since, they need no translation on the next patrol."""
 
-def drift(t: TenantRuntime, super_informers: dict[str, Informer]) -> tuple[list[WorkKey], Counter[str]]:
-    """Keys to reconcile for one tenant, and counts per kind of drift (missing, orphan, changed)."""
+
+def drift(
+    t: TenantRuntime,
+    super_informers: dict[str, Informer],
+    previous: Verified | None = None,
+    current: Verified | None = None,
+) -> tuple[list[WorkKey], Counter[str]]:
+    """Keys to reconcile for one tenant, and counts per kind of drift (missing, orphan, changed).
+
+    Pairs in `previous` with the same resourceVersions are skipped; pairs found in sync are
+    recorded in `current` (a new dict per patrol, so deleted objects drop out).
+    """
     keys: list[WorkKey] = []
     counts: Counter[str] = Counter()
     for kind in KINDS.values():
@@ -37,6 +50,16 @@ def drift(t: TenantRuntime, super_informers: dict[str, Informer]) -> tuple[list[
                 counts["missing"] += 1
                 keys.append((kind.name, ns, name))
                 continue
+            memo_key = (t.name, kind.name, ns, name)
+            versions = (
+                obj["metadata"].get("resourceVersion", ""),
+                sobj["metadata"].get("resourceVersion", ""),
+                id(t.ctx),
+            )
+            if previous is not None and previous.get(memo_key) == versions:
+                if current is not None:
+                    current[memo_key] = versions
+                continue
             try:
                 desired = kind.to_super(obj, t.ctx)
             except Refused:
@@ -44,6 +67,8 @@ def drift(t: TenantRuntime, super_informers: dict[str, Informer]) -> tuple[list[
             if kind.patch_down(desired, sobj) is not None:
                 counts["changed"] += 1
                 keys.append((kind.name, ns, name))
+            elif current is not None:
+                current[memo_key] = versions
         for sobj in super_inf.cache.values():
             owner = naming.tenant_key(sobj)
             if owner is None or owner[0] != t.ctx.root:
@@ -59,6 +84,8 @@ def patrol(
     super_informers: dict[str, Informer],
     enqueue: Callable[[str, WorkKey], None],
     record: Callable[[str, str, int], None],
+    previous: Verified | None = None,
+    current: Verified | None = None,
 ) -> int:
     """One pass over every synced tenant; returns how many keys were queued."""
     if not all(i.synced.is_set() for i in super_informers.values()):
@@ -67,7 +94,7 @@ def patrol(
     for t in tenants:
         if not all(i.synced.is_set() for i in t.informers.values()):
             continue
-        keys, counts = drift(t, super_informers)
+        keys, counts = drift(t, super_informers, previous, current)
         for key in keys:
             enqueue(t.name, key)
         for what, n in counts.items():

@@ -83,6 +83,7 @@ class Syncer:
         self.tenants: dict[str, TenantRuntime] = {}
         self._by_root: dict[str, str] = {}
         self._failures: dict[tuple[str, WorkKey], int] = {}
+        self._verified: patroller.Verified = {}
         self._tokens_made: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=60)
         """Super pod uids whose token secret this process just made (saves a second TokenRequest)."""
         self._tasks: list[asyncio.Task[None]] = []
@@ -504,12 +505,16 @@ class Syncer:
     def patrol(self) -> dict[str, Any]:
         """One full drift check of every tenant; the repairs go through the queue."""
         t0 = time.perf_counter()
+        verified: patroller.Verified = {}
         queued = patroller.patrol(
             list(self.tenants.values()),
             self.super_informers,
             self._enqueue,
             lambda tenant, what, n: self.metrics.drift.labels(tenant, what).inc(n),
+            self._verified,
+            verified,
         )
+        self._verified = verified
         seconds = time.perf_counter() - t0
         self.metrics.patrol_seconds.set(seconds)
         return {"queued": queued, "seconds": round(seconds, 4)}

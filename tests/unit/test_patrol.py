@@ -54,6 +54,21 @@ async def test_drift_kinds_are_found_and_queued() -> None:
         )
         assert {n for n, _ in queued} == {"t/dev"} and len(recorded) == 3
 
+        # Pairs found in sync are remembered by resourceVersion and skipped next time;
+        # a change on either side is looked at again.
+        tcm[("app", "same")]["metadata"]["resourceVersion"] = "5"
+        scm[("t-abcdef-dev-app", "same")]["metadata"]["resourceVersion"] = "9"
+        first: patrol.Verified = {}
+        patrol.drift(t, supers, {}, first)
+        assert first == {("t/dev", "ConfigMap", "app", "same"): ("5", "9", id(t.ctx))}
+        scm[("t-abcdef-dev-app", "same")]["data"] = {"a": "tampered"}  # same rv: trusted, skipped
+        second: patrol.Verified = {}
+        keys, _ = patrol.drift(t, supers, first, second)
+        assert ("ConfigMap", "app", "same") not in keys and second == first
+        scm[("t-abcdef-dev-app", "same")]["metadata"]["resourceVersion"] = "10"  # changed: checked again
+        keys, _ = patrol.drift(t, supers, second, {})
+        assert ("ConfigMap", "app", "same") in keys
+
         # Nothing happens while any cache is still listing.
         supers["Pod"].synced.clear()
         assert patrol.patrol([t], supers, lambda *_: None, lambda *_: None) == 0

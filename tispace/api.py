@@ -95,6 +95,13 @@ VIRTUALCLUSTER_SPEC = {
             "items": {"type": "string", "enum": ["Ingress"]},
             "x-kubernetes-list-type": "set",
         },
+        "syncConcurrency": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 1000,
+            "default": 0,
+            "description": "Most of this tenant's objects the syncer reconciles at once (0: no cap).",
+        },
         "syncWeight": {
             "type": "integer",
             "minimum": 1,

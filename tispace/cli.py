@@ -187,13 +187,27 @@ def vn_agent_cmd(
     super_kubeconfig: Annotated[Path, typer.Option(help="Super cluster whose pods it reaches.")],
     port: Annotated[int, typer.Option(help="127.0.0.1 port virtual nodes advertise.")] = 10250,
     state_dir: StateDir = DEFAULT_STATE,
+    direct: Annotated[
+        bool, typer.Option(help="Reach super kubelets directly, not through the super API server.")
+    ] = False,
+    kubelet_client_cert: Annotated[Path | None, typer.Option(help="Direct mode: client cert.")] = None,
+    kubelet_client_key: Annotated[Path | None, typer.Option(help="Direct mode: client key.")] = None,
+    kubelet_ca: Annotated[Path | None, typer.Option(help="Direct mode: CA of kubelet serving certs.")] = None,
     verbose: bool = False,
 ) -> None:
     """Run vn_agent in the foreground (`tispace up` starts it in the background)."""
     from vn_agent import main
 
     main.main(
-        main.Settings(super_kubeconfig=super_kubeconfig.resolve(), state_dir=state_dir.resolve(), port=port),
+        main.Settings(
+            super_kubeconfig=super_kubeconfig.resolve(),
+            state_dir=state_dir.resolve(),
+            port=port,
+            direct=direct,
+            kubelet_client_cert=kubelet_client_cert,
+            kubelet_client_key=kubelet_client_key,
+            kubelet_ca=kubelet_ca,
+        ),
         verbose=verbose,
     )
 

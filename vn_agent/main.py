@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tispace import logs, pki
-from vn_agent.server import Server
+from vn_agent.server import Server, kubelet_tls
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,11 @@ class Settings:
     """Where the agent keeps its serving certificate."""
     port: int = 10250
     """127.0.0.1 port every virtual node advertises as its kubelet endpoint."""
+    direct: bool = False
+    """Reach super kubelets directly instead of through the super API server's pod subresources."""
+    kubelet_client_cert: Path | None = None
+    kubelet_client_key: Path | None = None
+    kubelet_ca: Path | None = None
 
 
 def serving_cert(state_dir: Path) -> tuple[Path, Path]:
@@ -41,7 +46,13 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     cert, key = serving_cert(settings.state_dir)
-    await Server(settings.super_kubeconfig, port=settings.port, tls_cert=cert, tls_key=key).run(stop)
+    direct = (
+        kubelet_tls(settings.kubelet_client_cert, settings.kubelet_client_key, settings.kubelet_ca)
+        if settings.direct
+        else None
+    )
+    server = Server(settings.super_kubeconfig, port=settings.port, tls_cert=cert, tls_key=key, direct=direct)
+    await server.run(stop)
 
 
 def main(settings: Settings, verbose: bool = False) -> None:

@@ -18,8 +18,9 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
+import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -118,6 +119,7 @@ def response(status: int, body: bytes, content_type: str = "text/plain") -> byte
         403: "Forbidden",
         404: "Not Found",
         405: "Method Not Allowed",
+        500: "Internal Server Error",
         431: "Request Header Fields Too Large",
         502: "Bad Gateway",
     }.get(status, "")
@@ -142,8 +144,29 @@ _DROP = {
 }
 
 
+def kubelet_tls(client_cert: Path | None, client_key: Path | None, ca: Path | None) -> ssl.SSLContext:
+    """TLS towards super kubelets in direct mode. Like kube-apiserver without
+    --kubelet-certificate-authority, serving certificates are not verified unless a CA is given."""
+    ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
+    if ca is None:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if client_cert and client_key:
+        ctx.load_cert_chain(client_cert, client_key)
+    return ctx
+
+
 class Server:
-    def __init__(self, super_kubeconfig: Path, *, port: int, tls_cert: Path, tls_key: Path) -> None:
+    def __init__(
+        self,
+        super_kubeconfig: Path,
+        *,
+        port: int,
+        tls_cert: Path,
+        tls_key: Path,
+        direct: ssl.SSLContext | None = None,
+    ) -> None:
+        """`direct`: reach super kubelets straight (this TLS context) instead of the super API server."""
         self.creds = kubeconfig.load(super_kubeconfig)
         self.port = port
         self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -152,6 +175,7 @@ class Server:
         self.super = Client(self.creds, name="super")
         self.tenants = Tenants(self.super, self.tls)
         self._upstream_tls = ssl_context(self.creds)
+        self.direct = direct
         self._conns: set[asyncio.Task[Any]] = set()
 
     # --- connection handling -------------------------------------------------------------
@@ -205,7 +229,7 @@ class Server:
             return
         try:
             target = translate.translate(req.target, tenant.root)
-            await self._check_owner(target, tenant)
+            super_pod = await self._check_owner(target, tenant)
         except translate.BadRequest as e:
             log.info(
                 "refused %s %s for %s: %s",
@@ -225,16 +249,78 @@ class Server:
             target.container,
             extra={"tenant": tenant.name, "object": f"{target.tenant_namespace}/{target.pod}"},
         )
+        if self.direct is not None:
+            await self._proxy_to_kubelet(req, target, super_pod, reader, writer)
+            return
+        if target.route.name == "run":
+            writer.write(await self.run_command(target))
+            return
         await self._proxy(req, target, reader, writer)
 
-    async def _check_owner(self, target: translate.Target, tenant: TenantCA) -> None:
+    async def run_command(self, target: translate.Target) -> bytes:
+        """Kubelet /run: the command's output in one response (500 with the output when it fails)."""
+        query = dict(parse_qsl(target.path.partition("?")[2]))
+        argv = query.get("command", "").split()
+        if not argv:
+            return response(400, b"missing cmd")
+        try:
+            status, output = await self.super.exec_collect(
+                target.super_namespace, target.pod, target.container, argv
+            )
+        except (aiohttp.ClientError, TimeoutError) as e:
+            return response(502, f"exec in the super cluster failed: {e}".encode())
+        if status.get("status", "Success") != "Success":
+            return response(500, output + f"\n{status.get('message', '')}".encode())
+        return response(200, output)
+
+    async def _check_owner(self, target: translate.Target, tenant: TenantCA) -> dict[str, Any]:
+        """The super pod, when it is this tenant's; 404 otherwise (other tenants' pods do not exist)."""
         try:
             pod = await self.super.get_or_none(r.PODS, target.pod, target.super_namespace)
         except ApiError as e:
             raise translate.BadRequest(502, f"super API server: {e}") from e
         owner = naming.tenant_key(pod) if pod else None
-        if owner is None or owner[0] != tenant.root:
+        if pod is None or owner is None or owner[0] != tenant.root:
             raise translate.BadRequest(404, f"pod {target.tenant_namespace}/{target.pod} not found")
+        return pod
+
+    async def _proxy_to_kubelet(
+        self,
+        req: Request,
+        target: translate.Target,
+        super_pod: dict[str, Any],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Direct mode: the same kubelet request, super namespace, to the kubelet of the pod's node."""
+        node_name = super_pod["spec"].get("nodeName")
+        node = await self.super.get_or_none(r.NODES, node_name) if node_name else None
+        if node is None:
+            writer.write(response(502, f"pod {target.pod} has no node to reach yet".encode()))
+            return
+        addresses = {a["type"]: a["address"] for a in node["status"].get("addresses", [])}
+        host = addresses.get("InternalIP") or addresses.get("Hostname", "")
+        port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, port, ssl=self.direct)
+        except OSError as e:
+            writer.write(response(502, f"kubelet of {node_name} at {host}:{port}: {e}".encode()))
+            return
+        try:
+            upgrade = "upgrade" in req.header("connection").lower()
+            head = [
+                f"{req.method} {target.kubelet_path} HTTP/1.1",
+                f"Host: {host}:{port}",
+                "Connection: Upgrade" if upgrade else "Connection: close",
+                *(f"{k}: {v}" for k, v in req.headers if k.lower() not in _DROP),
+            ]
+            up_writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            await up_writer.drain()
+            await splice(reader, writer, up_reader, up_writer)
+        finally:
+            up_writer.close()
+            with contextlib.suppress(Exception):
+                await up_writer.wait_closed()
 
     async def _proxy(
         self,

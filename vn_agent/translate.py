@@ -53,6 +53,7 @@ ROUTES = (
         {k: v for k, v in _EXEC_QUERY.items() if k != "command"},
         streaming=True,
     ),
+    Route("run", re.compile(rf"^/run/{_SEG}/{_SEG}/{_SEG}$"), "exec", {"cmd": "command"}),
     Route(
         "portForward",
         re.compile(rf"^/portForward/{_SEG}/{_SEG}$"),
@@ -72,6 +73,8 @@ class Target:
     super_namespace: str
     path: str
     """Path and query on the super API server."""
+    kubelet_path: str
+    """Path and query on the super node's kubelet (direct mode): the same request, super namespace."""
 
 
 def translate(path_qs: str, root: RootNamespace) -> Target:
@@ -95,5 +98,8 @@ def translate(path_qs: str, root: RootNamespace) -> Target:
         super_path = f"/api/v1/namespaces/{sns}/pods/{pod}/{route.subresource}"
         if params:
             super_path += "?" + urlencode(params)
-        return Target(route, ns, pod, container, sns, super_path)
+        kubelet_path = "/".join(["", route.name, sns, pod, *([container] if container else [])])
+        if qs:
+            kubelet_path += "?" + qs
+        return Target(route, ns, pod, container, sns, super_path, kubelet_path)
     raise BadRequest(404, f"path {path!r} is not served by vn_agent")

@@ -4,6 +4,7 @@ Keys are deduplicated while waiting; a key being processed is never handed to a 
 worker (a change during processing marks it dirty and it is queued again on `done`).
 Tenants are served by weighted round robin: each turn a tenant may hand out up to its
 weight in keys before the next tenant's turn, so one noisy tenant cannot starve the rest.
+A tenant may also be capped to a number of keys in flight at once (its share of workers).
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ K = TypeVar("K", bound=Hashable)
 @dataclass
 class _TenantQueue(Generic[K]):
     weight: int
+    limit: int = 0
+    """Most keys of this tenant being processed at once (0: no cap but the worker count)."""
     keys: deque[K] = field(default_factory=deque)
     credit: int = 0
+    in_flight: int = 0
 
 
 class FairQueue(Generic[K]):
@@ -35,13 +39,13 @@ class FairQueue(Generic[K]):
         self._timers: set[asyncio.TimerHandle] = set()
         self._closed = False
 
-    def set_weight(self, tenant: str, weight: int) -> None:
+    def set_weight(self, tenant: str, weight: int, limit: int = 0) -> None:
         tq = self._tenants.get(tenant)
         if tq is None:
-            self._tenants[tenant] = _TenantQueue(weight=max(1, weight))
+            self._tenants[tenant] = _TenantQueue(weight=max(1, weight), limit=max(0, limit))
             self._ring.append(tenant)
         else:
-            tq.weight = max(1, weight)
+            tq.weight, tq.limit = max(1, weight), max(0, limit)
 
     def remove_tenant(self, tenant: str) -> None:
         """Forget a tenant's waiting keys (keys in flight finish normally)."""
@@ -94,8 +98,9 @@ class FairQueue(Generic[K]):
         for _ in range(2 * len(self._ring)):  # a full turn, plus one to refill spent credit
             tenant = self._ring[0]
             tq = self._tenants[tenant]
-            if tq.keys and tq.credit < tq.weight:
+            if tq.keys and tq.credit < tq.weight and not (tq.limit and tq.in_flight >= tq.limit):
                 tq.credit += 1
+                tq.in_flight += 1
                 key = tq.keys.popleft()
                 return tenant, key
             tq.credit = 0
@@ -119,6 +124,11 @@ class FairQueue(Generic[K]):
         async with self._ready:
             item = (tenant, key)
             self._processing.discard(item)
+            tq = self._tenants.get(tenant)
+            if tq is not None:
+                tq.in_flight -= 1
+                if tq.limit and tq.keys:
+                    self._ready.notify()  # it may have been waiting at its cap
             if item in self._dirty:
                 self._dirty.discard(item)
                 self._put_locked(tenant, key)

@@ -24,7 +24,7 @@ from syncer.engine import admission, podsync, upsync
 from syncer.engine import patrol as patroller
 from syncer.engine.informer import Informer, Key
 from syncer.engine.queue import FairQueue
-from syncer.engine.tenant import SyncerOptions, TenantRuntime, WorkKey, weight_of
+from syncer.engine.tenant import SyncerOptions, TenantRuntime, WorkKey, concurrency_of, weight_of
 from syncer.resources import classes, events, nodes, pods, services, volumes
 from syncer.resources.context import Refused
 from syncer.resources.table import KINDS, Kind
@@ -200,7 +200,7 @@ class Syncer:
                     return
                 self.tenants[name] = t
                 self._by_root[t.ctx.root] = name
-                self.queue.set_weight(name, t.weight)
+                self.queue.set_weight(name, t.weight, concurrency_of(vc))
                 self._refresh_public_classes()
                 t.start()
                 await self._ensure_webhook(t)
@@ -216,7 +216,7 @@ class Syncer:
                 log.info("serving tenant %s (root %s)", name, t.ctx.root)
             elif running and current is not None and vc is not None:
                 current.weight = weight_of(vc)
-                self.queue.set_weight(name, current.weight)
+                self.queue.set_weight(name, current.weight, concurrency_of(vc))
             elif not running and current is not None:
                 self.tenants.pop(name)
                 self._by_root.pop(current.ctx.root, None)

@@ -61,6 +61,11 @@ def weight_of(vc: dict[str, Any]) -> int:
     return int((vc.get("spec") or {}).get("syncWeight") or 1)
 
 
+def concurrency_of(vc: dict[str, Any]) -> int:
+    """Most of the tenant's keys reconciled at once (VirtualCluster spec.syncConcurrency; 0: no cap)."""
+    return int((vc.get("spec") or {}).get("syncConcurrency") or 0)
+
+
 class TenantRuntime:
     """Informers of one tenant feeding the shared queue; stopping it touches nothing in the super cluster."""
 

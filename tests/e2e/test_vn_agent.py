@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
@@ -14,7 +15,7 @@ import pytest
 
 from tests.e2e.conftest import SyncerProc, TenantHandle
 from tests.e2e.helpers import eventually, pod
-from tispace import binaries, localcluster, pki, procs, tenantpki
+from tispace import binaries, localcluster, pki, procs, stack, tenantpki
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -188,3 +189,53 @@ async def test_refusals(
         return localcluster.kubectl(b.kubeconfig, "logs", "shell").startswith("tispace:")
 
     await eventually(b_logs, timeout=30, what="tenant B's logs")
+
+
+async def test_run_returns_the_command_output(
+    pair: tuple[TenantHandle, TenantHandle], vn_agent: procs.Component, super_client: Client, tmp_path: Path
+) -> None:
+    a, _ = pair
+    cert = await _kubelet_client(super_client, a.root)
+    status, body = await asyncio.to_thread(
+        _get, vn_agent.port, "/run/default/shell/main?cmd=echo%20ran%20inside", cert, tmp_path
+    )
+    assert (status, body) == (200, b"ran inside\n")
+    status, body = await asyncio.to_thread(
+        _get, vn_agent.port, "/run/default/shell/main?cmd=false", cert, tmp_path
+    )
+    assert status == 500
+    assert (await asyncio.to_thread(_get, vn_agent.port, "/run/default/shell/main", cert, tmp_path))[0] == 400
+
+
+async def test_direct_mode_reaches_the_super_kubelet_itself(
+    pair: tuple[TenantHandle, TenantHandle], super_cluster, super_client: Client, tmp_path: Path
+) -> None:
+    a, _ = pair
+    kc = super_cluster.kubeconfig
+    direct = stack.start_program(
+        tmp_path,
+        "vn-agent-direct",
+        lambda port: [
+            "vn-agent",
+            f"--super-kubeconfig={kc}",
+            f"--port={port}",
+            f"--state-dir={tmp_path}",
+            "--direct",
+        ],
+        scheme="https",
+    )
+    try:
+        cert = await _kubelet_client(super_client, a.root)
+        status, body = await asyncio.to_thread(
+            _get, direct.port, "/containerLogs/default/shell/main", cert, tmp_path
+        )
+        assert status == 200 and b"tispace: container started" in body
+        status, body = await asyncio.to_thread(
+            _get, direct.port, "/containerLogs/default/shell/main?tailLines=1", cert, tmp_path
+        )
+        assert status == 200 and b"tispace:" in body and b"container started" not in body
+        assert (
+            await asyncio.to_thread(_get, direct.port, "/containerLogs/default/nope/main", cert, tmp_path)
+        )[0] == 404
+    finally:
+        procs.stop(direct.proc)

@@ -71,3 +71,23 @@ async def test_put_after_and_close() -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await waiter
     assert waiter.done()
+
+
+async def test_a_capped_tenant_waits_for_its_keys_in_flight_while_others_go_on() -> None:
+    q: FairQueue[int] = FairQueue()
+    q.set_weight("capped", 5, limit=2)
+    q.set_weight("free", 1)
+    for i in range(10):
+        await q.put("capped", i)
+    first = [await q.get() for _ in range(2)]
+    assert [t for t, _ in first] == ["capped", "capped"]
+    await q.put("free", 0)
+    assert await q.get() == ("free", 0)  # the capped tenant has 2 in flight: its turn is skipped
+    waiter = asyncio.create_task(q.get())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()  # only capped keys are left, and it is at its cap
+    await q.done(*first[0])
+    assert (await asyncio.wait_for(waiter, 1))[0] == "capped"
+    q.set_weight("capped", 5, limit=0)  # the cap can be lifted at runtime
+    more = [await q.get() for _ in range(3)]
+    assert all(t == "capped" for t, _ in more)

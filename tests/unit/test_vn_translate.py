@@ -2,6 +2,7 @@
 
 import pytest
 
+from tispace import naming
 from tispace.naming import RootNamespace
 from vn_agent import translate
 
@@ -73,3 +74,17 @@ def test_paths_outside_the_table_are_404(path: str) -> None:
 def test_unknown_query_parameter_is_400() -> None:
     with pytest.raises(translate.BadRequest, match="'namespace' is not supported"):
         translate.translate("/containerLogs/db/web-0/main?namespace=kube-system", ROOT)
+
+
+def test_run_becomes_an_exec_of_the_super_pod() -> None:
+    t = translate.translate("/run/db/web-0/main?cmd=ls%20-l", ROOT)
+    assert t.route.name == "run" and not t.route.streaming
+    assert t.super_namespace == naming.super_namespace(ROOT, naming.TenantNamespace("db"))
+    assert t.path.endswith("/pods/web-0/exec?command=ls+-l&container=main")
+
+
+def test_direct_mode_keeps_the_kubelet_request_with_the_super_namespace() -> None:
+    sns = naming.super_namespace(ROOT, naming.TenantNamespace("db"))
+    t = translate.translate("/exec/db/web-0/main?command=sh&input=1&output=1&tty=1", ROOT)
+    assert t.kubelet_path == f"/exec/{sns}/web-0/main?command=sh&input=1&output=1&tty=1"
+    assert translate.translate("/portForward/db/web-0", ROOT).kubelet_path == f"/portForward/{sns}/web-0"

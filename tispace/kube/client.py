@@ -8,6 +8,7 @@ are retried with backoff here, so callers only handle answers that mean somethin
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import ssl
 import tempfile
@@ -20,6 +21,7 @@ import orjson
 import tenacity
 
 from tispace import kubeconfig
+from tispace.kube import resources as r
 from tispace.kube.resources import Resource
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -158,6 +160,31 @@ class Client:
                 page["items"] = items
                 return page
             params["continue"] = cont
+
+    async def exec_collect(
+        self, namespace: str, pod: str, container: str, command: builtins.list[str], *, timeout: float = 60
+    ) -> tuple[dict[str, Any], bytes]:
+        """Run a command in a pod (exec over WebSocket, no stdin) and return (Status, stdout+stderr)."""
+        params = [("container", container), ("stdout", "true"), ("stderr", "true")]
+        params += [("command", c) for c in command]
+        out = bytearray()
+        status: dict[str, Any] = {}
+        async with self._session.ws_connect(
+            r.PODS.path(namespace, pod, "exec"),
+            params=params,
+            protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"),
+            timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
+        ) as ws:
+            async with asyncio.timeout(timeout):
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+                        continue
+                    channel, data = msg.data[0], msg.data[1:]
+                    if channel in (1, 2):
+                        out += data
+                    elif channel == 3:
+                        status = orjson.loads(data)
+        return status, bytes(out)
 
     async def watch(
         self,

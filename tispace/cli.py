@@ -163,6 +163,9 @@ def syncer(
         str, typer.Option(help="Address tenant API servers reach the Service admission webhook at.")
     ] = "127.0.0.1",
     webhook_port: Annotated[int, typer.Option(help="TLS port of that webhook (0: any free port).")] = 0,
+    tenant_concurrency: Annotated[
+        int, typer.Option(help="Default cap on one tenant's reconciles in flight (0: none).")
+    ] = 0,
     verbose: bool = False,
 ) -> None:
     """Run the syncer in the foreground (`tispace up` starts it in the background)."""
@@ -176,7 +179,11 @@ def syncer(
             workers=workers,
             webhook_host=webhook_host,
             webhook_port=webhook_port,
-            options=SyncerOptions(runtime_class=runtime_class, vn_agent_port=vn_agent_port),
+            options=SyncerOptions(
+                runtime_class=runtime_class,
+                vn_agent_port=vn_agent_port,
+                tenant_concurrency=tenant_concurrency,
+            ),
         ),
         verbose=verbose,
     )

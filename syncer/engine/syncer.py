@@ -200,7 +200,7 @@ class Syncer:
                     return
                 self.tenants[name] = t
                 self._by_root[t.ctx.root] = name
-                self.queue.set_weight(name, t.weight, concurrency_of(vc))
+                self.queue.set_weight(name, t.weight, concurrency_of(vc, self.opts.tenant_concurrency))
                 self._refresh_public_classes()
                 t.start()
                 await self._ensure_webhook(t)
@@ -216,7 +216,7 @@ class Syncer:
                 log.info("serving tenant %s (root %s)", name, t.ctx.root)
             elif running and current is not None and vc is not None:
                 current.weight = weight_of(vc)
-                self.queue.set_weight(name, current.weight, concurrency_of(vc))
+                self.queue.set_weight(name, current.weight, concurrency_of(vc, self.opts.tenant_concurrency))
             elif not running and current is not None:
                 self.tenants.pop(name)
                 self._by_root.pop(current.ctx.root, None)

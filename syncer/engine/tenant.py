@@ -33,6 +33,8 @@ class SyncerOptions:
     vn_agent_host: str = "127.0.0.1"
     vn_agent_port: int = 10250
     scheduler_policy: dict[str, str] = field(default_factory=dict)
+    tenant_concurrency: int = 0
+    """Default cap on one tenant's keys in flight (0: none); spec.syncConcurrency overrides it."""
 
 
 def context_for(vc: dict[str, Any], admin: dict[str, Any], opts: SyncerOptions) -> TenantContext:
@@ -61,9 +63,9 @@ def weight_of(vc: dict[str, Any]) -> int:
     return int((vc.get("spec") or {}).get("syncWeight") or 1)
 
 
-def concurrency_of(vc: dict[str, Any]) -> int:
+def concurrency_of(vc: dict[str, Any], default: int = 0) -> int:
     """Most of the tenant's keys reconciled at once (VirtualCluster spec.syncConcurrency; 0: no cap)."""
-    return int((vc.get("spec") or {}).get("syncConcurrency") or 0)
+    return int((vc.get("spec") or {}).get("syncConcurrency") or default)
 
 
 class TenantRuntime:

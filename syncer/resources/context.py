@@ -51,6 +51,22 @@ class Refused(Exception):
         self.message = message
 
 
+CONTROLLER_OWNED = (
+    "pv.kubernetes.io/",
+    "volume.kubernetes.io/",
+    "volume.beta.kubernetes.io/",
+    "deployment.kubernetes.io/",
+    "endpoints.kubernetes.io/",
+    "control-plane.alpha.kubernetes.io/",
+)
+"""Label/annotation prefixes each cluster's own controllers write (binding, provisioning, revisions):
+never copied from a tenant object, never removed from a super one."""
+
+
+def _controller_owned(key: str) -> bool:
+    return key.startswith(CONTROLLER_OWNED)
+
+
 def super_meta(
     tenant_obj: dict[str, Any], ctx: TenantContext, *, namespace: str | None, name: str | None = None
 ) -> dict[str, Any]:
@@ -65,6 +81,8 @@ def super_meta(
         meta.get("annotations"), opaque=ctx.opaque_prefixes, transparent=ctx.transparent_prefixes
     )
     annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    labels = {k: v for k, v in labels.items() if not _controller_owned(k)}
+    annotations = {k: v for k, v in annotations.items() if not _controller_owned(k)}
     annotations.update(
         naming.owner_annotations(
             root=ctx.root, vc_name=ctx.vc_name, vc_namespace=ctx.vc_namespace, tenant_obj=tenant_obj
@@ -83,7 +101,7 @@ def meta_patch(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any
     patch: dict[str, Any] = {}
     for field_ in ("labels", "annotations"):
         want = desired["metadata"].get(field_) or {}
-        have = actual["metadata"].get(field_) or {}
+        have = {k: v for k, v in (actual["metadata"].get(field_) or {}).items() if not _controller_owned(k)}
         if want != have:
             patch[field_] = {**{k: None for k in have if k not in want}, **want}
     return {"metadata": patch} if patch else None

@@ -153,3 +153,24 @@ def test_read_only_policy_covers_every_public_kind() -> None:
     )
     assert binding["spec"]["policyName"] == policy["metadata"]["name"]
     assert binding["spec"]["validationActions"] == ["Deny"]
+
+
+def test_controller_annotations_neither_go_down_nor_get_removed() -> None:
+    tenant = claim()
+    tenant["metadata"]["annotations"] = {
+        "pv.kubernetes.io/bind-completed": "yes",
+        "volume.beta.kubernetes.io/storage-provisioner": classes.PROVISIONER,
+        "team": "db",
+    }
+    down = volumes.claim_to_super(tenant, CTX)
+    ann = down["metadata"]["annotations"]
+    assert (
+        "pv.kubernetes.io/bind-completed" not in ann
+        and "volume.beta.kubernetes.io/storage-provisioner" not in ann
+    )
+    assert ann["team"] == "db"
+    bound = {
+        **down,
+        "metadata": {**down["metadata"], "annotations": {**ann, "pv.kubernetes.io/bind-completed": "yes"}},
+    }
+    assert volumes.claim_patch(down, bound) is None  # the super PV controller's marks stay

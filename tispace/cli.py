@@ -165,7 +165,7 @@ def syncer(
     webhook_port: Annotated[int, typer.Option(help="TLS port of that webhook (0: any free port).")] = 0,
     tenant_concurrency: Annotated[
         int, typer.Option(help="Default cap on one tenant's reconciles in flight (0: none).")
-    ] = 0,
+    ] = 8,
     verbose: bool = False,
 ) -> None:
     """Run the syncer in the foreground (`tispace up` starts it in the background)."""

@@ -306,21 +306,7 @@ class Server:
         except OSError as e:
             writer.write(response(502, f"kubelet of {node_name} at {host}:{port}: {e}".encode()))
             return
-        try:
-            upgrade = "upgrade" in req.header("connection").lower()
-            head = [
-                f"{req.method} {target.kubelet_path} HTTP/1.1",
-                f"Host: {host}:{port}",
-                "Connection: Upgrade" if upgrade else "Connection: close",
-                *(f"{k}: {v}" for k, v in req.headers if k.lower() not in _DROP),
-            ]
-            up_writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-            await up_writer.drain()
-            await splice(reader, writer, up_reader, up_writer)
-        finally:
-            up_writer.close()
-            with contextlib.suppress(Exception):
-                await up_writer.wait_closed()
+        await _forward(req, target.kubelet_path, f"{host}:{port}", reader, writer, up_reader, up_writer)
 
     async def _proxy(
         self,
@@ -333,22 +319,7 @@ class Server:
         up_reader, up_writer = await asyncio.open_connection(
             url.hostname, url.port or 443, ssl=self._upstream_tls, server_hostname=url.hostname
         )
-        try:
-            upgrade = req.header("connection").lower().find("upgrade") >= 0
-            headers = [(k, v) for k, v in req.headers if k.lower() not in _DROP]
-            head = [
-                f"{req.method} {target.path} HTTP/1.1",
-                f"Host: {url.netloc}",
-                "Connection: Upgrade" if upgrade else "Connection: close",
-            ]
-            head += [f"{k}: {v}" for k, v in headers]
-            up_writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-            await up_writer.drain()
-            await splice(reader, writer, up_reader, up_writer)
-        finally:
-            up_writer.close()
-            with contextlib.suppress(Exception):
-                await up_writer.wait_closed()
+        await _forward(req, target.path, url.netloc, reader, writer, up_reader, up_writer)
 
     # --- locally served routes -----------------------------------------------------------------
     async def _tenant_pods(self, tenant: TenantCA) -> list[dict[str, Any]]:
@@ -429,6 +400,33 @@ class Server:
                 await self.tenants.refresh()
             except (ApiError, OSError) as e:
                 log.warning("refreshing tenant CAs failed: %s", e)
+
+
+async def _forward(
+    req: Request,
+    path: str,
+    host: str,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    up_reader: asyncio.StreamReader,
+    up_writer: asyncio.StreamWriter,
+) -> None:
+    """Send the request head, rewritten to `path` with our identity only, upstream; then splice."""
+    try:
+        upgrade = "upgrade" in req.header("connection").lower()
+        head = [
+            f"{req.method} {path} HTTP/1.1",
+            f"Host: {host}",
+            "Connection: Upgrade" if upgrade else "Connection: close",
+            *(f"{k}: {v}" for k, v in req.headers if k.lower() not in _DROP),
+        ]
+        up_writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        await up_writer.drain()
+        await splice(reader, writer, up_reader, up_writer)
+    finally:
+        up_writer.close()
+        with contextlib.suppress(Exception):
+            await up_writer.wait_closed()
 
 
 async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

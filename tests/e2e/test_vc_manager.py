@@ -432,3 +432,34 @@ async def test_crash_loop_and_broken_secrets_are_reported_and_recover(
 
     await eventually(restored, what="admin-kubeconfig restored")
     assert await _events(super_client, "shaky", "AdminKubeconfigRestored") >= 1
+
+
+async def test_manager_killed_while_provisioning_and_while_deleting_leaves_no_half_tenant(
+    manager: ManagerProc, super_client: Client, super_cluster: localcluster.SuperCluster
+) -> None:
+    await super_client.create(r.VIRTUALCLUSTERS, tenants.virtual_cluster("jolted"), "default")
+
+    async def provisioning() -> str | None:
+        st = (await super_client.get(r.VIRTUALCLUSTERS, "jolted", "default")).get("status") or {}
+        return st.get("clusterNamespace") if st.get("phase") == "Provisioning" else None
+
+    root = await eventually(provisioning, what="jolted provisioning")
+    manager.kill()
+    manager.start()
+    await tenants.wait_phase(super_client, "jolted", "default", timeout=120)
+    for component in ("kube-apiserver", "kube-controller-manager", "coredns"):
+        assert len(processes_mentioning(component, f"/tenants/{root}/")) == 1, component
+
+    await super_client.delete(r.VIRTUALCLUSTERS, "jolted", "default")
+
+    async def terminating() -> bool:
+        vc = await super_client.get_or_none(r.VIRTUALCLUSTERS, "jolted", "default")
+        return vc is None or (vc.get("status") or {}).get("phase") == "Terminating"  # deletion may be quick
+
+    await eventually(terminating, what="jolted terminating")
+    manager.kill()
+    manager.start()
+    await tenants.wait_gone(super_client, "jolted", "default")
+    assert processes_mentioning(f"/tenants/{root}/") == []
+    assert await count_etcd_prefix(_etcd(super_cluster), f"/tenants/{root}/") == 0
+    assert await super_client.get_or_none(r.NAMESPACES, root) is None

@@ -137,3 +137,22 @@ def test_lease_shape() -> None:
     lease = nodes.lease("node-1", "2026-01-01T00:00:00.000000Z")
     assert lease["metadata"] == {"name": "node-1", "namespace": "kube-node-lease"}
     assert lease["spec"]["leaseDurationSeconds"] == nodes.LEASE_SECONDS
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_no_kind_carries_forged_ownership_marks_down(kind: str) -> None:
+    """A tenant cannot make its super copy look like another tenant's (or like no tenant's)."""
+    o = obj(kind, spec={"containers": [{"name": "c", "image": "i"}]}) if kind == "Pod" else obj(kind)
+    o["metadata"]["annotations"] = {
+        naming.ANN_CLUSTER: "t-999999-victim",
+        naming.ANN_UID: "victim-uid",
+        naming.ANN_NAMESPACE: "kube-system",
+        naming.ANN_OWNER_REFERENCES: '[{"kind": "Node", "name": "x"}]',
+    }
+    o["metadata"]["labels"] = {naming.LABEL_TENANT: "t-999999-victim", naming.MANAGED_BY: "other"}
+    down = KINDS[kind].to_super(o, CTX)
+    meta = down["metadata"]
+    assert naming.tenant_key(down) == (CTX.root, o["metadata"].get("namespace", ""), o["metadata"]["name"])
+    assert meta["annotations"][naming.ANN_UID] == "u"
+    assert naming.ANN_OWNER_REFERENCES not in meta["annotations"]  # only real ownerReferences are recorded
+    assert meta["labels"][naming.LABEL_TENANT] == CTX.root and meta["labels"][naming.MANAGED_BY] == "tispace"

@@ -138,6 +138,10 @@ class SuperCluster:
     def components(self) -> list[procs.Component]:
         return self._registry.load()
 
+    def restart(self, name: str) -> procs.Component:
+        """Stop one component (etcd, kube-apiserver, ...) and start it again as it was."""
+        return self._registry.restart(name)
+
     def running(self) -> bool:
         comps = self.components()
         return bool(comps) and all(c.ok() for c in comps)

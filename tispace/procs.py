@@ -200,3 +200,17 @@ class Registry:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+
+    def restart(self, name: str, *, timeout: float = 60) -> Component:
+        """Stop the recorded component `name` and start it again with the same command line and port."""
+        comps = self.load()
+        current = next((c for c in comps if c.name == name), None)
+        if current is None:
+            raise StartError(f"{name} is not recorded in {self.path}")
+        stop(current.proc)
+        comp = Component(
+            spawn(name, list(current.proc.argv), Path(current.proc.log)), current.port, current.health
+        )
+        self.save([c for c in comps if c.name != name] + [comp])
+        wait_healthy(comp, timeout=timeout)
+        return comp

@@ -178,17 +178,10 @@ class Stack:
 
     def restart(self, name: str) -> procs.Component:
         """Stop one of TiSpace's own programs and start it again with the same command line."""
-        comps = self.own.load()
-        current = next((c for c in comps if c.name == name), None)
-        if current is None:
-            raise StackError(f"{name} is not part of this stack: run `tispace up` first")
-        procs.stop(current.proc)
-        comp = procs.Component(
-            procs.spawn(name, list(current.proc.argv), Path(current.proc.log)), current.port, current.health
-        )
-        self.own.save([c for c in comps if c.name != name] + [comp])
-        procs.wait_healthy(comp, timeout=60)
-        return comp
+        try:
+            return self.own.restart(name)
+        except procs.StartError as e:
+            raise StackError(f"{e}: run `tispace up` first") from e
 
     async def _sample_tenant(self, progress: localcluster.Progress) -> None:
         async with Client.from_kubeconfig(self.super_kubeconfig) as client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -106,3 +107,25 @@ async def test_a_frozen_tenant_api_server_hurts_no_one_and_deletes_nothing(
     await frozen.client.create(r.PODS, pod("later"), "default")
     await eventually(lambda: _all_running(super_client, fns, "app=later", 1), timeout=120, what="caught up")
     assert (await super_client.get(r.PODS, "keep", fns))["metadata"]["uid"] == kept[0]["metadata"]["uid"]
+
+
+async def test_super_etcd_and_api_server_restarts_lose_nothing(
+    syncer: SyncerProc, tenant_factory, super_client: Client, super_cluster: localcluster.SuperCluster
+) -> None:
+    t: TenantHandle = await tenant_factory("fault-restart")
+    sns = f"{t.root}-default"
+    await t.client.create(r.PODS, pod("before"), "default")
+    [kept] = await eventually(lambda: _all_running(super_client, sns, "app=before", 1), what="pod down")
+    for component in ("etcd", "kube-apiserver"):
+        await asyncio.to_thread(super_cluster.restart, component)
+    # Every client reconnects on its own: new work flows both ways, and nothing was deleted or re-made.
+    await t.client.create(r.PODS, pod("after"), "default")
+    await eventually(
+        lambda: _all_running(super_client, sns, "app=after", 1), timeout=120, what="synced after"
+    )
+    await eventually(
+        lambda: _all_running(t.client, "default", "app=after", 1), timeout=60, what="status up after"
+    )
+    assert (await super_client.get(r.PODS, "before", sns))["metadata"]["uid"] == kept["metadata"]["uid"]
+    tenant_before = await t.client.get(r.PODS, "before", "default")
+    assert tenant_before["status"]["phase"] == "Running"

@@ -266,6 +266,9 @@ class Syncer:
             self.queue.put_after(t.name, key, 0.5)  # never act on a half-listed cache
             return
         tobj = tenant_inf.get(ns, name)
+        if kind.name == "Service" and (dns := services.tenant_dns_ip(tobj)) and dns != t.ctx.dns_ip:
+            t.ctx = dataclasses.replace(t.ctx, dns_ip=dns)
+            log.info("tenant DNS at %s", dns, extra={"tenant": t.name})
         sns, sname = kind.super_location(ns, name, t.ctx)
         sobj = self.super_informers[kind.name].get(sns, sname)
         if sobj is not None and (naming.tenant_key(sobj) or ("",))[0] != t.ctx.root:

@@ -152,3 +152,15 @@ def endpoints_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any
         "metadata": super_meta(obj, ctx, namespace=ctx.super_ns(obj["metadata"]["namespace"])),
         "subsets": subsets,
     }
+
+
+def tenant_dns_ip(obj: dict[str, Any] | None) -> str | None:
+    """The tenant's own DNS address when this is its `kube-system/kube-dns` Service (host-first, so
+    the same IP works from super pods); tenant pods then use it as their nameserver."""
+    if obj is None or (obj["metadata"].get("namespace"), obj["metadata"]["name"]) != (
+        "kube-system",
+        "kube-dns",
+    ):
+        return None
+    ip = (obj.get("spec") or {}).get("clusterIP")
+    return ip if ip and ip != "None" else None

@@ -438,3 +438,23 @@ async def test_ingress_is_opt_in_and_needs_a_shared_class(
 
 async def _absent(client: Client, res: r.Resource, name: str) -> bool:
     return await client.get_or_none(res, name) is None
+
+
+async def test_pods_use_the_tenant_kube_dns_service_as_nameserver(
+    syncer: SyncerProc, tenant_factory, super_client: Client
+) -> None:
+    t: TenantHandle = await tenant_factory("svc-b")
+    dns = service("kube-dns", "kube-system", ports=[{"name": "dns", "port": 53, "protocol": "UDP"}])
+    del dns["spec"]["selector"]
+    _apply(t, dns)
+    ip = (await t.client.get(r.SERVICES, "kube-dns", "kube-system"))["spec"]["clusterIP"]
+    await eventually(
+        lambda: super_client.get_or_none(r.SERVICES, "kube-dns", f"{t.root}-kube-system"),
+        what="kube-dns down",
+    )
+    await t.client.create(r.PODS, pod("resolver"), "default")
+    sp = await eventually(
+        lambda: super_client.get_or_none(r.PODS, "resolver", f"{t.root}-default"), what="resolver pod down"
+    )
+    assert sp["spec"]["dnsConfig"]["nameservers"] == [ip]
+    assert sp["spec"]["dnsConfig"]["searches"][0] == "default.svc.cluster.local"

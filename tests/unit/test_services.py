@@ -171,3 +171,11 @@ def test_ingress_goes_down_only_with_a_shared_class_and_only_when_opted_in() -> 
     assert err.value.reason == "IngressClassNotAllowed" and "nginx" in err.value.message
     assert KINDS["Ingress"].enabled(ctx) and not KINDS["Ingress"].enabled(CTX)
     assert KINDS["Service"].enabled(CTX)
+
+
+def test_the_tenant_kube_dns_service_names_the_pods_nameserver() -> None:
+    dns = {"metadata": {"name": "kube-dns", "namespace": "kube-system"}, "spec": {"clusterIP": "10.96.44.7"}}
+    assert services.tenant_dns_ip(dns) == "10.96.44.7"
+    assert services.tenant_dns_ip({**dns, "spec": {"clusterIP": "None"}}) is None
+    assert services.tenant_dns_ip({**dns, "metadata": {"name": "kube-dns", "namespace": "default"}}) is None
+    assert services.tenant_dns_ip(None) is None

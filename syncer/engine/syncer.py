@@ -313,6 +313,16 @@ class Syncer:
             else:
                 await podsync.tenant_event(t, tobj, "Warning", why.reason, why.message)
             return
+        if sobj is None and sns and kind.resource.namespaced and self._namespace_taken(sns, t):
+            await podsync.tenant_event(
+                t,
+                tobj,
+                "Warning",
+                "NamespaceTaken",
+                f"the super cluster namespace {sns} was not made for this tenant; nothing is synced into it "
+                "(ask the admin: the namespace must be removed or this namespace renamed)",
+            )
+            return
         if kind.name == "Pod" and sobj is None and self._claims_missing(tobj, sns):
             self.queue.put_after(t.name, key, 1.0)  # a scheduler that sees no claim backs off for minutes
             return
@@ -338,6 +348,13 @@ class Syncer:
                 tmeta.get("namespace"),
                 subresource="status",
             )
+
+    def _namespace_taken(self, sns: str, t: TenantRuntime) -> bool:
+        """A super namespace of that name that TiSpace made for another tenant (the names of two tenants
+        can only meet if their roots share a 6-hex hash and a prefix: rare, but never shared)."""
+        ns = self.super_informers["Namespace"].get("", sns)
+        owner = naming.tenant_key(ns) if ns else None
+        return ns is not None and (owner is None or owner[0] != t.ctx.root)
 
     def _claims_missing(self, tenant_pod: dict[str, Any], sns: str) -> bool:
         claims = self.super_informers["PersistentVolumeClaim"]

@@ -365,3 +365,35 @@ async def test_deleting_a_tenant_removes_every_super_namespace_it_had(
     left = await super_client.list(r.NAMESPACES, label_selector=f"{naming.LABEL_TENANT}={t.root}")
     assert left["items"] == []
     assert await super_client.get_or_none(r.NAMESPACES, t.root) is None
+
+
+async def test_a_super_namespace_of_another_tenant_is_never_written_into(
+    syncer: SyncerProc, tenant_factory, super_client: Client
+) -> None:
+    t: TenantHandle = await tenant_factory("sync-foreign")
+    sns = f"{t.root}-taken"
+    other = {
+        "metadata": {
+            "name": sns,
+            "labels": {naming.MANAGED_BY: "tispace", naming.LABEL_TENANT: "default-000000-other"},
+            "annotations": {
+                naming.ANN_CLUSTER: "default-000000-other",
+                naming.ANN_UID: "other-uid",
+                naming.ANN_NAME: "x",
+            },
+        }
+    }
+    await super_client.create(r.NAMESPACES, other)
+    t.kubectl("create", "namespace", "taken")
+    t.kubectl("create", "configmap", "cfg", "-n", "taken", "--from-literal=a=b")
+
+    async def warned() -> dict | None:
+        items = (await t.client.list(r.EVENTS, "taken"))["items"]
+        return next((e for e in items if e["reason"] == "NamespaceTaken"), None)
+
+    ev = await eventually(warned, what="NamespaceTaken event")
+    assert sns in ev["message"]
+    assert await super_client.get_or_none(r.CONFIGMAPS, "cfg", sns) is None
+    ns = await super_client.get(r.NAMESPACES, sns)
+    assert ns["metadata"]["labels"][naming.LABEL_TENANT] == "default-000000-other"
+    await super_client.delete(r.NAMESPACES, sns)

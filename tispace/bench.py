@@ -170,13 +170,6 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _peak_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def cpu_by_group(groups: dict[str, list[int]]) -> dict[str, float]:
     """CPU seconds used so far by each group of processes (gone processes count 0)."""
     out = {}
@@ -284,7 +277,7 @@ async def run(
             extra["cpu_seconds_through_tenants"] = cpu_delta(groups0, cpu_by_group(processes()))
             if syncer:
                 extra["syncer_cpu_seconds"] = round(_cpu_seconds(syncer.pid()) - cpu0, 2)
-                extra["syncer_peak_rss_mib"] = round(_peak_rss(syncer.pid()) / 2**20, 1)
+                extra["syncer_peak_rss_mib"] = round(procs.rss_bytes(syncer.pid(), peak=True) / 2**20, 1)
             if plan.noisy and plan.tenants > 1:
                 quiet = [x for lat in per_tenant[1:] for x in lat]
                 extra["quiet_tenants"] = asdict(summarize(quiet, max(quiet)))

@@ -101,11 +101,12 @@ def stop(proc: Proc, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process (0 when it is gone)."""
+def rss_bytes(pid: int, *, peak: bool = False) -> int:
+    """Resident memory of a process, now or at its peak (0 when it is gone)."""
+    field = "VmHWM:" if peak else "VmRSS:"
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     except FileNotFoundError:
         pass
@@ -176,6 +177,11 @@ def wait_healthy(component: Component, timeout: float = START_TIMEOUT) -> None:
         time.sleep(0.2)
 
 
+def respawn(comp: Component) -> Component:
+    """Start a (stopped or dead) component again: same command line, log and port."""
+    return Component(spawn(comp.name, list(comp.proc.argv), Path(comp.proc.log)), comp.port, comp.health)
+
+
 class Registry:
     """Components recorded in a JSON file, so another run can find and stop them."""
 
@@ -208,9 +214,7 @@ class Registry:
         if current is None:
             raise StartError(f"{name} is not recorded in {self.path}")
         stop(current.proc)
-        comp = Component(
-            spawn(name, list(current.proc.argv), Path(current.proc.log)), current.port, current.health
-        )
+        comp = respawn(current)
         self.save([c for c in comps if c.name != name] + [comp])
         wait_healthy(comp, timeout=timeout)
         return comp

@@ -115,10 +115,7 @@ class SyncerProc:
 
     def start(self) -> None:
         """Start it again with the same command line (same ports), and wait until it is healthy."""
-        proc = self.comp.proc
-        self.comp = procs.Component(
-            procs.spawn(proc.name, list(proc.argv), Path(proc.log)), self.comp.port, self.comp.health
-        )
+        self.comp = procs.respawn(self.comp)
         procs.wait_healthy(self.comp, timeout=60)
 
     def stop(self) -> None:

@@ -17,6 +17,7 @@ def test_spawn_alive_stop_and_tail(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert procs.tail(p.log) == "hello"
         assert procs.rss_bytes(p.pid) > 0
+        assert procs.rss_bytes(p.pid, peak=True) > 0
     finally:
         procs.stop(p)
     assert not procs.alive(p)

@@ -236,9 +236,7 @@ class ProcessProvisioner:
             b.failures += 1
             b.next_try = time.monotonic() + min(BACKOFF_MAX, 2.0**b.failures)
             b.last_error = procs.tail(comp.proc.log, 1)
-            new = procs.Component(
-                procs.spawn(comp.name, list(comp.proc.argv), Path(comp.proc.log)), comp.port, comp.health
-            )
+            new = procs.respawn(comp)
             comps = [new if c.name == comp.name else c for c in comps]
             registry.save(comps)
             if b.failures >= CRASHLOOP_AFTER:

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
+import ssl
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -167,3 +171,18 @@ def signed_by(cert_pem: bytes, ca_pem: bytes) -> bool:
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
+
+
+def load_into(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    """Load a certificate chain and key held in memory into an SSL context.
+
+    The ssl module reads them from files only: they exist for microseconds in a private
+    temporary directory, the key created with mode 0600.
+    """
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = Path(d, "c.pem"), Path(d, "k.pem")
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, key_pem)
+        os.close(fd)
+        cert.write_bytes(cert_pem)
+        ctx.load_cert_chain(cert, key)

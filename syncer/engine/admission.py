@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import logging
 import ssl
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -39,14 +37,8 @@ class TLS:
     def __init__(self, host: str) -> None:
         self.ca = pki.new_ca("tispace-syncer-webhook-ca")
         leaf = pki.issue(self.ca, "tispace-syncer", hosts=(host, "localhost"), server=True)
-        self._dir = tempfile.TemporaryDirectory(prefix="tispace-syncer-")
-        cert, key = Path(self._dir.name, "tls.crt"), Path(self._dir.name, "tls.key")
-        cert.write_bytes(leaf.cert_pem + self.ca.cert_pem)
-        key.write_bytes(leaf.key_pem)
-        key.chmod(0o600)
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.load_cert_chain(cert, key)
-        self._dir.cleanup()  # loaded into memory; nothing secret stays on disk
+        pki.load_into(self.context, leaf.cert_pem + self.ca.cert_pem, leaf.key_pem)
 
 
 def webhook_configuration(url: str, ca_pem: bytes) -> dict[str, Any]:

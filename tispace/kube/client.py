@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import os
 import ssl
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import aiohttp
 import orjson
 import tenacity
 
-from tispace import kubeconfig
+from tispace import kubeconfig, pki
 from tispace.kube import resources as r
 from tispace.kube.resources import Resource
 
@@ -53,14 +51,7 @@ def _retryable(exc: BaseException) -> bool:
 def ssl_context(creds: kubeconfig.Credentials) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cadata=creds.ca_pem.decode() if creds.ca_pem else None)
     if creds.cert_pem:
-        # The ssl module loads client keys from files only; keep them on disk for microseconds.
-        with tempfile.TemporaryDirectory() as d:
-            cert, key = Path(d, "c.pem"), Path(d, "k.pem")
-            fd = os.open(key, os.O_WRONLY | os.O_CREAT, 0o600)
-            os.write(fd, creds.key_pem)
-            os.close(fd)
-            cert.write_bytes(creds.cert_pem)
-            ctx.load_cert_chain(cert, key)
+        pki.load_into(ctx, creds.cert_pem, creds.key_pem)
     return ctx
 
 

@@ -12,6 +12,7 @@ from syncer.resources.context import Refused
 from tispace import naming
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
+from tispace.kube.resources import Resource
 
 log = logging.getLogger("syncer.pods")
 TOKEN_SECONDS = 86400
@@ -48,13 +49,16 @@ async def tenant_event(t: TenantRuntime, obj: dict[str, Any], etype: str, reason
         log.warning("event for %s/%s not recorded: %s", ns, meta["name"], e, extra={"tenant": t.name})
 
 
-async def set_status(t: TenantRuntime, pod: dict[str, Any], status: dict[str, Any]) -> None:
-    meta = pod["metadata"]
+async def set_status(
+    t: TenantRuntime, obj: dict[str, Any], status: dict[str, Any], res: Resource = r.PODS
+) -> None:
+    """Merge `status` into a tenant object's status, only if it is still the same object (uid)."""
+    meta = obj["metadata"]
     await t.client.patch(
-        r.PODS,
+        res,
         meta["name"],
         {"metadata": {"uid": meta["uid"]}, "status": status},
-        meta["namespace"],
+        meta.get("namespace"),
         subresource="status",
     )
 

@@ -203,16 +203,19 @@ class Syncer:
                 self.queue.set_weight(name, t.weight, concurrency_of(vc, self.opts.tenant_concurrency))
                 self._refresh_public_classes()
                 t.start()
-                await self._ensure_webhook(t)
+                if (
+                    self.webhook is not None
+                ):  # Service admission asks this syncer (URL and CA change on restart)
+                    base, ca = self.webhook
+                    hook = admission.webhook_configuration(f"{base}/services/{t.name}", ca)
+                    await self._apply_to_tenant(t, [(r.MUTATINGWEBHOOKS, hook)])
+                policy, binding = classes.read_only_policy()
+                await self._apply_to_tenant(
+                    t, [(r.VALIDATINGPOLICIES, policy), (r.VALIDATINGPOLICYBINDINGS, binding)]
+                )
                 for kind in classes.PUBLIC_KINDS.values():
                     for key in list(self.super_public[kind.name].cache):
                         self._enqueue(name, (kind.name, "", key[1]))
-                try:
-                    await upsync.ensure_read_only_policy(t)
-                except ApiError as e:
-                    log.warning(
-                        "read-only policy for public classes not written: %s", e, extra={"tenant": name}
-                    )
                 log.info("serving tenant %s (root %s)", name, t.ctx.root)
             elif running and current is not None and vc is not None:
                 current.weight = weight_of(vc)
@@ -225,18 +228,15 @@ class Syncer:
                 log.info("stopped serving tenant %s", name)
             self.metrics.tenants.set(len(self.tenants))
 
-    async def _ensure_webhook(self, t: TenantRuntime) -> None:
-        """Point the tenant's Service admission at this syncer (its URL and CA change on restart)."""
-        if self.webhook is None:
-            return
-        base, ca = self.webhook
-        config = admission.webhook_configuration(f"{base}/services/{t.name}", ca)
-        try:
-            await t.client.patch(
-                r.MUTATINGWEBHOOKS, admission.WEBHOOK_NAME, config, patch_type="apply", force=True
-            )
-        except ApiError as e:
-            log.warning("webhook configuration not written: %s", e, extra={"tenant": t.name})
+    async def _apply_to_tenant(self, t: TenantRuntime, objs: list[tuple[r.Resource, dict[str, Any]]]) -> None:
+        """Server-side apply TiSpace's own configuration into a tenant (re-applied whenever it is served)."""
+        for res, obj in objs:
+            try:
+                await t.client.patch(res, obj["metadata"]["name"], obj, patch_type="apply", force=True)
+            except ApiError as e:
+                log.warning(
+                    "%s %s not written: %s", obj["kind"], obj["metadata"]["name"], e, extra={"tenant": t.name}
+                )
 
     # --- reconcile ---------------------------------------------------------------------------
     async def reconcile(self, t: TenantRuntime, key: WorkKey) -> None:
@@ -341,13 +341,7 @@ class Syncer:
             await podsync.bind(t, tobj, sobj, self.super_nodes.get("", node) if node else None)
         status = kind.status_up(sobj, tobj, t.ctx) if kind.status_up else None
         if status is not None:
-            await t.client.patch(
-                kind.resource,
-                tmeta["name"],
-                {"metadata": {"uid": tmeta["uid"]}, "status": status},
-                tmeta.get("namespace"),
-                subresource="status",
-            )
+            await podsync.set_status(t, tobj, status, kind.resource)
 
     def _namespace_taken(self, sns: str, t: TenantRuntime) -> bool:
         """A super namespace of that name that TiSpace made for another tenant (the names of two tenants

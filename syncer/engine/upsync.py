@@ -87,11 +87,3 @@ async def reconcile_public(
         if e.status != 409:
             raise
         raise ApiError(409, {"message": f"the tenant has its own {kind.name} {name!r}"}, "POST", name) from e
-
-
-async def ensure_read_only_policy(t: TenantRuntime) -> None:
-    """Keep the tenant's copies of public classes read-only (re-applied whenever a tenant is served)."""
-    for obj, res in zip(
-        classes.read_only_policy(), (r.VALIDATINGPOLICIES, r.VALIDATINGPOLICYBINDINGS), strict=True
-    ):
-        await t.client.patch(res, obj["metadata"]["name"], obj, patch_type="apply", force=True)

@@ -126,7 +126,7 @@ class FairQueue(Generic[K]):
             self._processing.discard(item)
             tq = self._tenants.get(tenant)
             if tq is not None:
-                tq.in_flight -= 1
+                tq.in_flight = max(0, tq.in_flight - 1)  # a tenant removed and re-added meanwhile
                 if tq.limit and tq.keys:
                     self._ready.notify()  # it may have been waiting at its cap
             if item in self._dirty:

@@ -8,6 +8,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from tispace.kube import resources as r
+from tispace.kube.client import Client
+
 T = TypeVar("T")
 
 
@@ -50,3 +53,20 @@ def pod(name: str, **spec: object) -> dict[str, object]:
         "metadata": {"name": name, "labels": {"app": name}},
         "spec": {"containers": [{"name": "main", "image": "busybox"}], **spec},
     }
+
+
+async def live_pods(client: Client, ns: str, label: str = "") -> list[dict]:
+    """Pods in `ns` (matching `label`) that are not being deleted."""
+    items = (await client.list(r.PODS, ns, label_selector=label))["items"]
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+async def running(client: Client, ns: str, n: int, label: str = "") -> list[dict] | None:
+    """Exactly `n` live pods, every one Running with an IP; else None."""
+    pods = await live_pods(client, ns, label)
+    ok = [p for p in pods if p["status"].get("phase") == "Running" and p["status"].get("podIP")]
+    return ok if len(ok) == n == len(pods) else None
+
+
+async def absent(client: Client, res: r.Resource, name: str, ns: str | None = None) -> bool:
+    return await client.get_or_none(res, name, ns) is None

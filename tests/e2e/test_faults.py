@@ -8,7 +8,7 @@ import os
 import signal
 
 from tests.e2e.conftest import SyncerProc, TenantHandle
-from tests.e2e.helpers import eventually, pod
+from tests.e2e.helpers import eventually, live_pods, pod, running
 from tispace import localcluster, procs
 from tispace.kube import resources as r
 from tispace.kube.client import Client
@@ -33,20 +33,6 @@ def _deployment(name: str, replicas: int) -> dict:
     }
 
 
-async def _pods(client: Client, ns: str, label: str) -> list[dict]:
-    return [
-        p
-        for p in (await client.list(r.PODS, ns, label_selector=label))["items"]
-        if not p["metadata"].get("deletionTimestamp")
-    ]
-
-
-async def _all_running(client: Client, ns: str, label: str, n: int) -> list[dict] | None:
-    pods = await _pods(client, ns, label)
-    ok = [p for p in pods if p["status"].get("phase") == "Running"]
-    return ok if len(ok) == n == len(pods) else None
-
-
 async def test_syncer_killed_mid_burst_loses_nothing_and_duplicates_nothing(
     syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
@@ -55,17 +41,17 @@ async def test_syncer_killed_mid_burst_loses_nothing_and_duplicates_nothing(
     t.kubectl("apply", "-f", "-", stdin=json.dumps(_deployment("burst", 40)))
 
     async def some_down() -> list[dict] | None:
-        pods = await _pods(super_client, sns, "app=burst")
+        pods = await live_pods(super_client, sns, "app=burst")
         return pods if 5 <= len(pods) < 40 else None
 
     before = await eventually(some_down, what="part of the burst in the super cluster")
     syncer.kill()
     syncer.start()
     tenant_pods = await eventually(
-        lambda: _all_running(t.client, "default", "app=burst", 40), timeout=180, what="40 tenant pods Running"
+        lambda: running(t.client, "default", 40, "app=burst"), timeout=180, what="40 tenant pods Running"
     )
     super_pods = await eventually(
-        lambda: _all_running(super_client, sns, "app=burst", 40), timeout=60, what="40 super pods Running"
+        lambda: running(super_client, sns, 40, "app=burst"), timeout=60, what="40 super pods Running"
     )
     assert sorted(p["metadata"]["name"] for p in super_pods) == sorted(
         p["metadata"]["name"] for p in tenant_pods
@@ -84,9 +70,7 @@ async def test_a_frozen_tenant_api_server_hurts_no_one_and_deletes_nothing(
     other: TenantHandle = await tenant_factory("fault-other")
     await frozen.client.create(r.PODS, pod("keep"), "default")
     fns = f"{frozen.root}-default"
-    kept = await eventually(
-        lambda: _all_running(super_client, fns, "app=keep", 1), what="frozen tenant pod down"
-    )
+    kept = await eventually(lambda: running(super_client, fns, 1, "app=keep"), what="frozen tenant pod down")
     registry = procs.Registry(super_cluster.dir / "tenants" / frozen.root / "procs.json")
     api = next(c.proc for c in registry.load() if c.name == "kube-apiserver")
     os.kill(api.pid, signal.SIGSTOP)
@@ -94,18 +78,18 @@ async def test_a_frozen_tenant_api_server_hurts_no_one_and_deletes_nothing(
         # The other tenant is served as usual while the first one cannot answer.
         other.kubectl("apply", "-f", "-", stdin=json.dumps(_deployment("busy", 10)))
         await eventually(
-            lambda: _all_running(other.client, "default", "app=busy", 10),
+            lambda: running(other.client, "default", 10, "app=busy"),
             timeout=120,
             what="other tenant served",
         )
         # Nothing of the frozen tenant was deleted from the super cluster.
-        still = await _all_running(super_client, fns, "app=keep", 1)
+        still = await running(super_client, fns, 1, "app=keep")
         assert still and still[0]["metadata"]["uid"] == kept[0]["metadata"]["uid"]
     finally:
         os.kill(api.pid, signal.SIGCONT)
     # After it answers again it catches up: new work goes down, the old pod is still there.
     await frozen.client.create(r.PODS, pod("later"), "default")
-    await eventually(lambda: _all_running(super_client, fns, "app=later", 1), timeout=120, what="caught up")
+    await eventually(lambda: running(super_client, fns, 1, "app=later"), timeout=120, what="caught up")
     assert (await super_client.get(r.PODS, "keep", fns))["metadata"]["uid"] == kept[0]["metadata"]["uid"]
 
 
@@ -115,17 +99,13 @@ async def test_super_etcd_and_api_server_restarts_lose_nothing(
     t: TenantHandle = await tenant_factory("fault-restart")
     sns = f"{t.root}-default"
     await t.client.create(r.PODS, pod("before"), "default")
-    [kept] = await eventually(lambda: _all_running(super_client, sns, "app=before", 1), what="pod down")
+    [kept] = await eventually(lambda: running(super_client, sns, 1, "app=before"), what="pod down")
     for component in ("etcd", "kube-apiserver"):
         await asyncio.to_thread(super_cluster.restart, component)
     # Every client reconnects on its own: new work flows both ways, and nothing was deleted or re-made.
     await t.client.create(r.PODS, pod("after"), "default")
-    await eventually(
-        lambda: _all_running(super_client, sns, "app=after", 1), timeout=120, what="synced after"
-    )
-    await eventually(
-        lambda: _all_running(t.client, "default", "app=after", 1), timeout=60, what="status up after"
-    )
+    await eventually(lambda: running(super_client, sns, 1, "app=after"), timeout=120, what="synced after")
+    await eventually(lambda: running(t.client, "default", 1, "app=after"), timeout=60, what="status up after")
     assert (await super_client.get(r.PODS, "before", sns))["metadata"]["uid"] == kept["metadata"]["uid"]
     tenant_before = await t.client.get(r.PODS, "before", "default")
     assert tenant_before["status"]["phase"] == "Running"

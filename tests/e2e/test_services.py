@@ -9,7 +9,7 @@ import dns.resolver
 import pytest
 
 from tests.e2e.conftest import SyncerProc, TenantHandle
-from tests.e2e.helpers import eventually, pod
+from tests.e2e.helpers import absent, eventually, pod, running
 from tispace import kubeconfig, localcluster, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
@@ -145,20 +145,29 @@ def _a(res: dns.resolver.Resolver, name: str) -> list[str]:
     return sorted(rr.address for rr in res.resolve(name, "A"))
 
 
-STATEFULSET = {
-    "apiVersion": "apps/v1",
-    "kind": "StatefulSet",
-    "metadata": {"name": "db", "namespace": "data"},
-    "spec": {
-        "serviceName": "db",
-        "replicas": 2,
-        "selector": {"matchLabels": {"app": "db"}},
-        "template": {
-            "metadata": {"labels": {"app": "db"}},
-            "spec": {"containers": [{"name": "db", "image": "postgres"}]},
-        },
-    },
-}
+def statefulset(name: str, ns: str, replicas: int, *, claim: bool = False) -> dict:
+    """A StatefulSet governed by the headless Service `name`, optionally with one claim per pod."""
+    container: dict = {"name": name, "image": "busybox"}
+    spec: dict = {
+        "serviceName": name,
+        "replicas": replicas,
+        "selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}},
+    }
+    if claim:
+        container["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+        spec["volumeClaimTemplates"] = [
+            {
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            }
+        ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }
 
 
 async def test_each_tenant_dns_answers_its_own_names_with_super_ips(
@@ -171,7 +180,7 @@ async def test_each_tenant_dns_answers_its_own_names_with_super_ips(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "data"}},
         service("db", "data", clusterIP="None", selector={"app": "db"}, publishNotReadyAddresses=True),
         service("front", "data"),
-        STATEFULSET,
+        statefulset("db", "data", 2),
     )
     res_a = _resolver(await super_client.get(r.VIRTUALCLUSTERS, "svc-a", "default"))
     res_b = _resolver(await super_client.get(r.VIRTUALCLUSTERS, "svc-b", "default"))
@@ -208,32 +217,6 @@ async def _answer(res: dns.resolver.Resolver, name: str) -> list[str] | None:
         return None
 
 
-KV = {
-    "apiVersion": "apps/v1",
-    "kind": "StatefulSet",
-    "metadata": {"name": "kv", "namespace": "store"},
-    "spec": {
-        "serviceName": "kv",
-        "replicas": 3,
-        "selector": {"matchLabels": {"app": "kv"}},
-        "template": {
-            "metadata": {"labels": {"app": "kv"}},
-            "spec": {
-                "containers": [
-                    {"name": "kv", "image": "tikv", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
-                ]
-            },
-        },
-        "volumeClaimTemplates": [
-            {
-                "metadata": {"name": "data"},
-                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-            }
-        ],
-    },
-}
-
-
 async def _bound(client: Client, ns: str, n: int) -> list[dict] | None:
     claims = (await client.list(r.PVCS, ns))["items"]
     ok = [c for c in claims if (c.get("status") or {}).get("phase") == "Bound"]
@@ -255,7 +238,7 @@ async def test_statefulset_with_claims_and_headless_service_runs_end_to_end(
         a,
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "store"}},
         service("kv", "store", clusterIP="None", selector={"app": "kv"}, publishNotReadyAddresses=True),
-        KV,
+        statefulset("kv", "store", 3, claim=True),
     )
     sns = f"{a.root}-store"
     super_claims = await eventually(lambda: _bound(super_client, sns, 3), timeout=120, what="3 super claims")
@@ -279,7 +262,7 @@ async def test_statefulset_with_claims_and_headless_service_runs_end_to_end(
         return ok if len(ok) == 3 else None
 
     await eventually(tenant_pvs_bound, what="3 Bound PVs in the tenant")
-    super_pods = await eventually(lambda: _running_n(super_client, sns, 3), timeout=120, what="3 super pods")
+    super_pods = await eventually(lambda: running(super_client, sns, 3), timeout=120, what="3 super pods")
     assert {p["spec"]["runtimeClassName"] for p in super_pods} == {"kata"}
     ips = {p["metadata"]["name"]: p["status"]["podIP"] for p in super_pods}
 
@@ -364,7 +347,7 @@ async def test_statefulset_with_claims_and_headless_service_runs_end_to_end(
 
     # Deleting a claim (after scaling down) releases its volume per policy: Delete removes it.
     a.kubectl("scale", "statefulset", "kv", "-n", "store", "--replicas=2")
-    await eventually(lambda: _running_n(super_client, sns, 2), timeout=120, what="scaled to 2")
+    await eventually(lambda: running(super_client, sns, 2), timeout=120, what="scaled to 2")
     gone_claim = next(c for c in claims if c["metadata"]["name"] == "data-kv-2")
     a.kubectl("delete", "pvc", "data-kv-2", "-n", "store", "--wait=false")
 
@@ -375,12 +358,6 @@ async def test_statefulset_with_claims_and_headless_service_runs_end_to_end(
         )
 
     await eventually(released, timeout=120, what="volume deleted on both sides")
-
-
-async def _running_n(client: Client, ns: str, n: int) -> list[dict] | None:
-    pods = [p for p in (await client.list(r.PODS, ns))["items"] if not p["metadata"].get("deletionTimestamp")]
-    ok = [p for p in pods if p["status"].get("phase") == "Running" and p["status"].get("podIP")]
-    return ok if len(ok) == n == len(pods) else None
 
 
 async def test_ingress_is_opt_in_and_needs_a_shared_class(
@@ -431,13 +408,9 @@ async def test_ingress_is_opt_in_and_needs_a_shared_class(
     assert (await super_client.list(r.INGRESSES, f"{off.root}-default"))["items"] == []
     await super_client.delete(r.INGRESSCLASSES, "shared-nginx")
     await eventually(
-        lambda: _absent(on.client, r.INGRESSCLASSES, "shared-nginx"),
+        lambda: absent(on.client, r.INGRESSCLASSES, "shared-nginx"),
         what="unshared class removed from tenant",
     )
-
-
-async def _absent(client: Client, res: r.Resource, name: str) -> bool:
-    return await client.get_or_none(res, name) is None
 
 
 async def test_pods_use_the_tenant_kube_dns_service_as_nameserver(

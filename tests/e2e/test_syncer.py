@@ -10,7 +10,7 @@ import orjson
 
 from syncer.resources import pods
 from tests.e2e.conftest import SyncerProc, TenantHandle
-from tests.e2e.helpers import eventually, pod
+from tests.e2e.helpers import absent, eventually, pod, running
 from tispace import naming, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
@@ -30,20 +30,6 @@ DEPLOYMENT = {
 }
 
 
-async def _super_pods(client: Client, ns: str, label: str = "") -> list[dict]:
-    return (await client.list(r.PODS, ns, label_selector=label))["items"]
-
-
-async def _running(client: Client, ns: str, n: int, label: str = "") -> list[dict] | None:
-    items = [
-        p
-        for p in (await client.list(r.PODS, ns, label_selector=label))["items"]
-        if not p["metadata"].get("deletionTimestamp")
-    ]
-    ok = [p for p in items if p["status"].get("phase") == "Running" and p["status"].get("podIP")]
-    return ok if len(ok) == n and len(items) == n else None
-
-
 async def test_deployment_runs_in_the_super_cluster_and_is_mirrored(
     syncer: SyncerProc, vn_agent: procs.Component, tenant_factory, super_client: Client
 ) -> None:
@@ -51,9 +37,9 @@ async def test_deployment_runs_in_the_super_cluster_and_is_mirrored(
     t.kubectl("apply", "-f", "-", stdin=json.dumps(DEPLOYMENT))
     sns = f"{t.root}-default"
     tenant_pods = await eventually(
-        lambda: _running(t.client, "default", 3, "app=web"), what="3 tenant pods Running"
+        lambda: running(t.client, "default", 3, "app=web"), what="3 tenant pods Running"
     )
-    super_pods = await eventually(lambda: _running(super_client, sns, 3, "app=web"), what="3 super pods")
+    super_pods = await eventually(lambda: running(super_client, sns, 3, "app=web"), what="3 super pods")
     assert {p["metadata"]["name"] for p in tenant_pods} == {p["metadata"]["name"] for p in super_pods}
     by_name = {p["metadata"]["name"]: p for p in super_pods}
     for tp in tenant_pods:
@@ -91,7 +77,7 @@ async def test_deployment_runs_in_the_super_cluster_and_is_mirrored(
     assert t.root not in ev["message"] and "default/" in ev["message"]
 
     t.kubectl("scale", "deployment", "web", "--replicas=1")
-    await eventually(lambda: _running(super_client, sns, 1, "app=web"), what="scaled down in super")
+    await eventually(lambda: running(super_client, sns, 1, "app=web"), what="scaled down in super")
     t.kubectl("delete", "deployment", "web")
     await eventually(lambda: _gone(super_client, sns, "app=web"), what="super pods gone")
     await eventually(lambda: _gone(t.client, "default", "app=web"), what="tenant pods gone")
@@ -159,7 +145,7 @@ async def test_same_names_in_two_tenants_coexist(
         await eventually(lambda t=t: t.client.get_or_none(r.SERVICEACCOUNTS, "default", "app"), what="sa")
         await t.client.create(r.PODS, pod("same"), "app")
     for t in (a, b):
-        sp = await eventually(lambda t=t: _running(super_client, f"{t.root}-app", 1), what="running")
+        sp = await eventually(lambda t=t: running(super_client, f"{t.root}-app", 1), what="running")
         assert sp[0]["metadata"]["annotations"][naming.ANN_CLUSTER] == t.root
     ns = await super_client.get(r.NAMESPACES, f"{a.root}-app")
     assert ns["metadata"]["labels"][naming.LABEL_TENANT_NAMESPACE] == "app"
@@ -225,15 +211,11 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     assert token_secret["metadata"]["ownerReferences"][0]["uid"] == sp["metadata"]["uid"]
 
     t.kubectl("delete", "configmap", "cfg")
-    await eventually(lambda: _absent(super_client, r.CONFIGMAPS, "cfg", sns), what="cm delete mirrored")
+    await eventually(lambda: absent(super_client, r.CONFIGMAPS, "cfg", sns), what="cm delete mirrored")
 
 
 async def _data_is(client: Client, ns: str, data: dict) -> bool:
     return (await client.get(r.CONFIGMAPS, "cfg", ns)).get("data") == data
-
-
-async def _absent(client: Client, res: r.Resource, name: str, ns: str) -> bool:
-    return await client.get_or_none(res, name, ns) is None
 
 
 async def test_super_pod_deleted_shows_as_evicted_and_is_replaced(
@@ -242,8 +224,8 @@ async def test_super_pod_deleted_shows_as_evicted_and_is_replaced(
     t: TenantHandle = await tenant_factory("sync-evict")
     t.kubectl("create", "deployment", "one", "--image=nginx")
     sns = f"{t.root}-default"
-    await eventually(lambda: _running(t.client, "default", 1, "app=one"), what="tenant pod Running")
-    [first] = await eventually(lambda: _running(super_client, sns, 1, "app=one"), what="super pod")
+    await eventually(lambda: running(t.client, "default", 1, "app=one"), what="tenant pod Running")
+    [first] = await eventually(lambda: running(super_client, sns, 1, "app=one"), what="super pod")
     await super_client.delete(r.PODS, first["metadata"]["name"], sns, grace_period=0)
 
     async def evicted() -> bool:
@@ -313,7 +295,7 @@ async def test_super_rejections_reach_the_tenant_and_grace_periods_are_carried(
 
     await eventually(quota_counted, what="quota active")
     await t.client.create(r.PODS, pod("first", terminationGracePeriodSeconds=30), "tight")
-    await eventually(lambda: _running(super_client, sns, 1), what="first pod admitted")
+    await eventually(lambda: running(super_client, sns, 1), what="first pod admitted")
     await t.client.create(r.PODS, pod("second"), "tight")
 
     async def rejected() -> dict | None:
@@ -332,7 +314,7 @@ async def test_super_rejections_reach_the_tenant_and_grace_periods_are_carried(
 
     # The queue went on, and once the quota allows it the pod goes down after all.
     await super_client.delete(r.RESOURCEQUOTAS, "pods", sns)
-    await eventually(lambda: _running(t.client, "tight", 2), timeout=120, what="second pod admitted later")
+    await eventually(lambda: running(t.client, "tight", 2), timeout=120, what="second pod admitted later")
 
     # A tenant delete with a grace period: the super pod gets the same one (seen on a watch,
     # since KWOK removes a terminating pod at once).
@@ -359,7 +341,7 @@ async def test_deleting_a_tenant_removes_every_super_namespace_it_had(
     t: TenantHandle = await tenant_factory("sync-gone")
     t.kubectl("create", "namespace", "extra")
     await t.client.create(r.PODS, pod("left"), "extra")
-    await eventually(lambda: _running(super_client, f"{t.root}-extra", 1), what="pod in the super cluster")
+    await eventually(lambda: running(super_client, f"{t.root}-extra", 1), what="pod in the super cluster")
     await super_client.delete(r.VIRTUALCLUSTERS, "sync-gone", "default")
     await tenants.wait_gone(super_client, "sync-gone", "default")
     left = await super_client.list(r.NAMESPACES, label_selector=f"{naming.LABEL_TENANT}={t.root}")

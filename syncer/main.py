@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from syncer.engine import admission
+from syncer.engine.shard import Shard, default_identity
 from syncer.engine.syncer import Syncer
 from syncer.engine.tenant import SyncerOptions
 from tispace import logs
@@ -33,6 +34,12 @@ class Settings:
     """Address tenant API servers use to reach the admission webhook (host-first ClusterIPs)."""
     webhook_port: int = 0
     """Its TLS port (0: any free port)."""
+    shard_namespace: str = ""
+    """Namespace of the replicas' Leases; set it to run several replicas that split the tenants."""
+    identity: str = ""
+    """This replica's name among them (default: host name and pid)."""
+    lease_seconds: float = 15.0
+    """How long a dead replica's tenants wait before another replica takes them."""
     options: SyncerOptions = field(default_factory=SyncerOptions)
 
 
@@ -64,7 +71,16 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     client = Client.from_kubeconfig(settings.super_kubeconfig, name="super")
-    syncer = Syncer(client, settings.options, workers=settings.workers, patrol_period=settings.patrol_period)
+    shard = (
+        Shard(
+            client, settings.shard_namespace, settings.identity or default_identity(), settings.lease_seconds
+        )
+        if settings.shard_namespace
+        else None
+    )
+    syncer = Syncer(
+        client, settings.options, workers=settings.workers, patrol_period=settings.patrol_period, shard=shard
+    )
     runner = web.AppRunner(app(syncer), access_log=None)
     await runner.setup()
     if settings.port:

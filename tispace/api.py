@@ -100,7 +100,15 @@ VIRTUALCLUSTER_SPEC = {
             "minimum": 0,
             "maximum": 1000,
             "default": 0,
-            "description": "Most of this tenant's objects the syncer reconciles at once (0: no cap).",
+            "description": "Most of this tenant's objects the syncer reconciles at once "
+            "(0: the syncer's --tenant-concurrency).",
+        },
+        "syncRate": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 10000,
+            "default": 0,
+            "description": "Most of this tenant's objects the syncer reconciles per second (0: no limit).",
         },
         "syncWeight": {
             "type": "integer",

@@ -166,6 +166,13 @@ def syncer(
     tenant_concurrency: Annotated[
         int, typer.Option(help="Default cap on one tenant's reconciles in flight (0: none).")
     ] = 8,
+    shard_namespace: Annotated[
+        str, typer.Option(help="Namespace of replica Leases: run several replicas that split tenants.")
+    ] = "",
+    identity: Annotated[str, typer.Option(help="This replica's name (default: host name and pid).")] = "",
+    lease_seconds: Annotated[
+        float, typer.Option(help="Seconds before a dead replica's tenants are taken over.")
+    ] = 15.0,
     verbose: bool = False,
 ) -> None:
     """Run the syncer in the foreground (`tispace up` starts it in the background)."""
@@ -179,6 +186,9 @@ def syncer(
             workers=workers,
             webhook_host=webhook_host,
             webhook_port=webhook_port,
+            shard_namespace=shard_namespace,
+            identity=identity,
+            lease_seconds=lease_seconds,
             options=SyncerOptions(
                 runtime_class=runtime_class,
                 vn_agent_port=vn_agent_port,

@@ -24,21 +24,24 @@ class Credentials:
     token: str = ""
 
 
-def build(*, name: str, server: str, ca_pem: bytes, user: pki.CertKey) -> dict[str, Any]:
-    """A kubeconfig with one cluster, one user and one current context, all named `name`."""
+def build(*, name: str, server: str, ca_pem: bytes, user: pki.CertKey | str) -> dict[str, Any]:
+    """A kubeconfig with one cluster, one user and one current context, all named `name`.
+
+    `user` is a client certificate, or a bearer token (a service account's, say).
+    """
     b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+    creds = (
+        {"token": user}
+        if isinstance(user, str)
+        else {"client-certificate-data": b64(user.cert_pem), "client-key-data": b64(user.key_pem)}
+    )
     return {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
             {"name": name, "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}
         ],
-        "users": [
-            {
-                "name": name,
-                "user": {"client-certificate-data": b64(user.cert_pem), "client-key-data": b64(user.key_pem)},
-            }
-        ],
+        "users": [{"name": name, "user": creds}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
         "current-context": name,
     }

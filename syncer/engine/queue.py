@@ -4,14 +4,17 @@ Keys are deduplicated while waiting; a key being processed is never handed to a 
 worker (a change during processing marks it dirty and it is queued again on `done`).
 Tenants are served by weighted round robin: each turn a tenant may hand out up to its
 weight in keys before the next tenant's turn, so one noisy tenant cannot starve the rest.
-A tenant may also be capped to a number of keys in flight at once (its share of workers).
+A tenant may also be capped to a number of keys in flight at once (its share of workers) and
+to a rate of keys handed out per second (a token bucket holding one second's worth).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -23,13 +26,29 @@ class _TenantQueue(Generic[K]):
     weight: int
     limit: int = 0
     """Most keys of this tenant being processed at once (0: no cap but the worker count)."""
+    rate: float = 0.0
+    """Most keys handed out per second (0: no limit)."""
     keys: deque[K] = field(default_factory=deque)
     credit: int = 0
     in_flight: int = 0
+    tokens: float = 0.0
+    stamp: float = 0.0
+
+    def wait_for_token(self, now: float) -> float:
+        """0 when a key may go now (its token is spent), else seconds until the next token."""
+        if not self.rate:
+            return 0.0
+        self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
 
 
 class FairQueue(Generic[K]):
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._tenants: dict[str, _TenantQueue[K]] = {}
         self._ring: deque[str] = deque()
         self._queued: set[tuple[str, K]] = set()
@@ -39,13 +58,13 @@ class FairQueue(Generic[K]):
         self._timers: set[asyncio.TimerHandle] = set()
         self._closed = False
 
-    def set_weight(self, tenant: str, weight: int, limit: int = 0) -> None:
+    def set_weight(self, tenant: str, weight: int, limit: int = 0, rate: float = 0.0) -> None:
         tq = self._tenants.get(tenant)
         if tq is None:
-            self._tenants[tenant] = _TenantQueue(weight=max(1, weight), limit=max(0, limit))
+            tq = self._tenants[tenant] = _TenantQueue(weight=max(1, weight), stamp=self._clock())
+            tq.tokens = max(1.0, rate)  # a full bucket to start with
             self._ring.append(tenant)
-        else:
-            tq.weight, tq.limit = max(1, weight), max(0, limit)
+        tq.weight, tq.limit, tq.rate = max(1, weight), max(0, limit), max(0.0, rate)
 
     def remove_tenant(self, tenant: str) -> None:
         """Forget a tenant's waiting keys (keys in flight finish normally)."""
@@ -94,18 +113,23 @@ class FairQueue(Generic[K]):
         handle = loop.call_later(delay, fire)
         self._timers.add(handle)
 
-    def _next_locked(self) -> tuple[str, K] | None:
+    def _next_locked(self) -> tuple[tuple[str, K] | None, float | None]:
+        """The next key, or None and how long until a rate-limited tenant may go again."""
+        now = self._clock()
+        wake: float | None = None
         for _ in range(2 * len(self._ring)):  # a full turn, plus one to refill spent credit
             tenant = self._ring[0]
             tq = self._tenants[tenant]
             if tq.keys and tq.credit < tq.weight and not (tq.limit and tq.in_flight >= tq.limit):
-                tq.credit += 1
-                tq.in_flight += 1
-                key = tq.keys.popleft()
-                return tenant, key
+                wait = tq.wait_for_token(now)
+                if not wait:
+                    tq.credit += 1
+                    tq.in_flight += 1
+                    return (tenant, tq.keys.popleft()), None
+                wake = wait if wake is None else min(wake, wait)
             tq.credit = 0
             self._ring.rotate(-1)
-        return None
+        return None, wake
 
     async def get(self) -> tuple[str, K]:
         """The next key, in fair order; waits while the queue is empty."""
@@ -113,12 +137,13 @@ class FairQueue(Generic[K]):
             while True:
                 if self._closed:
                     raise asyncio.CancelledError
-                item = self._next_locked()
+                item, wake = self._next_locked()
                 if item is not None:
                     self._queued.discard(item)
                     self._processing.add(item)
                     return item
-                await self._ready.wait()
+                with contextlib.suppress(TimeoutError):  # then a rate-limited tenant has a token again
+                    await asyncio.wait_for(self._ready.wait(), wake)
 
     async def done(self, tenant: str, key: K) -> None:
         async with self._ready:

@@ -24,7 +24,8 @@ from syncer.engine import admission, podsync, upsync
 from syncer.engine import patrol as patroller
 from syncer.engine.informer import Informer, Key
 from syncer.engine.queue import FairQueue
-from syncer.engine.tenant import SyncerOptions, TenantRuntime, WorkKey, concurrency_of, weight_of
+from syncer.engine.shard import Shard
+from syncer.engine.tenant import SyncerOptions, TenantRuntime, WorkKey, concurrency_of, rate_of, weight_of
 from syncer.resources import classes, events, nodes, pods, services, volumes
 from syncer.resources.context import Refused
 from syncer.resources.table import KINDS, Kind
@@ -72,9 +73,17 @@ class Metrics:
 
 class Syncer:
     def __init__(
-        self, super_client: Client, opts: SyncerOptions, *, workers: int = 50, patrol_period: float = 60.0
+        self,
+        super_client: Client,
+        opts: SyncerOptions,
+        *,
+        workers: int = 50,
+        patrol_period: float = 60.0,
+        shard: Shard | None = None,
     ) -> None:
         self.super = super_client
+        self.shard = shard
+        """With several replicas: which tenants are this one's (None: every tenant)."""
         self.opts = opts
         self.workers = workers
         self.patrol_period = patrol_period
@@ -191,7 +200,7 @@ class Syncer:
         async with self._vc_lock:
             running = vc is not None and (vc.get("status") or {}).get("phase") == api.Phase.RUNNING
             current = self.tenants.get(name)
-            if running and current is None:
+            if running and current is None and await self._claim(name):
                 assert vc is not None
                 try:
                     t = await TenantRuntime.connect(vc, self.super, self.opts, self._enqueue)
@@ -200,7 +209,9 @@ class Syncer:
                     return
                 self.tenants[name] = t
                 self._by_root[t.ctx.root] = name
-                self.queue.set_weight(name, t.weight, concurrency_of(vc, self.opts.tenant_concurrency))
+                self.queue.set_weight(
+                    name, t.weight, concurrency_of(vc, self.opts.tenant_concurrency), rate_of(vc)
+                )
                 self._refresh_public_classes()
                 t.start()
                 if (
@@ -217,16 +228,31 @@ class Syncer:
                     for key in list(self.super_public[kind.name].cache):
                         self._enqueue(name, (kind.name, "", key[1]))
                 log.info("serving tenant %s (root %s)", name, t.ctx.root)
+                self.metrics.tenants.set(len(self.tenants))
             elif running and current is not None and vc is not None:
                 current.weight = weight_of(vc)
-                self.queue.set_weight(name, current.weight, concurrency_of(vc, self.opts.tenant_concurrency))
+                self.queue.set_weight(
+                    name, current.weight, concurrency_of(vc, self.opts.tenant_concurrency), rate_of(vc)
+                )
             elif not running and current is not None:
-                self.tenants.pop(name)
-                self._by_root.pop(current.ctx.root, None)
-                self.queue.remove_tenant(name)
-                await current.stop()
-                log.info("stopped serving tenant %s", name)
-            self.metrics.tenants.set(len(self.tenants))
+                await self._stop_serving(name)
+
+    async def _claim(self, name: str) -> bool:
+        """Whether this replica may serve the tenant now (its hash owner, holding its Lease)."""
+        return self.shard is None or (self.shard.mine(name) and await self.shard.acquire(name))
+
+    async def _stop_serving(self, name: str) -> None:
+        """Stop the tenant's informers and hand its Lease back; nothing in either cluster is deleted."""
+        current = self.tenants.pop(name, None)
+        if current is None:
+            return
+        self._by_root.pop(current.ctx.root, None)
+        self.queue.remove_tenant(name)
+        await current.stop()
+        if self.shard is not None:
+            await self.shard.release(name)
+        self.metrics.tenants.set(len(self.tenants))
+        log.info("stopped serving tenant %s", name)
 
     async def _apply_to_tenant(self, t: TenantRuntime, objs: list[tuple[r.Resource, dict[str, Any]]]) -> None:
         """Server-side apply TiSpace's own configuration into a tenant (re-applied whenever it is served)."""
@@ -533,6 +559,35 @@ class Syncer:
         self.metrics.patrol_seconds.set(seconds)
         return {"queued": queued, "seconds": round(seconds, 4)}
 
+    async def _shard_loop(self, shard: Shard) -> None:
+        """Heartbeat; serve the tenants that hash to this replica, hand back the others.
+
+        A replica that cannot renew a tenant's Lease in time stops serving it, as a leader that
+        cannot renew stops leading: by then another replica may own it.
+        """
+        renewed: dict[str, float] = {}
+        while True:
+            try:
+                await shard.heartbeat()
+                for name in list(self.tenants):
+                    if shard.mine(name) and await shard.acquire(name):
+                        renewed[name] = time.monotonic()
+                    else:
+                        async with self._vc_lock:
+                            await self._stop_serving(name)
+                for (ns, vc_name), vc in list(self.vcs.cache.items()):
+                    if f"{ns}/{vc_name}" not in self.tenants and shard.mine(f"{ns}/{vc_name}"):
+                        await self._reconcile_vc(f"{ns}/{vc_name}", vc)
+            except (ApiError, OSError, TimeoutError) as e:
+                log.warning("shard heartbeat failed: %s", e)
+            for name in list(self.tenants):
+                since = time.monotonic() - renewed.setdefault(name, time.monotonic())
+                if since > shard.duration * 2 / 3:
+                    async with self._vc_lock:
+                        await self._stop_serving(name)
+                    renewed.pop(name, None)
+            await asyncio.sleep(shard.renew_period)
+
     async def _patrol_loop(self) -> None:
         while True:
             await asyncio.sleep(self.patrol_period)
@@ -551,6 +606,9 @@ class Syncer:
                 for name, t in self.tenants.items()
             },
             "queue": self.queue.depth(),
+            "shard": None
+            if self.shard is None
+            else {"identity": self.shard.identity, "members": sorted(self.shard.members)},
         }
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -570,6 +628,8 @@ class Syncer:
             ("patrol", self._patrol_loop()),
         ]
         spawn += [(f"worker-{n}", self._worker()) for n in range(self.workers)]
+        if self.shard is not None:
+            spawn.append(("shard", self._shard_loop(self.shard)))
         self._tasks = [asyncio.create_task(coro, name=name) for name, coro in spawn]
         try:
             await stop.wait()
@@ -580,9 +640,11 @@ class Syncer:
             for task in self._tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            for t in list(self.tenants.values()):
-                await t.stop()
-            self.tenants.clear()
+            for name in list(self.tenants):
+                with contextlib.suppress(ApiError, OSError, TimeoutError):
+                    await self._stop_serving(name)
+            if self.shard is not None:
+                await self.shard.leave()
 
 
 def _age(obj: dict[str, Any]) -> float:

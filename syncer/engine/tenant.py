@@ -65,8 +65,13 @@ def weight_of(vc: dict[str, Any]) -> int:
 
 
 def concurrency_of(vc: dict[str, Any], default: int = 0) -> int:
-    """Most of the tenant's keys reconciled at once (VirtualCluster spec.syncConcurrency; 0: no cap)."""
+    """Most of the tenant's keys reconciled at once (VirtualCluster spec.syncConcurrency; 0: the default)."""
     return int((vc.get("spec") or {}).get("syncConcurrency") or default)
+
+
+def rate_of(vc: dict[str, Any]) -> float:
+    """Most of the tenant's keys reconciled per second (VirtualCluster spec.syncRate; 0: no limit)."""
+    return float((vc.get("spec") or {}).get("syncRate") or 0)
 
 
 class TenantRuntime:

@@ -36,3 +36,12 @@ def test_file_references_resolve_relative_to_the_kubeconfig(tmp_path: Path) -> N
 def test_missing_context_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="no current context"):
         kubeconfig.credentials({"current-context": "x", "contexts": []})
+
+
+def test_a_token_user_round_trips(tmp_path: Path) -> None:
+    ca = pki.new_ca("ca")
+    path = kubeconfig.write(
+        tmp_path / "k", kubeconfig.build(name="t", server="https://h:1", ca_pem=ca.cert_pem, user="tok")
+    )
+    creds = kubeconfig.load(path)
+    assert (creds.token, creds.cert_pem, creds.ca_pem) == ("tok", b"", ca.cert_pem)

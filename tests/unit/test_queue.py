@@ -91,3 +91,31 @@ async def test_a_capped_tenant_waits_for_its_keys_in_flight_while_others_go_on()
     q.set_weight("capped", 5, limit=0)  # the cap can be lifted at runtime
     more = [await q.get() for _ in range(3)]
     assert all(t == "capped" for t, _ in more)
+
+
+async def test_a_rate_limited_tenant_gets_its_rate_while_others_go_on() -> None:
+    now = [100.0]
+    q: FairQueue[int] = FairQueue(clock=lambda: now[0])
+    q.set_weight("slow", 1, rate=2)
+    q.set_weight("fast", 1)
+    for i in range(5):
+        await q.put("slow", i)
+        await q.put("fast", i)
+    got = Counter([(await q.get())[0] for _ in range(7)])
+    assert got == {"slow": 2, "fast": 5}  # a full bucket holds one second's worth
+    waiting = asyncio.ensure_future(q.get())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # no token yet, on this clock
+    now[0] += 0.5  # one token's time
+    assert await asyncio.wait_for(waiting, 5) == ("slow", 2)
+    assert q.depth("slow") == 2
+
+
+async def test_a_rate_limit_can_be_lifted() -> None:
+    q: FairQueue[int] = FairQueue(clock=lambda: 0.0)
+    q.set_weight("t", 1, rate=1)
+    for i in range(3):
+        await q.put("t", i)
+    assert await q.get() == ("t", 0)
+    q.set_weight("t", 1, rate=0)
+    assert [await asyncio.wait_for(q.get(), 5) for _ in range(2)] == [("t", 1), ("t", 2)]

@@ -1,0 +1,200 @@
+"""Three syncer replicas split the tenants by Leases, under the least-privilege service account
+(issue: reliability, scale-out), and each program's RBAC allows what it needs and nothing more."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.e2e.conftest import SyncerProc, TenantHandle
+from tests.e2e.helpers import eventually, pod, running
+from tispace import binaries, kubeconfig, localcluster, procs, stack
+from tispace.kube import resources as r
+from tispace.kube.client import Client
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSTEM = "tispace-system"
+LEASE_SECONDS = 6
+
+
+def apply_rbac(cluster: localcluster.SuperCluster) -> None:
+    localcluster.kubectl(cluster.kubeconfig, "apply", "-k", str(ROOT / "config/rbac"))
+
+
+async def token_kubeconfig(super_client: Client, sa: str, path: Path) -> Path:
+    """A kubeconfig that acts as the service account `sa` of tispace-system."""
+    req = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 7200},
+    }
+    token = await super_client.request("POST", r.SERVICEACCOUNTS.path(SYSTEM, sa, "token"), body=req)
+    config = kubeconfig.build(
+        name=sa,
+        server=super_client.creds.server,
+        ca_pem=super_client.creds.ca_pem,
+        user=token["status"]["token"],
+    )
+    return kubeconfig.write(path, config)
+
+
+async def served(port: int) -> dict[str, list[str]]:
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/status") as resp:
+        body = await resp.json()
+    return {"tenants": sorted(body["tenants"]), "members": body["shard"]["members"]}
+
+
+@pytest.fixture
+async def replicas(
+    syncer: SyncerProc,
+    vn_agent: procs.Component,
+    super_cluster: localcluster.SuperCluster,
+    super_client: Client,
+    tmp_path: Path,
+) -> AsyncIterator[list[procs.Component]]:
+    """The session syncer steps aside for three sharded replicas (acting as the syncer's service
+    account, so its RBAC is proven sufficient), and comes back after."""
+    apply_rbac(super_cluster)
+    kc = await token_kubeconfig(super_client, "syncer", tmp_path / "syncer-sa.kubeconfig")
+    syncer.stop()
+    comps: list[procs.Component] = []
+    try:
+        for n in range(3):
+            comps.append(
+                stack.start_program(
+                    super_cluster.dir / "logs",
+                    f"syncer-replica-{n}",
+                    lambda port, n=n: [
+                        "syncer",
+                        f"--super-kubeconfig={kc}",
+                        f"--port={port}",
+                        f"--vn-agent-port={vn_agent.port}",
+                        f"--shard-namespace={SYSTEM}",
+                        f"--identity=replica-{n}",
+                        f"--lease-seconds={LEASE_SECONDS}",
+                    ],
+                )
+            )
+        yield comps
+    finally:
+        for c in comps:
+            procs.stop(c.proc)
+        syncer.start()
+
+
+async def test_three_replicas_split_tenants_and_take_over_a_killed_ones(
+    replicas: list[procs.Component], tenant_factory, super_client: Client
+) -> None:
+    tenants: list[TenantHandle] = [await tenant_factory(f"shard-{c}") for c in "abcd"]
+    names = {f"{t.namespace}/{t.name}" for t in tenants}
+    ports = [c.port for c in replicas]
+
+    async def split() -> dict[int, list[str]] | None:
+        views = {p: await served(p) for p in ports}
+        owned = [name for v in views.values() for name in v["tenants"]]
+        full = all(len(v["members"]) == len(ports) for v in views.values())
+        ok = full and names <= set(owned) and len(owned) == len(set(owned))
+        return {p: v["tenants"] for p, v in views.items()} if ok else None
+
+    owners = await eventually(split, timeout=60, what="every tenant served by exactly one of three replicas")
+    assert sum(1 for p in ports if set(owners[p]) & names) >= 2, f"tenants not spread: {owners}"
+    for t in tenants:
+        await t.client.create(r.PODS, pod("before"), "default")
+    before = {}
+    for t in tenants:
+        [p] = await eventually(
+            lambda t=t: running(super_client, f"{t.root}-default", 1, "app=before"), what=f"{t.name} synced"
+        )
+        before[t.name] = p["metadata"]["uid"]
+
+    victim_port = next(p for p in ports if set(owners[p]) & names)
+    victim = next(c for c in replicas if c.port == victim_port)
+    orphaned = [t for t in tenants if f"{t.namespace}/{t.name}" in owners[victim_port]]
+    os.kill(victim.proc.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    for t in orphaned:
+        await t.client.create(r.PODS, pod("after"), "default")
+    survivors = [p for p in ports if p != victim_port]
+
+    async def taken_over() -> bool:
+        views = [await served(p) for p in survivors]
+        owned = [name for v in views for name in v["tenants"]]
+        return names <= set(owned) and len(owned) == len(set(owned))
+
+    await eventually(
+        taken_over, timeout=4 * LEASE_SECONDS + 30, what="the killed replica's tenants taken over"
+    )
+    for t in orphaned:
+        await eventually(
+            lambda t=t: running(super_client, f"{t.root}-default", 1, "app=after"),
+            timeout=60,
+            what=f"{t.name} synced after the takeover",
+        )
+        await eventually(lambda t=t: running(t.client, "default", 1, "app=after"), what="status up")
+    print(
+        f"takeover: {len(orphaned)} tenants serving again {time.monotonic() - killed_at:.1f}s after the kill"
+    )
+    # Nothing was deleted and made again, and nothing was made twice.
+    for t in tenants:
+        [p] = await running(super_client, f"{t.root}-default", 1, "app=before")
+        assert p["metadata"]["uid"] == before[t.name]
+        names_down = [
+            x["metadata"]["name"] for x in (await super_client.list(r.PODS, f"{t.root}-default"))["items"]
+        ]
+        assert len(names_down) == len(set(names_down))
+
+
+SA = "system:serviceaccount:tispace-system:"
+# (service account, verb, resource, namespace or "", allowed)
+MATRIX = [
+    ("syncer", "create", "pods", "some-tenant-default", True),
+    ("syncer", "delete", "secrets", "some-tenant-default", True),
+    ("syncer", "watch", "virtualclusters.tenancy.x-k8s.io", "team", True),
+    ("syncer", "patch", "leases.coordination.k8s.io", SYSTEM, True),
+    ("syncer", "patch", "persistentvolumes", "", True),
+    ("syncer", "update", "virtualclusters.tenancy.x-k8s.io", "team", False),
+    ("syncer", "patch", "leases.coordination.k8s.io", "kube-system", False),
+    ("syncer", "delete", "nodes", "", False),
+    ("syncer", "delete", "persistentvolumes", "", False),
+    ("syncer", "create", "clusterrolebindings.rbac.authorization.k8s.io", "", False),
+    ("syncer", "create", "pods/exec", "some-tenant-default", False),
+    ("syncer", "create", "customresourcedefinitions.apiextensions.k8s.io", "", False),
+    ("vc-manager", "patch", "virtualclusters.tenancy.x-k8s.io/status", "team", True),
+    ("vc-manager", "create", "namespaces", "", True),
+    ("vc-manager", "create", "statefulsets.apps", "some-root", True),
+    ("vc-manager", "create", "pods", "some-root", False),
+    ("vc-manager", "create", "pods/exec", "some-root", False),
+    ("vc-manager", "delete", "nodes", "", False),
+    ("vc-manager", "create", "clusterroles.rbac.authorization.k8s.io", "", False),
+    ("vn-agent", "create", "pods/exec", "some-tenant-default", True),
+    ("vn-agent", "get", "pods/log", "some-tenant-default", True),
+    ("vn-agent", "create", "pods/portforward", "some-tenant-default", True),
+    ("vn-agent", "create", "pods", "some-tenant-default", False),
+    ("vn-agent", "delete", "pods", "some-tenant-default", False),
+    ("vn-agent", "create", "secrets", "some-root", False),
+]
+
+
+def test_each_program_may_do_what_it_needs_and_nothing_more(super_cluster: localcluster.SuperCluster) -> None:
+    apply_rbac(super_cluster)
+    wrong = []
+    for sa, verb, resource, ns, allowed in MATRIX:
+        args = ["auth", "can-i", verb, resource, f"--as={SA}{sa}"]
+        args += [f"--namespace={ns}"] if ns else []
+        out = subprocess.run(
+            [binaries.path("kubectl"), f"--kubeconfig={super_cluster.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+        )
+        if (out.stdout.strip() == "yes") != allowed:
+            wrong.append(
+                f"{sa} {verb} {resource} in {ns or 'cluster'}: {out.stdout.strip()} {out.stderr.strip()}"
+            )
+    assert not wrong, "\n".join(wrong)

@@ -1,9 +1,11 @@
 """List + watch one resource into a dict cache, telling a callback which keys changed.
 
-Watches resume from the last resourceVersion (bookmarks keep it fresh); a 410 Gone or an
-expired resourceVersion means a relist, after which keys that vanished meanwhile are
-reported as deleted. Failures back off with jitter and never end the informer: an
-unreachable cluster only delays its own informers.
+Watches resume from the last resourceVersion (bookmarks keep it fresh), after a normal end
+and after a failure alike, as client-go's reflector does: an API server restart costs a
+re-watch, not a full list. Only a 410 Gone (the resourceVersion is older than the server still
+remembers) means a relist, after which keys that vanished meanwhile are reported as deleted.
+Failures back off with jitter and never end the informer: an unreachable cluster only delays
+its own informers.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class Informer:
         self.cache: dict[Key, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.relists = 0
+        self.expired = 0
+        """Watches the server expired (410 Gone), each followed by a relist."""
         self._rv = ""
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -98,7 +102,7 @@ class Informer:
                 self.on_change(key, prev, obj)
 
     async def run(self) -> None:
-        """List, then watch forever; relist on 410 and after failures (with backoff)."""
+        """List, then watch forever: resume after failures (with backoff), relist on 410."""
         delay = 0.0
         need_list = True
         while True:
@@ -111,14 +115,14 @@ class Informer:
             except asyncio.CancelledError:
                 raise
             except ApiError as e:
-                need_list = True
                 if e.status == 410:
+                    need_list = True
+                    self.expired += 1
                     log.info("watch expired, relisting", extra={"informer": self.name})
                     continue
-                delay = min(30.0, max(0.5, delay * 2))
+                delay = min(10.0, max(0.5, delay * 2))
                 log.warning("informer %s: %s; retry in %.1fs", self.name, e, delay)
-            except Exception as e:  # noqa: BLE001 - any transport failure: back off, relist, go on
-                need_list = True
-                delay = min(30.0, max(0.5, delay * 2))
+            except Exception as e:  # noqa: BLE001 - any transport failure: back off, resume, go on
+                delay = min(10.0, max(0.5, delay * 2))
                 log.warning("informer %s: %s: %s; retry in %.1fs", self.name, type(e).__name__, e, delay)
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))

@@ -15,10 +15,13 @@ import dataclasses
 import datetime
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from cachetools import TTLCache
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from syncer.engine import admission, podsync, upsync
 from syncer.engine import patrol as patroller
@@ -69,6 +72,28 @@ class Metrics:
         self.patrol_seconds = Gauge(
             "tispace_syncer_patrol_seconds", "Duration of the last full patrol", registry=self.registry
         )
+
+
+class InformerCollector(Collector):
+    """Relists and expired watches of every informer, read when scraped."""
+
+    def __init__(self, informers: Callable[[], Iterable[Informer]]) -> None:
+        self.informers = informers
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        relists = CounterMetricFamily(
+            "tispace_syncer_informer_relists",
+            "Full lists (the first, then one per expired watch)",
+            labels=["informer"],
+        )
+        expired = CounterMetricFamily(
+            "tispace_syncer_watch_expired", "Watches the server expired (410 Gone)", labels=["informer"]
+        )
+        for inf in self.informers():
+            relists.add_metric([inf.name], inf.relists)
+            expired.add_metric([inf.name], inf.expired)
+        yield relists
+        yield expired
 
 
 class Syncer:
@@ -128,6 +153,7 @@ class Syncer:
             )
             for k in classes.PUBLIC_KINDS.values()
         }
+        self.metrics.registry.register(InformerCollector(self.informers))
         self.webhook: tuple[str, bytes] | None = None
         """(base URL, CA) of the admission webhook every tenant calls for Service ClusterIPs."""
 
@@ -611,19 +637,26 @@ class Syncer:
             else {"identity": self.shard.identity, "members": sorted(self.shard.members)},
         }
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Start every task (named), run until `stop`, then shut down in order."""
-        informers = [
+    def super_side(self) -> list[Informer]:
+        return [
             *self.super_informers.values(),
             *self.super_public.values(),
             self.super_nodes,
             self.super_events,
             self.token_secrets,
             self.super_pvs,
+            self.vcs,
         ]
-        spawn = [(f"informer:{i.name}", i.run()) for i in informers]
+
+    def informers(self) -> Iterator[Informer]:
+        yield from self.super_side()
+        for t in list(self.tenants.values()):
+            yield from t.all_informers()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start every task (named), run until `stop`, then shut down in order."""
+        spawn = [(f"informer:{i.name}", i.run()) for i in self.super_side()]
         spawn += [
-            ("informer:super/VirtualCluster", self.vcs.run()),
             ("node-loop", self._node_loop()),
             ("patrol", self._patrol_loop()),
         ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from syncer.resources import simple
+from syncer.resources import simple, volumes
 from syncer.resources.context import Refused, TenantContext, meta_patch, super_meta
 from tispace import naming
 
@@ -19,6 +19,20 @@ _DOWNWARD = {
     "metadata.namespace": f"metadata.annotations['{naming.ANN_NAMESPACE}']",
     "metadata.uid": f"metadata.annotations['{naming.ANN_UID}']",
 }
+# Volume sources a tenant pod may use. The others (nfs, iscsi, rbd, inline csi, flexVolume, ...) are
+# mounted by the super node's host, outside the tenant's VM, with whatever the tenant wrote in them.
+ALLOWED_VOLUMES = frozenset(
+    {
+        "emptyDir",
+        "configMap",
+        "secret",
+        "projected",
+        "downwardAPI",
+        "persistentVolumeClaim",
+        "ephemeral",
+        "image",
+    }
+)
 _STATUS_UP = (
     "phase",
     "conditions",
@@ -56,6 +70,12 @@ def refusal(pod: dict[str, Any]) -> Refused | None:
     for vol in spec.get("volumes", []):
         if "hostPath" in vol:
             return Refused("HostPathForbidden", f"volume {vol['name']!r}: hostPath volumes are not allowed")
+        for source in sorted(set(vol) - {"name"} - ALLOWED_VOLUMES):
+            return Refused(
+                "VolumeTypeForbidden",
+                f"volume {vol['name']!r}: {source} volumes are not allowed (the super node's host "
+                "would mount them); use a PersistentVolumeClaim",
+            )
     for c in _containers(spec):
         for p in c.get("ports", []):
             if p.get("hostPort"):
@@ -88,10 +108,13 @@ def _env(container: dict[str, Any], ctx: TenantContext) -> list[dict[str, Any]]:
     return env
 
 
-def _volumes(volumes: list[dict[str, Any]], pod_name: str) -> list[dict[str, Any]]:
+def _volumes(vols: list[dict[str, Any]], pod_name: str, ctx: TenantContext) -> list[dict[str, Any]]:
     out = []
-    for vol in volumes:
+    for vol in vols:
         vol = copy.deepcopy(vol)
+        claim = (vol.get("ephemeral") or {}).get("volumeClaimTemplate")
+        if claim:  # the super cluster makes this claim: its class is mapped as a synced claim's is
+            claim.setdefault("spec", {})["storageClassName"] = volumes.super_class(claim, ctx)
         sources = (vol.get("projected") or {}).get("sources", [])
         for cm in [vol.get("configMap"), *(src.get("configMap") for src in sources)]:
             if cm and cm.get("name"):
@@ -133,6 +156,18 @@ def needs_token(pod: dict[str, Any]) -> bool:
     )
 
 
+def _pin_to_node(spec: dict[str, Any], node: str) -> None:
+    """Require the node by affinity, as the DaemonSet controller does, instead of copying nodeName:
+    the super scheduler still checks the node's taints and room, so a tenant cannot place a pod on
+    a node the admin keeps for others by naming it."""
+    pin = {"key": "metadata.name", "operator": "In", "values": [node]}
+    affinity = spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
+    terms = (affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms")
+    affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {
+        "nodeSelectorTerms": [{**t, "matchFields": [*t.get("matchFields", []), pin]} for t in terms or [{}]]
+    }
+
+
 def to_super(pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     """The super pod for a tenant pod; raises Refused for what must not run."""
     if (why := refusal(pod)) is not None:
@@ -142,8 +177,8 @@ def to_super(pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     for f in _DROP_SPEC:
         spec.pop(f, None)
     out_meta = super_meta(pod, ctx, namespace=ctx.super_ns(meta["namespace"]))
-    if pod["spec"].get("nodeName"):  # DaemonSet-style pods name their (virtual = super) node
-        spec["nodeName"] = pod["spec"]["nodeName"]
+    if pod["spec"].get("nodeName"):  # a pod that names its (virtual = super) node
+        _pin_to_node(spec, pod["spec"]["nodeName"])
     scheduler = spec.get("schedulerName", DEFAULT_SCHEDULER)
     if scheduler != DEFAULT_SCHEDULER:
         out_meta["annotations"][ANN_SCHEDULER] = scheduler
@@ -162,7 +197,7 @@ def to_super(pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     for key in ("initContainers", "containers", "ephemeralContainers"):
         for c in spec.get(key, []):
             c["env"] = _env(c, ctx)
-    spec["volumes"] = _volumes(spec.get("volumes", []), meta["name"])
+    spec["volumes"] = _volumes(spec.get("volumes", []), meta["name"], ctx)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": out_meta, "spec": spec}
 
 

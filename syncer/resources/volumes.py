@@ -54,6 +54,8 @@ def claim_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     spec = obj.get("spec") or {}
     out_spec = {f: copy.deepcopy(spec[f]) for f in _CLAIM_SPEC if f in spec}
     out_spec["storageClassName"] = super_class(obj, ctx)
+    if "dataSourceRef" in out_spec:  # a clone from another namespace would be another tenant's volume
+        out_spec["dataSourceRef"].pop("namespace", None)
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",

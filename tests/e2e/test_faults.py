@@ -7,6 +7,9 @@ import json
 import os
 import signal
 
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.e2e.conftest import SyncerProc, TenantHandle
 from tests.e2e.helpers import eventually, live_pods, pod, running
 from tispace import localcluster, procs
@@ -109,3 +112,45 @@ async def test_super_etcd_and_api_server_restarts_lose_nothing(
     assert (await super_client.get(r.PODS, "before", sns))["metadata"]["uid"] == kept["metadata"]["uid"]
     tenant_before = await t.client.get(r.PODS, "before", "default")
     assert tenant_before["status"]["phase"] == "Running"
+
+
+async def syncer_counter(syncer: SyncerProc, metric: str, prefix: str = "") -> float:
+    """Sum of a syncer counter over the series whose first label value starts with `prefix`."""
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{syncer.port}/metrics") as resp:
+        text = await resp.text()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == metric and next(iter(sample.labels.values()), "").startswith(prefix)
+    )
+
+
+async def test_expired_watches_are_relisted_and_nothing_is_lost(
+    syncer: SyncerProc, tenant_factory, super_client: Client, super_cluster: localcluster.SuperCluster
+) -> None:
+    """A super API server killed outright comes back with an empty watch cache: every watch the
+    syncer resumes from its last resourceVersion is answered 410 Gone and must be relisted."""
+    t: TenantHandle = await tenant_factory("fault-expired")
+    sns = f"{t.root}-default"
+    await t.client.create(r.PODS, pod("before"), "default")
+    [kept] = await eventually(lambda: running(super_client, sns, 1, "app=before"), what="pod down")
+    expired = await syncer_counter(syncer, "tispace_syncer_watch_expired_total", "super/")
+    api = next(c for c in super_cluster.components() if c.name == "kube-apiserver")
+    os.kill(api.proc.pid, signal.SIGKILL)
+    while procs.alive(api.proc):
+        await asyncio.sleep(0.05)
+    # The tenant goes on meanwhile (its API server does not need the super one's).
+    await t.client.create(r.PODS, pod("during"), "default")
+    await asyncio.sleep(2)  # tenants' leases keep writing to etcd: the syncer's revisions fall behind
+    await asyncio.to_thread(super_cluster.restart, "kube-apiserver")
+    await eventually(
+        lambda: _grew(syncer, expired), timeout=60, what="the syncer's super watches expired and relisted"
+    )
+    await eventually(lambda: running(super_client, sns, 1, "app=during"), timeout=120, what="synced after")
+    await eventually(lambda: running(t.client, "default", 1, "app=during"), timeout=60, what="status up")
+    assert (await super_client.get(r.PODS, "before", sns))["metadata"]["uid"] == kept["metadata"]["uid"]
+
+
+async def _grew(syncer: SyncerProc, before: float) -> bool:
+    return await syncer_counter(syncer, "tispace_syncer_watch_expired_total", "super/") > before

@@ -4,9 +4,11 @@ import asyncio
 
 import orjson
 import pytest
+import tenacity
 from aiohttp import web
 
 from tispace import kubeconfig
+from tispace.kube import client as client_module
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
 
@@ -34,7 +36,12 @@ async def server():
             await resp.write(data[i : i + 4096])
         return resp
 
+    async def throttled(request: web.Request) -> web.Response:
+        body = {"reason": "TooManyRequests", "message": "slow down"}
+        return web.json_response(body, status=429, headers={"Retry-After": "7"})
+
     app = web.Application()
+    app.router.add_get("/api/v1/namespaces/default/pods/throttled", throttled)
     app.router.add_get("/api/v1/namespaces/default/pods/flaky", flaky)
     app.router.add_get("/api/v1/namespaces/default/pods/missing", missing)
     app.router.add_get("/api/v1/pods", watch)
@@ -44,19 +51,21 @@ async def server():
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     client = Client(kubeconfig.Credentials(server=f"http://127.0.0.1:{port}", ca_pem=b""))
-    yield client, calls
+    once = Client(kubeconfig.Credentials(server=f"http://127.0.0.1:{port}", ca_pem=b""), attempts=1)
+    yield client, calls, once
     await client.close()
+    await once.close()
     await runner.cleanup()
 
 
 async def test_transient_errors_are_retried(server) -> None:
-    client, calls = server
+    client, calls, _ = server
     assert (await client.get(r.PODS, "flaky", "default"))["metadata"]["name"] == "ok"
     assert calls["flaky"] == 3
 
 
 async def test_concurrent_failures_each_raise_their_own_error(server) -> None:
-    client, _ = server
+    client, _, _ = server
     results = await asyncio.gather(
         *(client.get(r.PODS, "missing", "default") for _ in range(20)), return_exceptions=True
     )
@@ -65,7 +74,7 @@ async def test_concurrent_failures_each_raise_their_own_error(server) -> None:
 
 
 async def test_watch_reassembles_lines_across_chunks(server) -> None:
-    client, _ = server
+    client, _, _ = server
     events = [e async for e in client.watch(r.PODS, resource_version="1")]
     assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
     assert len(events[0]["object"]["metadata"]["name"]) == 300_000
@@ -76,3 +85,19 @@ def test_paths() -> None:
     assert r.NODES.path(None, "n") == "/api/v1/nodes/n"
     assert r.VIRTUALCLUSTERS.path("team") == "/apis/tenancy.x-k8s.io/v1alpha1/namespaces/team/virtualclusters"
     assert r.NAMESPACES.path("ignored") == "/api/v1/namespaces"
+
+
+async def test_a_429_carries_the_servers_retry_after(server) -> None:
+    _, _, once = server
+    with pytest.raises(ApiError) as err:
+        await once.get(r.PODS, "throttled", "default")
+    assert (err.value.status, err.value.retry_after) == (429, 7.0)
+
+
+@pytest.mark.parametrize(("asked", "least"), [(0.0, 0.0), (3.0, 3.0), (600.0, 30.0)])
+def test_retries_wait_at_least_what_the_server_asked_up_to_a_bound(asked: float, least: float) -> None:
+    state = tenacity.RetryCallState(retry_object=tenacity.AsyncRetrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = 1
+    state.set_exception((ApiError, ApiError(429, {}, "GET", "/x", asked), None))
+    waited = client_module._wait(state)
+    assert least <= waited <= max(least, 5.0) + 1.0

@@ -113,9 +113,14 @@ def test_scheduler_policy_and_original_kept() -> None:
     )
 
 
-def test_node_name_kept_only_when_the_tenant_set_it() -> None:
+def test_a_named_node_becomes_a_required_affinity_not_a_node_name() -> None:
     assert "nodeName" not in pods.to_super(tenant_pod(), CTX)["spec"]
-    assert pods.to_super(tenant_pod(nodeName="node-1"), CTX)["spec"]["nodeName"] == "node-1"
+    pinned = pods.to_super(tenant_pod(nodeName="node-1"), CTX)["spec"]
+    assert "nodeName" not in pinned  # the super scheduler still checks taints and room
+    [term] = pinned["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert term == {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-1"]}]}
 
 
 def test_priority_fields_of_the_tenant_cluster_are_dropped() -> None:

@@ -34,8 +34,12 @@ PATCH_TYPES = {
 class ApiError(Exception):
     """A non-2xx answer of the API server, with its Status fields."""
 
-    def __init__(self, status: int, body: dict[str, Any] | None, method: str, path: str) -> None:
+    def __init__(
+        self, status: int, body: dict[str, Any] | None, method: str, path: str, retry_after: float = 0.0
+    ) -> None:
         self.status = status
+        self.retry_after = retry_after
+        """Seconds the server asked us to wait (Retry-After of a 429 or 503), 0 if it did not say."""
         self.body = body or {}
         self.reason = str(self.body.get("reason", ""))
         self.message = str(self.body.get("message", ""))
@@ -46,6 +50,23 @@ def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, ApiError):
         return exc.status in RETRY_STATUSES
     return isinstance(exc, aiohttp.ClientConnectionError | asyncio.TimeoutError)
+
+
+_backoff = tenacity.wait_exponential_jitter(multiplier=0.1, max=5)
+
+
+def _wait(state: tenacity.RetryCallState) -> float:
+    """Exponential backoff, but never sooner than the server's Retry-After (as client-go does)."""
+    exc = state.outcome.exception() if state.outcome else None
+    asked = exc.retry_after if isinstance(exc, ApiError) else 0.0
+    return max(_backoff(state), min(asked, 30.0))
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return float(value or 0)
+    except ValueError:  # an HTTP date: rare from an API server, and a plain backoff is fine
+        return 0.0
 
 
 def ssl_context(creds: kubeconfig.Credentials) -> ssl.SSLContext:
@@ -73,7 +94,7 @@ class Client:
         )
         self._retry = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception(_retryable),
-            wait=tenacity.wait_exponential_jitter(multiplier=0.1, max=5),
+            wait=_wait,
             stop=tenacity.stop_after_attempt(attempts),
             reraise=True,
         )
@@ -117,7 +138,9 @@ class Client:
                     raw = await resp.read()
                     parsed = orjson.loads(raw) if raw and raw[:1] == b"{" else None
                     if resp.status >= 400:
-                        raise ApiError(resp.status, parsed, method, path)
+                        raise ApiError(
+                            resp.status, parsed, method, path, _retry_after(resp.headers.get("Retry-After"))
+                        )
                     return parsed or {}
         raise AssertionError("unreachable: tenacity reraises")
 

@@ -39,6 +39,8 @@ class Settings:
     identity: str = ""
     """This replica's name among them (default: host name and pid)."""
     lease_seconds: float = 15.0
+    fair: bool = True
+    """Fair queuing across tenants; False serves keys in arrival order (the benchmark's baseline)."""
     """How long a dead replica's tenants wait before another replica takes them."""
     options: SyncerOptions = field(default_factory=SyncerOptions)
 
@@ -79,7 +81,12 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         else None
     )
     syncer = Syncer(
-        client, settings.options, workers=settings.workers, patrol_period=settings.patrol_period, shard=shard
+        client,
+        settings.options,
+        workers=settings.workers,
+        patrol_period=settings.patrol_period,
+        shard=shard,
+        fair=settings.fair,
     )
     runner = web.AppRunner(app(syncer), access_log=None)
     await runner.setup()

@@ -173,6 +173,9 @@ def syncer(
     lease_seconds: Annotated[
         float, typer.Option(help="Seconds before a dead replica's tenants are taken over.")
     ] = 15.0,
+    fifo: Annotated[
+        bool, typer.Option(help="No fair queuing: keys in arrival order across tenants (for comparison).")
+    ] = False,
     verbose: bool = False,
 ) -> None:
     """Run the syncer in the foreground (`tispace up` starts it in the background)."""
@@ -189,6 +192,7 @@ def syncer(
             shard_namespace=shard_namespace,
             identity=identity,
             lease_seconds=lease_seconds,
+            fair=not fifo,
             options=SyncerOptions(
                 runtime_class=runtime_class,
                 vn_agent_port=vn_agent_port,
@@ -210,6 +214,9 @@ def vn_agent_cmd(
     kubelet_client_cert: Annotated[Path | None, typer.Option(help="Direct mode: client cert.")] = None,
     kubelet_client_key: Annotated[Path | None, typer.Option(help="Direct mode: client key.")] = None,
     kubelet_ca: Annotated[Path | None, typer.Option(help="Direct mode: CA of kubelet serving certs.")] = None,
+    node_name: Annotated[
+        str, typer.Option(help="The one super node this agent serves (as a DaemonSet); empty: every node.")
+    ] = "",
     verbose: bool = False,
 ) -> None:
     """Run vn_agent in the foreground (`tispace up` starts it in the background)."""
@@ -224,6 +231,7 @@ def vn_agent_cmd(
             kubelet_client_cert=kubelet_client_cert,
             kubelet_client_key=kubelet_client_key,
             kubelet_ca=kubelet_ca,
+            node_name=node_name,
         ),
         verbose=verbose,
     )
@@ -271,12 +279,16 @@ def bench(
     quick: Annotated[
         bool, typer.Option(help="2 tenants x 50 plain pods: a smoke run of a few minutes.")
     ] = False,
+    fifo: Annotated[
+        bool, typer.Option(help="Run the syncer without fair queuing for this bench (the baseline).")
+    ] = False,
     output: Annotated[
         Path, typer.Option(help="JSON file with every figure (a PNG is written next to it).")
     ] = Path("bench-results/bench.json"),
     state_dir: StateDir = DEFAULT_STATE,
 ) -> None:
     """Pods through tenants vs directly in the super cluster, in one run (needs `tispace up`)."""
+    import contextlib
     import json
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -298,8 +310,13 @@ def bench(
     if syncer_comp is None:
         console.print("[red]no running syncer[/red]: start the stack with `tispace up` first")
         raise typer.Exit(1)
+    if fifo:
+        console.print("[dim]restarting the syncer without fair queuing (--fifo) for this bench[/dim]")
+        syncer_comp = s.restart("syncer", lambda argv: [*argv, "--fifo"])
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar:
+    with contextlib.ExitStack() as restore, Progress(*columns, console=console) as bar:
+        if fifo:
+            restore.callback(s.restart, "syncer", lambda argv: [a for a in argv if a != "--fifo"])
         tasks = {
             "through": bar.add_task("pods Running through tenants", total=plan.total),
             "direct": bar.add_task("pods Running directly", total=plan.total),

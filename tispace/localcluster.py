@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tispace import binaries, kubeconfig, naming, pki, procs
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -49,7 +51,11 @@ def node_manifest(name: str, spec: NodeSpec, zone: str) -> dict[str, Any]:
         "kind": "Node",
         "metadata": {
             "name": name,
-            "annotations": {NODE_ANNOTATION: "fake"},
+            "annotations": {
+                NODE_ANNOTATION: "fake",
+                # KWOK serves each node's resource metrics under its own path (metrics-server honours this).
+                "metrics.k8s.io/resource-metrics-path": f"/metrics/nodes/{name}/metrics/resource",
+            },
             "labels": {
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
@@ -391,6 +397,9 @@ class SuperCluster:
                 "spec": {"forwards": [{"command": ["cat"]}]},
             },
         ]
+        # Kubelet resource metrics (1m CPU and 1Mi per container unless annotated), as KWOK ships them.
+        for part in ("resource/metrics-resource.yaml", "usage/usage-from-annotation.yaml"):
+            docs += list(yaml.safe_load_all((binaries.kwok_kustomize() / "metrics" / part).read_text()))
         cfg = kdir / "config.yaml"
-        cfg.write_text("\n---\n".join(json.dumps(d) for d in docs))
+        cfg.write_text("\n---\n".join(json.dumps(d) for d in docs if d))
         return cfg

@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -177,9 +178,10 @@ def wait_healthy(component: Component, timeout: float = START_TIMEOUT) -> None:
         time.sleep(0.2)
 
 
-def respawn(comp: Component) -> Component:
-    """Start a (stopped or dead) component again: same command line, log and port."""
-    return Component(spawn(comp.name, list(comp.proc.argv), Path(comp.proc.log)), comp.port, comp.health)
+def respawn(comp: Component, argv: list[str] | None = None) -> Component:
+    """Start a (stopped or dead) component again: same log and port, same command line unless given."""
+    cmd = list(comp.proc.argv) if argv is None else argv
+    return Component(spawn(comp.name, cmd, Path(comp.proc.log)), comp.port, comp.health)
 
 
 class Registry:
@@ -207,14 +209,17 @@ class Registry:
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
 
-    def restart(self, name: str, *, timeout: float = 60) -> Component:
-        """Stop the recorded component `name` and start it again with the same command line and port."""
+    def restart(
+        self, name: str, *, timeout: float = 60, argv: Callable[[list[str]], list[str]] | None = None
+    ) -> Component:
+        """Stop the recorded component `name` and start it again on its port, with the same command
+        line or the one `argv` makes of it."""
         comps = self.load()
         current = next((c for c in comps if c.name == name), None)
         if current is None:
             raise StartError(f"{name} is not recorded in {self.path}")
         stop(current.proc)
-        comp = respawn(current)
+        comp = respawn(current, argv(list(current.proc.argv)) if argv else None)
         self.save([c for c in comps if c.name != name] + [comp])
         wait_healthy(comp, timeout=timeout)
         return comp

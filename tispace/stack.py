@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tispace import api, binaries, kubeconfig, localcluster, procs, tenants
+from tispace import api, binaries, kubeconfig, localcluster, procs, rbac, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -22,8 +22,8 @@ class StackError(RuntimeError):
 
 
 def install_api(super_kubeconfig: Path) -> None:
-    """Apply the CRDs and wait until the API server serves them."""
-    localcluster.apply(super_kubeconfig, list(api.crds().values()))
+    """Apply the CRDs and the programs' service accounts and RBAC; wait until the CRDs are served."""
+    localcluster.apply(super_kubeconfig, [*api.crds().values(), *rbac.all_objects()])
     localcluster.kubectl(
         super_kubeconfig,
         "wait",
@@ -107,20 +107,13 @@ class Stack:
             except RuntimeError as e:
                 raise StackError(f"the super cluster of {self.external} is not reachable: {e}") from e
             localcluster.apply(self.super_kubeconfig, localcluster.furniture())
-        progress("installing the TiSpace API (CRDs)")
-        localcluster.apply(self.super_kubeconfig, list(api.crds().values()))
-        localcluster.kubectl(
-            self.super_kubeconfig,
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            *[f"crd/{c['metadata']['name']}" for c in api.crds().values()],
-        )
+        progress("installing the TiSpace API (CRDs) and each program's service account and RBAC")
+        install_api(self.super_kubeconfig)
         self._ensure_own(
             "vc-manager",
             lambda port: [
                 "manager",
-                f"--super-kubeconfig={self.super_kubeconfig}",
+                f"--super-kubeconfig={self.credentials('vc-manager')}",
                 f"--state-dir={self.dir}",
                 f"--etcd-servers={self.etcd_servers()}",
                 f"--health-port={port}",
@@ -131,7 +124,7 @@ class Stack:
             "vn-agent",
             lambda port: [
                 "vn-agent",
-                f"--super-kubeconfig={self.super_kubeconfig}",
+                f"--super-kubeconfig={self.credentials('vn-agent')}",
                 f"--port={port}",
                 f"--state-dir={self.dir}",
             ],
@@ -142,7 +135,7 @@ class Stack:
             "syncer",
             lambda port: [
                 "syncer",
-                f"--super-kubeconfig={self.super_kubeconfig}",
+                f"--super-kubeconfig={self.credentials('syncer')}",
                 f"--port={port}",
                 f"--vn-agent-port={agent.port}",
             ],
@@ -151,6 +144,12 @@ class Stack:
         if sample:
             progress(f"creating the sample tenant {SAMPLE_TENANT!r} (VirtualCluster default/{SAMPLE_TENANT})")
             asyncio.run(self._sample_tenant(progress))
+
+    def credentials(self, program: str) -> Path:
+        """A kubeconfig acting as the program's own service account (least privilege, not admin)."""
+        return rbac.token_kubeconfig(
+            self.super_kubeconfig, program, self.dir / "credentials" / f"{program}.kubeconfig"
+        )
 
     def _ensure_own(
         self,
@@ -176,10 +175,10 @@ class Stack:
         )
         return comp
 
-    def restart(self, name: str) -> procs.Component:
-        """Stop one of TiSpace's own programs and start it again with the same command line."""
+    def restart(self, name: str, argv: Callable[[list[str]], list[str]] | None = None) -> procs.Component:
+        """Stop one of TiSpace's own programs and start it again (`argv` may edit its command line)."""
         try:
-            return self.own.restart(name)
+            return self.own.restart(name, argv=argv)
         except procs.StartError as e:
             raise StackError(f"{e}: run `tispace up` first") from e
 

@@ -24,6 +24,8 @@ class Settings:
     kubelet_client_cert: Path | None = None
     kubelet_client_key: Path | None = None
     kubelet_ca: Path | None = None
+    node_name: str = ""
+    """The one super node this agent serves (run as a DaemonSet); empty: every node."""
 
 
 def serving_cert(state_dir: Path) -> tuple[Path, Path]:
@@ -51,7 +53,14 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         if settings.direct
         else None
     )
-    server = Server(settings.super_kubeconfig, port=settings.port, tls_cert=cert, tls_key=key, direct=direct)
+    server = Server(
+        settings.super_kubeconfig,
+        port=settings.port,
+        tls_cert=cert,
+        tls_key=key,
+        direct=direct,
+        node_name=settings.node_name,
+    )
     await server.run(stop)
 
 

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from tispace import kubeconfig, naming, pki, tenantpki
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client, ssl_context
-from vn_agent import translate
+from vn_agent import metrics, translate
 
 log = logging.getLogger("vn_agent")
 MAX_HEAD = 64 * 1024
@@ -111,6 +111,11 @@ async def read_head(reader: asyncio.StreamReader) -> Request:
     return Request(parts[0], parts[1], parts[2], headers)
 
 
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+METRICS_PATH_ANNOTATION = "metrics.k8s.io/resource-metrics-path"
+"""Node annotation metrics-server honours when a node's kubelet serves resource metrics elsewhere (KWOK)."""
+
+
 def response(status: int, body: bytes, content_type: str = "text/plain") -> bytes:
     reason = {
         200: "OK",
@@ -156,6 +161,13 @@ def kubelet_tls(client_cert: Path | None, client_key: Path | None, ca: Path | No
     return ctx
 
 
+def kubelet_address(node: dict[str, Any]) -> tuple[str, int]:
+    """Where a super node's kubelet listens (InternalIP preferred, as kube-apiserver's default)."""
+    addresses = {a["type"]: a["address"] for a in node["status"].get("addresses", [])}
+    host = addresses.get("InternalIP") or addresses.get("Hostname", "")
+    return host, int(node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"])
+
+
 class Server:
     def __init__(
         self,
@@ -165,8 +177,11 @@ class Server:
         tls_cert: Path,
         tls_key: Path,
         direct: ssl.SSLContext | None = None,
+        node_name: str = "",
     ) -> None:
-        """`direct`: reach super kubelets straight (this TLS context) instead of the super API server."""
+        """`direct`: reach super kubelets straight (this TLS context) instead of the super API server.
+        `node_name`: the one super node this agent speaks for (a DaemonSet pod); empty: every node."""
+        self.node_name = node_name
         self.creds = kubeconfig.load(super_kubeconfig)
         self.port = port
         self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -226,6 +241,12 @@ class Server:
             return
         if path == "/stats/summary":
             writer.write(response(200, json.dumps(await self.summary(tenant)).encode(), "application/json"))
+            return
+        if path == "/metrics/resource":
+            try:
+                writer.write(response(200, await self.resource_metrics(tenant), PROMETHEUS_TEXT))
+            except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as e:
+                writer.write(response(502, f"resource metrics of the super nodes: {e}".encode()))
             return
         try:
             target = translate.translate(req.target, tenant.root)
@@ -298,9 +319,7 @@ class Server:
         if node is None:
             writer.write(response(502, f"pod {target.pod} has no node to reach yet".encode()))
             return
-        addresses = {a["type"]: a["address"] for a in node["status"].get("addresses", [])}
-        host = addresses.get("InternalIP") or addresses.get("Hostname", "")
-        port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        host, port = kubelet_address(node)
         try:
             up_reader, up_writer = await asyncio.open_connection(host, port, ssl=self.direct)
         except OSError as e:
@@ -322,17 +341,25 @@ class Server:
         await _forward(req, target.path, url.netloc, reader, writer, up_reader, up_writer)
 
     # --- locally served routes -----------------------------------------------------------------
-    async def _tenant_pods(self, tenant: TenantCA) -> list[dict[str, Any]]:
-        items = (await self.super.list(r.PODS, label_selector=f"{naming.LABEL_TENANT}={tenant.root}"))[
-            "items"
-        ]
+    async def _super_pods(self, tenant: TenantCA) -> list[tuple[dict[str, Any], tuple[str, str]]]:
+        """The tenant's super pods (on this agent's node, if it has one), each with its tenant key."""
+        selector = f"{naming.LABEL_TENANT}={tenant.root}"
+        items = (await self.super.list(r.PODS, label_selector=selector))["items"]
         out = []
         for p in items:
             owner = naming.tenant_key(p)
             if owner is None or owner[0] != tenant.root:
                 continue
+            if self.node_name and p["spec"].get("nodeName") != self.node_name:
+                continue
+            out.append((p, (owner[1], owner[2])))
+        return out
+
+    async def _tenant_pods(self, tenant: TenantCA) -> list[dict[str, Any]]:
+        out = []
+        for p, owner in await self._super_pods(tenant):
             meta = {k: v for k, v in p["metadata"].items() if k in ("name", "labels", "creationTimestamp")}
-            meta["namespace"] = owner[1]
+            meta["namespace"] = owner[0]
             meta["uid"] = p["metadata"]["annotations"][naming.ANN_UID]
             meta["labels"] = {
                 k: v for k, v in (meta.get("labels") or {}).items() if not k.startswith(naming.GROUP)
@@ -358,6 +385,29 @@ class Server:
             "metadata": {},
             "items": await self._tenant_pods(tenant),
         }
+
+    async def resource_metrics(self, tenant: TenantCA) -> bytes:
+        """Kubelet resource metrics (what metrics-server scrapes for `kubectl top`), of this tenant's pods."""
+        pods = await self._super_pods(tenant)
+        keys = {(p["metadata"]["namespace"], p["metadata"]["name"]): owner for p, owner in pods}
+        nodes = {self.node_name} if self.node_name else {p["spec"].get("nodeName") for p, _ in pods}
+        texts = [await self._node_metrics(n) for n in sorted(n for n in nodes if n)]
+        return metrics.for_tenant(texts, keys, node_level=bool(self.node_name))
+
+    async def _node_metrics(self, node_name: str) -> str:
+        """One super node's /metrics/resource: from its kubelet (direct) or through the node proxy."""
+        node = await self.super.get(r.NODES, node_name)
+        path = (node["metadata"].get("annotations") or {}).get(METRICS_PATH_ANNOTATION, "/metrics/resource")
+        if self.direct is None:
+            return await self.super.get_text(r.NODES.path(None, node_name, "proxy") + path)
+        host, port = kubelet_address(node)
+        connector = aiohttp.TCPConnector(ssl=self.direct)
+        async with (
+            aiohttp.ClientSession(connector=connector) as s,
+            s.get(f"https://{host}:{port}{path}", timeout=aiohttp.ClientTimeout(total=30)) as resp,
+        ):
+            resp.raise_for_status()
+            return await resp.text()
 
     async def summary(self, tenant: TenantCA) -> dict[str, Any]:
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -6,6 +6,8 @@ Tenants are served by weighted round robin: each turn a tenant may hand out up t
 weight in keys before the next tenant's turn, so one noisy tenant cannot starve the rest.
 A tenant may also be capped to a number of keys in flight at once (its share of workers) and
 to a rate of keys handed out per second (a token bucket holding one second's worth).
+With `fair=False` keys go out in arrival order across tenants, weights, caps and rates ignored:
+the baseline the benchmark compares fairness against (`tispace syncer --fifo`).
 """
 
 from __future__ import annotations
@@ -47,8 +49,11 @@ class _TenantQueue(Generic[K]):
 
 
 class FairQueue(Generic[K]):
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, fair: bool = True) -> None:
         self._clock = clock
+        self._fair = fair
+        self._arrivals: deque[str] = deque()
+        """Tenant of each queued key in arrival order (fair=False only)."""
         self._tenants: dict[str, _TenantQueue[K]] = {}
         self._ring: deque[str] = deque()
         self._queued: set[tuple[str, K]] = set()
@@ -99,6 +104,8 @@ class FairQueue(Generic[K]):
             return
         self._queued.add(item)
         tq.keys.append(key)
+        if not self._fair:
+            self._arrivals.append(tenant)
         self._ready.notify()
 
     def put_after(self, tenant: str, key: K, delay: float) -> None:
@@ -115,6 +122,13 @@ class FairQueue(Generic[K]):
 
     def _next_locked(self) -> tuple[tuple[str, K] | None, float | None]:
         """The next key, or None and how long until a rate-limited tenant may go again."""
+        if not self._fair:
+            while self._arrivals:
+                tq = self._tenants.get(tenant := self._arrivals.popleft())
+                if tq is not None and tq.keys:  # else: removed since, or a tenant re-added afresh
+                    tq.in_flight += 1
+                    return (tenant, tq.keys.popleft()), None
+            return None, None
         now = self._clock()
         wake: float | None = None
         for _ in range(2 * len(self._ring)):  # a full turn, plus one to refill spent credit

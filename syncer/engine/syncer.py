@@ -105,6 +105,7 @@ class Syncer:
         workers: int = 50,
         patrol_period: float = 60.0,
         shard: Shard | None = None,
+        fair: bool = True,
     ) -> None:
         self.super = super_client
         self.shard = shard
@@ -112,7 +113,7 @@ class Syncer:
         self.opts = opts
         self.workers = workers
         self.patrol_period = patrol_period
-        self.queue: FairQueue[WorkKey] = FairQueue()
+        self.queue: FairQueue[WorkKey] = FairQueue(fair=fair)
         self.metrics = Metrics()
         self.tenants: dict[str, TenantRuntime] = {}
         self._by_root: dict[str, str] = {}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tispace import binaries, kubeconfig, localcluster, procs, stack, tenants
+from tispace import binaries, kubeconfig, localcluster, procs, rbac, stack, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -39,11 +39,24 @@ def stack_dir(super_cluster: localcluster.SuperCluster) -> Path:
 
 
 @pytest.fixture(scope="session")
-def manager(super_cluster: localcluster.SuperCluster) -> Iterator[ManagerProc]:
-    """vc_manager as a real background process, exactly as `tispace up` runs it."""
+def installed(super_cluster: localcluster.SuperCluster) -> localcluster.SuperCluster:
+    """CRDs, the sample ClusterVersion, and each program's service account and RBAC."""
     stack.install_api(super_cluster.kubeconfig)
     localcluster.apply(super_cluster.kubeconfig, [tenants.cluster_version()])
-    mp = ManagerProc(super_cluster)
+    return super_cluster
+
+
+def credentials(cluster: localcluster.SuperCluster, program: str) -> Path:
+    """The program's service-account kubeconfig: the e2e suite runs every program least-privileged."""
+    return rbac.token_kubeconfig(
+        cluster.kubeconfig, program, cluster.dir / "credentials" / f"{program}.kubeconfig"
+    )
+
+
+@pytest.fixture(scope="session")
+def manager(installed: localcluster.SuperCluster) -> Iterator[ManagerProc]:
+    """vc_manager as a real background process, exactly as `tispace up` runs it."""
+    mp = ManagerProc(installed)
     mp.start()
     yield mp
     mp.stop()
@@ -59,7 +72,7 @@ class ManagerProc:
 
     def start(self) -> None:
         etcd = next(c for c in self.cluster.components() if c.name == "etcd")
-        kc, d = self.cluster.kubeconfig, self.cluster.dir
+        kc, d = credentials(self.cluster, "vc-manager"), self.cluster.dir
         self.comp = stack.start_program(
             d / "logs",
             "vc-manager",
@@ -85,9 +98,9 @@ class ManagerProc:
 
 
 @pytest.fixture(scope="session")
-def vn_agent(super_cluster: localcluster.SuperCluster) -> Iterator[procs.Component]:
+def vn_agent(installed: localcluster.SuperCluster) -> Iterator[procs.Component]:
     """vn_agent as a real background process, exactly as `tispace up` runs it."""
-    kc, d = super_cluster.kubeconfig, super_cluster.dir
+    kc, d = credentials(installed, "vn-agent"), installed.dir
     comp = stack.start_program(
         d / "logs",
         "vn-agent",
@@ -126,7 +139,7 @@ class SyncerProc:
 def syncer(
     manager: ManagerProc, vn_agent: procs.Component, super_cluster: localcluster.SuperCluster
 ) -> Iterator[SyncerProc]:
-    kc = super_cluster.kubeconfig
+    kc = credentials(super_cluster, "syncer")
     comp = stack.start_program(
         super_cluster.dir / "logs",
         "syncer",

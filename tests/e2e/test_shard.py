@@ -7,42 +7,19 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import SyncerProc, TenantHandle
+from tests.e2e.conftest import SyncerProc, TenantHandle, credentials
 from tests.e2e.helpers import eventually, pod, running
-from tispace import binaries, kubeconfig, localcluster, procs, stack
+from tispace import binaries, localcluster, procs, stack
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
-ROOT = Path(__file__).resolve().parents[2]
 SYSTEM = "tispace-system"
 LEASE_SECONDS = 6
-
-
-def apply_rbac(cluster: localcluster.SuperCluster) -> None:
-    localcluster.kubectl(cluster.kubeconfig, "apply", "-k", str(ROOT / "config/rbac"))
-
-
-async def token_kubeconfig(super_client: Client, sa: str, path: Path) -> Path:
-    """A kubeconfig that acts as the service account `sa` of tispace-system."""
-    req = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"expirationSeconds": 7200},
-    }
-    token = await super_client.request("POST", r.SERVICEACCOUNTS.path(SYSTEM, sa, "token"), body=req)
-    config = kubeconfig.build(
-        name=sa,
-        server=super_client.creds.server,
-        ca_pem=super_client.creds.ca_pem,
-        user=token["status"]["token"],
-    )
-    return kubeconfig.write(path, config)
 
 
 async def served(port: int) -> dict[str, list[str]]:
@@ -52,17 +29,12 @@ async def served(port: int) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-async def replicas(
-    syncer: SyncerProc,
-    vn_agent: procs.Component,
-    super_cluster: localcluster.SuperCluster,
-    super_client: Client,
-    tmp_path: Path,
-) -> AsyncIterator[list[procs.Component]]:
+def replicas(
+    syncer: SyncerProc, vn_agent: procs.Component, super_cluster: localcluster.SuperCluster
+) -> Iterator[list[procs.Component]]:
     """The session syncer steps aside for three sharded replicas (acting as the syncer's service
-    account, so its RBAC is proven sufficient), and comes back after."""
-    apply_rbac(super_cluster)
-    kc = await token_kubeconfig(super_client, "syncer", tmp_path / "syncer-sa.kubeconfig")
+    account, as it does), and comes back after."""
+    kc = credentials(super_cluster, "syncer")
     syncer.stop()
     comps: list[procs.Component] = []
     try:
@@ -182,14 +154,14 @@ MATRIX = [
 ]
 
 
-def test_each_program_may_do_what_it_needs_and_nothing_more(super_cluster: localcluster.SuperCluster) -> None:
-    apply_rbac(super_cluster)
+def test_each_program_may_do_what_it_needs_and_nothing_more(installed: localcluster.SuperCluster) -> None:
     wrong = []
     for sa, verb, resource, ns, allowed in MATRIX:
-        args = ["auth", "can-i", verb, resource, f"--as={SA}{sa}"]
+        plural, _, sub = resource.partition("/")
+        args = ["auth", "can-i", verb, plural, f"--as={SA}{sa}"] + ([f"--subresource={sub}"] if sub else [])
         args += [f"--namespace={ns}"] if ns else []
         out = subprocess.run(
-            [binaries.path("kubectl"), f"--kubeconfig={super_cluster.kubeconfig}", *args],
+            [binaries.path("kubectl"), f"--kubeconfig={installed.kubeconfig}", *args],
             capture_output=True,
             text=True,
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import SyncerProc, TenantHandle
+from tests.e2e.conftest import SyncerProc, TenantHandle, credentials
 from tests.e2e.helpers import eventually, pod
 from tispace import binaries, localcluster, pki, procs, stack, tenantpki
 from tispace.kube import resources as r
@@ -210,8 +210,8 @@ async def test_run_returns_the_command_output(
 async def test_direct_mode_reaches_the_super_kubelet_itself(
     pair: tuple[TenantHandle, TenantHandle], super_cluster, super_client: Client, tmp_path: Path
 ) -> None:
-    a, _ = pair
-    kc = super_cluster.kubeconfig
+    a, b = pair
+    kc = credentials(super_cluster, "vn-agent")
     direct = stack.start_program(
         tmp_path,
         "vn-agent-direct",
@@ -237,5 +237,16 @@ async def test_direct_mode_reaches_the_super_kubelet_itself(
         assert (
             await asyncio.to_thread(_get, direct.port, "/containerLogs/default/nope/main", cert, tmp_path)
         )[0] == 404
+        # Resource metrics (what metrics-server scrapes for `kubectl top`): A's pods only, tenant names.
+        status, body = await asyncio.to_thread(_get, direct.port, "/metrics/resource", cert, tmp_path)
+        assert status == 200, body
+        series = [line for line in body.decode().splitlines() if line and not line.startswith("#")]
+        assert any(
+            line.startswith(
+                'container_cpu_usage_seconds_total{container="main",namespace="default",pod="shell"}'
+            )
+            for line in series
+        ), body
+        assert not any(a.root in line or b.root in line for line in series), body
     finally:
         procs.stop(direct.proc)

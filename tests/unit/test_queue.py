@@ -119,3 +119,14 @@ async def test_a_rate_limit_can_be_lifted() -> None:
     assert await q.get() == ("t", 0)
     q.set_weight("t", 1, rate=0)
     assert [await asyncio.wait_for(q.get(), 5) for _ in range(2)] == [("t", 1), ("t", 2)]
+
+
+async def test_without_fairness_keys_go_out_in_arrival_order() -> None:
+    q: FairQueue[int] = FairQueue(fair=False)
+    for t in ("noisy", "quiet"):
+        q.set_weight(t, 1, limit=1)
+    for i in range(5):
+        await q.put("noisy", i)
+    await q.put("quiet", 0)
+    order = [await q.get() for _ in range(6)]
+    assert order == [*(("noisy", i) for i in range(5)), ("quiet", 0)]  # the quiet key waits its turn

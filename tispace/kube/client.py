@@ -148,6 +148,19 @@ class Client:
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:
         return await self.request("GET", res.path(namespace, name))
 
+    async def get_text(self, path: str) -> str:
+        """A GET whose answer is not JSON (node proxy, metrics); failures raise ApiError."""
+        async with self._session.get(path, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            body = await resp.read()
+            if resp.status >= 400:
+                parsed = (
+                    orjson.loads(body)
+                    if body[:1] == b"{"
+                    else {"message": body[:300].decode(errors="replace")}
+                )
+                raise ApiError(resp.status, parsed, "GET", path)
+            return body.decode()
+
     async def get_or_none(
         self, res: Resource, name: str, namespace: str | None = None
     ) -> dict[str, Any] | None:

@@ -25,7 +25,9 @@ class Settings:
     super_kubeconfig: Path
     """Credentials of the super cluster."""
     port: int = 0
-    """127.0.0.1 port for /healthz, /metrics and /status (0: none)."""
+    """Port of /healthz, /metrics and /status (0: none)."""
+    listen_host: str = "127.0.0.1"
+    """Their address (0.0.0.0 in a pod, for probes and Prometheus)."""
     workers: int = 50
     """Concurrent reconciles across all tenants."""
     patrol_period: float = 60.0
@@ -91,7 +93,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     runner = web.AppRunner(app(syncer), access_log=None)
     await runner.setup()
     if settings.port:
-        await web.TCPSite(runner, "127.0.0.1", settings.port).start()
+        await web.TCPSite(runner, settings.listen_host, settings.port).start()
     tls = admission.TLS(settings.webhook_host)
     hooks = web.Application()
     hooks.router.add_post("/services/{namespace}/{name}", admission.Admission(syncer).handle)

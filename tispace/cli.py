@@ -24,6 +24,7 @@ console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 StateDir = Annotated[Path, typer.Option("--state-dir", help="Where pids, logs, PKI and data live.")]
 DEFAULT_STATE = Path(".tispace")
+ListenHost = Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in a pod).")]
 
 
 def _progress(msg: str) -> None:
@@ -131,8 +132,13 @@ def manager(
     super_kubeconfig: Annotated[Path, typer.Option(help="Super cluster to watch.")],
     state_dir: StateDir = DEFAULT_STATE,
     etcd_servers: Annotated[str, typer.Option(help="Shared etcd for tenants ('' = own etcd each).")] = "",
-    health_port: Annotated[int, typer.Option(help="Liveness endpoint port on 127.0.0.1.")] = 0,
+    health_port: Annotated[int, typer.Option(help="Liveness endpoint port.")] = 0,
     ready_timeout: Annotated[float, typer.Option(help="Seconds a control plane may take to be ready.")] = 120,
+    listen_host: ListenHost = "127.0.0.1",
+    leader_namespace: Annotated[
+        str, typer.Option(help="Namespace of the leader Lease, to run several replicas (one leads).")
+    ] = "",
+    identity: Annotated[str, typer.Option(help="This replica's name (default: host name and pid).")] = "",
     verbose: bool = False,
 ) -> None:
     """Run vc_manager in the foreground (`tispace up` starts it in the background)."""
@@ -145,6 +151,9 @@ def manager(
             etcd_servers=etcd_servers,
             health_port=health_port,
             ready_timeout=ready_timeout,
+            listen_host=listen_host,
+            leader_namespace=leader_namespace,
+            identity=identity,
         ),
         verbose=verbose,
     )
@@ -153,12 +162,22 @@ def manager(
 @app.command()
 def syncer(
     super_kubeconfig: Annotated[Path, typer.Option(help="Super cluster to sync into.")],
-    port: Annotated[int, typer.Option(help="127.0.0.1 port for /healthz, /metrics, /status.")] = 0,
+    port: Annotated[int, typer.Option(help="Port of /healthz, /metrics, /status (0: none).")] = 0,
+    listen_host: ListenHost = "127.0.0.1",
     workers: Annotated[int, typer.Option(help="Concurrent reconciles across tenants.")] = 50,
     vn_agent_port: Annotated[
         int, typer.Option(help="Port virtual nodes advertise for the kubelet API.")
     ] = 10250,
-    runtime_class: Annotated[str, typer.Option(help="RuntimeClass of every tenant pod.")] = "kata",
+    runtime_class: Annotated[
+        str, typer.Option(help="RuntimeClass of every tenant pod ('': none, on a cluster without Kata).")
+    ] = "kata",
+    vn_agent_host: Annotated[
+        str,
+        typer.Option(help="Address virtual nodes advertise ('': each super node's own, vn_agent DaemonSet)."),
+    ] = "127.0.0.1",
+    default_storage_class: Annotated[
+        str, typer.Option(help="Super StorageClass of tenant claims that name none.")
+    ] = "rook-ceph-block",
     webhook_host: Annotated[
         str, typer.Option(help="Address tenant API servers reach the Service admission webhook at.")
     ] = "127.0.0.1",
@@ -189,12 +208,15 @@ def syncer(
             workers=workers,
             webhook_host=webhook_host,
             webhook_port=webhook_port,
+            listen_host=listen_host,
             shard_namespace=shard_namespace,
             identity=identity,
             lease_seconds=lease_seconds,
             fair=not fifo,
             options=SyncerOptions(
                 runtime_class=runtime_class,
+                vn_agent_host=vn_agent_host,
+                default_storage_class=default_storage_class,
                 vn_agent_port=vn_agent_port,
                 tenant_concurrency=tenant_concurrency,
             ),
@@ -206,7 +228,8 @@ def syncer(
 @app.command("vn-agent")
 def vn_agent_cmd(
     super_kubeconfig: Annotated[Path, typer.Option(help="Super cluster whose pods it reaches.")],
-    port: Annotated[int, typer.Option(help="127.0.0.1 port virtual nodes advertise.")] = 10250,
+    port: Annotated[int, typer.Option(help="Port virtual nodes advertise as their kubelet's.")] = 10250,
+    listen_host: ListenHost = "127.0.0.1",
     state_dir: StateDir = DEFAULT_STATE,
     direct: Annotated[
         bool, typer.Option(help="Reach super kubelets directly, not through the super API server.")
@@ -232,6 +255,7 @@ def vn_agent_cmd(
             kubelet_client_key=kubelet_client_key,
             kubelet_ca=kubelet_ca,
             node_name=node_name,
+            listen_host=listen_host,
         ),
         verbose=verbose,
     )

@@ -50,6 +50,7 @@ PROGRAMS = [
             rule(["events.k8s.io"], ["events"], ["create", "patch"]),
             rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], READ),
         ],
+        [rule(["coordination.k8s.io"], ["leases"], WRITE)],  # leader election among replicas
     ),
     Program(
         "syncer",

@@ -19,6 +19,12 @@ class Settings:
     ready_timeout: float = 120.0
     """How long a new control plane may take to answer /readyz before the tenant goes to Error."""
     health_port: int = 0
-    """Port of the liveness endpoint on 127.0.0.1 (0: none)."""
+    """Port of the liveness endpoint (0: none)."""
+    listen_host: str = "127.0.0.1"
+    """Address of the liveness endpoint (0.0.0.0 in a pod, for the kubelet's probes)."""
+    leader_namespace: str = ""
+    """Namespace of the leader Lease when several replicas run (empty: this one always leads)."""
+    identity: str = ""
+    """This replica's name for leader election (default: host name and pid)."""
     supervise_period: float = 2.0
     """How often the process provisioner checks its processes."""

@@ -18,7 +18,9 @@ class Settings:
     state_dir: Path
     """Where the agent keeps its serving certificate."""
     port: int = 10250
-    """127.0.0.1 port every virtual node advertises as its kubelet endpoint."""
+    """Port every virtual node advertises as its kubelet endpoint."""
+    listen_host: str = "127.0.0.1"
+    """Address to listen on (0.0.0.0 as a DaemonSet on super nodes)."""
     direct: bool = False
     """Reach super kubelets directly instead of through the super API server's pod subresources."""
     kubelet_client_cert: Path | None = None
@@ -60,6 +62,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         tls_key=key,
         direct=direct,
         node_name=settings.node_name,
+        listen_host=settings.listen_host,
     )
     await server.run(stop)
 

@@ -178,10 +178,12 @@ class Server:
         tls_key: Path,
         direct: ssl.SSLContext | None = None,
         node_name: str = "",
+        listen_host: str = "127.0.0.1",
     ) -> None:
         """`direct`: reach super kubelets straight (this TLS context) instead of the super API server.
         `node_name`: the one super node this agent speaks for (a DaemonSet pod); empty: every node."""
         self.node_name = node_name
+        self.listen_host = listen_host
         self.creds = kubeconfig.load(super_kubeconfig)
         self.port = port
         self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -431,7 +433,9 @@ class Server:
     # --- lifecycle -----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         await self.tenants.refresh()
-        server = await asyncio.start_server(self.handle, "127.0.0.1", self.port, ssl=self.tls, limit=MAX_HEAD)
+        server = await asyncio.start_server(
+            self.handle, self.listen_host, self.port, ssl=self.tls, limit=MAX_HEAD
+        )
         refresher = asyncio.create_task(self._refresh_loop(), name="vn-agent:ca-refresh")
         try:
             await stop.wait()

@@ -32,7 +32,7 @@ from syncer.engine.tenant import SyncerOptions, TenantRuntime, WorkKey, concurre
 from syncer.resources import classes, events, nodes, pods, services, volumes
 from syncer.resources.context import Refused
 from syncer.resources.table import KINDS, Kind
-from tispace import api, naming
+from tispace import api, leases, naming
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
 
@@ -531,7 +531,7 @@ class Syncer:
             for t in list(self.tenants.values()):
                 if not t.nodes.synced.is_set():
                     continue
-                now = nodes.micro_now()
+                now = leases.micro_now()
                 for key in list(t.nodes.cache):
                     name = key[1]
                     try:

@@ -31,8 +31,11 @@ class SyncerOptions:
     runtime_class: str = "kata"
     dns_ip: str = "10.96.0.10"
     vn_agent_host: str = "127.0.0.1"
+    """Where virtual nodes' kubelet (vn_agent) is; empty: each super node's own InternalIP (DaemonSet)."""
     vn_agent_port: int = 10250
     scheduler_policy: dict[str, str] = field(default_factory=dict)
+    default_storage_class: str = "rook-ceph-block"
+    """Super class for tenant claims without one."""
     tenant_concurrency: int = 8
     """Default cap on one tenant's keys in flight (0: none); spec.syncConcurrency overrides it.
     Measured on 2 cores: a noisy tenant's quiet neighbours' p99 halves and total throughput rises."""
@@ -54,6 +57,7 @@ def context_for(vc: dict[str, Any], admin: dict[str, Any], opts: SyncerOptions) 
         api_port=server.port or 443,
         vn_agent_host=opts.vn_agent_host,
         vn_agent_port=opts.vn_agent_port,
+        default_storage_class=opts.default_storage_class,
         scheduler_policy=opts.scheduler_policy,
         opt_in=frozenset(spec.get("optInKinds") or ()),
     )

@@ -27,8 +27,11 @@ def labels(super_node: dict[str, Any], extra_prefixes: tuple[str, ...] = ()) -> 
 
 
 def status(super_node: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
+    """The virtual node's status. Its kubelet is vn_agent: at `ctx.vn_agent_host`, or, when that is
+    empty (vn_agent as a DaemonSet), at the super node's own InternalIP."""
     st = super_node.get("status") or {}
     name = super_node["metadata"]["name"]
+    own = {a["type"]: a["address"] for a in st.get("addresses", [])}.get("InternalIP", "")
     return {
         "capacity": st.get("capacity", {}),
         "allocatable": st.get("allocatable", {}),
@@ -36,7 +39,7 @@ def status(super_node: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
         "nodeInfo": st.get("nodeInfo", {}),
         "phase": st.get("phase", "Running"),
         "addresses": [
-            {"type": "InternalIP", "address": ctx.vn_agent_host},
+            {"type": "InternalIP", "address": ctx.vn_agent_host or own},
             {"type": "Hostname", "address": name},
         ],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": ctx.vn_agent_port}},
@@ -64,10 +67,6 @@ def status_differs(want: dict[str, Any], node: dict[str, Any]) -> bool:
 
     keys = ("capacity", "allocatable", "addresses", "daemonEndpoints", "nodeInfo")
     return cond(want) != cond(have) or any(want.get(k) != have.get(k) for k in keys)
-
-
-def micro_now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def seconds_now() -> str:

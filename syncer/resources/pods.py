@@ -183,7 +183,10 @@ def to_super(pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     if scheduler != DEFAULT_SCHEDULER:
         out_meta["annotations"][ANN_SCHEDULER] = scheduler
     spec["schedulerName"] = ctx.scheduler_policy.get(scheduler, DEFAULT_SCHEDULER)
-    spec["runtimeClassName"] = ctx.runtime_class
+    if ctx.runtime_class:
+        spec["runtimeClassName"] = ctx.runtime_class
+    else:  # a super cluster without Kata: the tenant's own choice cannot name a super class either
+        spec.pop("runtimeClassName", None)
     spec["automountServiceAccountToken"] = False
     if spec.get("dnsPolicy", "ClusterFirst") in ("ClusterFirst", "ClusterFirstWithHostNet"):
         spec["dnsPolicy"] = "None"

@@ -1,6 +1,7 @@
 """Pod rules, one test per rule of the design."""
 
 import copy
+import dataclasses
 
 import pytest
 from hypothesis import given
@@ -70,6 +71,9 @@ def test_runtime_class_is_forced_and_privileged_allowed_under_it() -> None:
     out = pods.to_super(p, CTX)
     assert out["spec"]["runtimeClassName"] == "kata"
     assert out["spec"]["containers"][0]["securityContext"]["privileged"] is True
+    # A super cluster without Kata: no runtime class at all, not the tenant's choice.
+    plain = pods.to_super(p, dataclasses.replace(CTX, runtime_class=""))
+    assert "runtimeClassName" not in plain["spec"]
 
 
 @pytest.mark.parametrize(

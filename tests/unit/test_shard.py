@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from syncer.engine import shard
+from tispace import leases
 
 TENANTS = [f"team-{i}/dev-{i % 7}" for i in range(600)]
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -60,8 +61,10 @@ def test_tenant_lease_names_differ_where_sanitising_would_merge_them() -> None:
     assert shard.tenant_lease_name("a/b-c") != shard.tenant_lease_name("a-b/c")
 
 
-def test_a_lease_names_its_role_holder_and_tenant() -> None:
-    obj = shard.lease("tenant-x", "tenant", "replica-1", 6.4, "team/dev")
+def test_a_lease_names_its_holder_and_whole_seconds() -> None:
+    obj = leases.lease(
+        "tenant-x", "replica-1", 6.4, {shard.LABEL_ROLE: "tenant"}, {shard.ANN_TENANT: "team/dev"}
+    )
     assert obj["metadata"]["labels"][shard.LABEL_ROLE] == "tenant"
     assert obj["metadata"]["annotations"][shard.ANN_TENANT] == "team/dev"
     assert obj["spec"]["holderIdentity"] == "replica-1" and obj["spec"]["leaseDurationSeconds"] == 6

@@ -1,5 +1,7 @@
 """Rows of the kind table: each translator and patch function, and the table itself."""
 
+import dataclasses
+
 import pytest
 
 from syncer.resources import nodes, simple
@@ -117,6 +119,9 @@ def test_virtual_node_points_at_vn_agent_and_copies_topology() -> None:
     assert st["addresses"][0] == {"type": "InternalIP", "address": "192.0.2.1"}
     assert st["daemonEndpoints"] == {"kubeletEndpoint": {"Port": 10550}}
     assert st["capacity"] == {"cpu": "32"}
+    # vn_agent as a DaemonSet: each virtual node points at its super node's own address.
+    own = nodes.status(super_node, dataclasses.replace(CTX, vn_agent_host=""))
+    assert own["addresses"][0] == {"type": "InternalIP", "address": "10.0.0.1"}
     # heartbeat-only changes are not worth a write; a condition flip is
     later = {
         **super_node,

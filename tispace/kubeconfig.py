@@ -22,6 +22,13 @@ class Credentials:
     cert_pem: bytes = b""
     key_pem: bytes = b""
     token: str = ""
+    token_file: str = ""
+    """A token read afresh for every request (a pod's service-account token, which the kubelet rotates)."""
+
+    def bearer(self) -> str:
+        if self.token_file:
+            return Path(self.token_file).read_text().strip()
+        return self.token
 
 
 def build(*, name: str, server: str, ca_pem: bytes, user: pki.CertKey | str) -> dict[str, Any]:
@@ -83,6 +90,7 @@ def credentials(config: dict[str, Any], base: Path = Path(".")) -> Credentials:
         cert_pem=_data(user, "client-certificate", base),
         key_pem=_data(user, "client-key", base),
         token=user.get("token", ""),
+        token_file=str(base / user["tokenFile"]) if user.get("tokenFile") else "",
     )
 
 

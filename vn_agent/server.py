@@ -340,7 +340,9 @@ class Server:
         up_reader, up_writer = await asyncio.open_connection(
             url.hostname, url.port or 443, ssl=self._upstream_tls, server_hostname=url.hostname
         )
-        await _forward(req, target.path, url.netloc, reader, writer, up_reader, up_writer)
+        await _forward(
+            req, target.path, url.netloc, reader, writer, up_reader, up_writer, self.super.auth_headers()
+        )
 
     # --- locally served routes -----------------------------------------------------------------
     async def _super_pods(self, tenant: TenantCA) -> list[tuple[dict[str, Any], tuple[str, str]]]:
@@ -464,8 +466,10 @@ async def _forward(
     writer: asyncio.StreamWriter,
     up_reader: asyncio.StreamReader,
     up_writer: asyncio.StreamWriter,
+    auth: dict[str, str] | None = None,
 ) -> None:
-    """Send the request head, rewritten to `path` with our identity only, upstream; then splice."""
+    """Send the request head, rewritten to `path` with our identity only, upstream; then splice.
+    `auth`: our bearer token for the super API server (a client certificate needs none)."""
     try:
         upgrade = "upgrade" in req.header("connection").lower()
         head = [
@@ -473,6 +477,7 @@ async def _forward(
             f"Host: {host}",
             "Connection: Upgrade" if upgrade else "Connection: close",
             *(f"{k}: {v}" for k, v in req.headers if k.lower() not in _DROP),
+            *(f"{k}: {v}" for k, v in (auth or {}).items()),
         ]
         up_writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         await up_writer.drain()

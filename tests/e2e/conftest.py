@@ -60,7 +60,7 @@ def manager(installed: localcluster.SuperCluster) -> Iterator[ManagerProc]:
     mp.start()
     yield mp
     mp.stop()
-    for reg in (super_cluster.dir / "tenants").glob("*/procs.json"):
+    for reg in (installed.dir / "tenants").glob("*/procs.json"):
         for c in procs.Registry(reg).load():
             procs.stop(c.proc)
 

@@ -238,15 +238,16 @@ async def test_direct_mode_reaches_the_super_kubelet_itself(
             await asyncio.to_thread(_get, direct.port, "/containerLogs/default/nope/main", cert, tmp_path)
         )[0] == 404
         # Resource metrics (what metrics-server scrapes for `kubectl top`): A's pods only, tenant names.
-        status, body = await asyncio.to_thread(_get, direct.port, "/metrics/resource", cert, tmp_path)
-        assert status == 200, body
-        series = [line for line in body.decode().splitlines() if line and not line.startswith("#")]
-        assert any(
-            line.startswith(
-                'container_cpu_usage_seconds_total{container="main",namespace="default",pod="shell"}'
-            )
-            for line in series
-        ), body
-        assert not any(a.root in line or b.root in line for line in series), body
+        # (KWOK fills its pod cache lazily, on the first scrape: the first answers may hold no pods.)
+        want = 'container_cpu_usage_seconds_total{container="main",namespace="default",pod="shell"}'
+
+        async def scraped() -> list[str] | None:
+            status, body = await asyncio.to_thread(_get, direct.port, "/metrics/resource", cert, tmp_path)
+            assert status == 200, body
+            series = [line for line in body.decode().splitlines() if line and not line.startswith("#")]
+            return series if any(line.startswith(want) for line in series) else None
+
+        series = await eventually(scraped, timeout=30, what="tenant A's pod in /metrics/resource")
+        assert not any(a.root in line or b.root in line for line in series), series
     finally:
         procs.stop(direct.proc)

@@ -45,3 +45,18 @@ def test_a_token_user_round_trips(tmp_path: Path) -> None:
     )
     creds = kubeconfig.load(path)
     assert (creds.token, creds.cert_pem, creds.ca_pem) == ("tok", b"", ca.cert_pem)
+
+
+def test_a_token_file_is_read_afresh_each_time(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("first\n")
+    cfg = {
+        "current-context": "c",
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        "clusters": [{"name": "k", "cluster": {"server": "https://h"}}],
+        "users": [{"name": "u", "user": {"tokenFile": "token"}}],
+    }
+    (tmp_path / "kc").write_text(yaml.safe_dump(cfg))
+    creds = kubeconfig.load(tmp_path / "kc")
+    assert creds.bearer() == "first"
+    (tmp_path / "token").write_text("rotated")
+    assert creds.bearer() == "rotated"

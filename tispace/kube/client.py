@@ -84,8 +84,6 @@ class Client:
         self.name = name
         self._ssl = ssl_context(creds)
         headers = {"Accept": "application/json", "User-Agent": "tispace"}
-        if creds.token:
-            headers["Authorization"] = f"Bearer {creds.token}"
         self._session = aiohttp.ClientSession(
             base_url=creds.server,
             headers=headers,
@@ -98,6 +96,11 @@ class Client:
             stop=tenacity.stop_after_attempt(attempts),
             reraise=True,
         )
+
+    def auth_headers(self) -> dict[str, str]:
+        """The bearer token, read per request so a rotated service-account token is picked up."""
+        token = self.creds.bearer()
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     @classmethod
     def from_kubeconfig(cls, path: Path, **kw: Any) -> Client:
@@ -124,7 +127,9 @@ class Client:
         timeout: float = 30,
     ) -> dict[str, Any]:
         data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
-        headers = {"Content-Type": content_type} if data is not None else None
+        headers = self.auth_headers()
+        if data is not None:
+            headers["Content-Type"] = content_type
         async for attempt in self._retry.copy():  # a copy per call: retry state is per request
             with attempt:
                 async with self._session.request(
@@ -150,7 +155,9 @@ class Client:
 
     async def get_text(self, path: str) -> str:
         """A GET whose answer is not JSON (node proxy, metrics); failures raise ApiError."""
-        async with self._session.get(path, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+        async with self._session.get(
+            path, headers=self.auth_headers(), timeout=aiohttp.ClientTimeout(total=30)
+        ) as resp:
             body = await resp.read()
             if resp.status >= 400:
                 parsed = (
@@ -200,6 +207,7 @@ class Client:
             r.PODS.path(namespace, pod, "exec"),
             params=params,
             protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"),
+            headers=self.auth_headers(),
             timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
         ) as ws:
             async with asyncio.timeout(timeout):
@@ -234,6 +242,7 @@ class Client:
         async with self._session.get(
             res.path(namespace),
             params=params,
+            headers=self.auth_headers(),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30),
         ) as resp:
             if resp.status >= 400:

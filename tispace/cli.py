@@ -70,6 +70,53 @@ def down(state_dir: StateDir = DEFAULT_STATE) -> None:
 
 
 @app.command()
+def install(
+    super_kubeconfig: Annotated[Path, typer.Option(help="The super cluster to install TiSpace on.")],
+    overlay: Annotated[
+        str, typer.Option(help="config/overlays/<name>: kata-rook-ceph or plain.")
+    ] = "kata-rook-ceph",
+    timeout: Annotated[float, typer.Option(help="Seconds each workload may take to roll out.")] = 300,
+) -> None:
+    """Install TiSpace on a real super cluster: CRDs, RBAC, the three programs (docs/install.md)."""
+    from tispace import install as install_mod
+
+    t0 = time.monotonic()
+    try:
+        objs = install_mod.install(super_kubeconfig.resolve(), overlay, _progress, timeout)
+    except install_mod.InstallError as e:
+        console.print(f"[red]install failed:[/red] {e}")
+        raise typer.Exit(1) from e
+    console.print(
+        f"[green]installed {len(objs)} objects of overlay {overlay} in {time.monotonic() - t0:.0f}s[/green]"
+    )
+    console.print(
+        f"next: tispace vc create NAME --super-kubeconfig {super_kubeconfig} "
+        "--provisioner native --version v1.36-native"
+    )
+
+
+@app.command()
+def uninstall(
+    super_kubeconfig: Annotated[Path, typer.Option(help="The super cluster TiSpace was installed on.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds VirtualClusters may take to go.")] = 300,
+) -> None:
+    """Remove every VirtualCluster, then exactly what `tispace install` made."""
+    from tispace import install as install_mod
+
+    if not yes:
+        typer.confirm(
+            "Delete every VirtualCluster (and its tenant's workloads) and uninstall TiSpace?", abort=True
+        )
+    try:
+        gone = install_mod.uninstall(super_kubeconfig.resolve(), _progress, timeout)
+    except install_mod.InstallError as e:
+        console.print(f"[red]uninstall failed:[/red] {e}")
+        raise typer.Exit(1) from e
+    console.print(f"[green]removed {len(gone)} objects[/green]")
+
+
+@app.command()
 def status(state_dir: StateDir = DEFAULT_STATE) -> None:
     """Each component: pid, port, health and memory."""
     rows = stack.Stack(state_dir).status()

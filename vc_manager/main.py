@@ -8,6 +8,7 @@ import os
 import socket
 
 import kopf
+from aiohttp import web
 
 from tispace import kubeconfig, leases, logs
 from tispace.kube.client import Client
@@ -35,7 +36,12 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
             view = leases.LeaseView(client, settings.leader_namespace, identity, duration=15.0)
             labels = {"app.kubernetes.io/name": "vc-manager"}
             log.info("waiting to lead (Lease %s/%s) as %s", settings.leader_namespace, LEADER_LEASE, identity)
-            await leases.hold(view, LEADER_LEASE, labels)
+            standby = await _standby_health(settings)
+            try:
+                await leases.hold(view, LEADER_LEASE, labels)
+            finally:
+                if standby is not None:
+                    await standby.cleanup()  # kopf serves the same port from now on
             log.info("leading as %s", identity)
             renewing = asyncio.create_task(leases.keep(view, LEADER_LEASE, labels), name="leader-lease")
             renewing.add_done_callback(lambda _: stop.set())
@@ -54,6 +60,22 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
         if renewing is not None:
             renewing.cancel()
         await client.close()
+
+
+async def _standby_health(settings: Settings) -> web.AppRunner | None:
+    """A follower is alive while it waits: answer the liveness probe until kopf takes the port."""
+    if not settings.health_port:
+        return None
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="standing by: another replica leads")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.listen_host, settings.health_port).start()
+    return runner
 
 
 def main(settings: Settings, verbose: bool = False) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tispace import binaries, kubeconfig, localcluster, procs, rbac, stack, tenants
+from tispace import binaries, install, kubeconfig, localcluster, procs, rbac, stack, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -40,8 +40,10 @@ def stack_dir(super_cluster: localcluster.SuperCluster) -> Path:
 
 @pytest.fixture(scope="session")
 def installed(super_cluster: localcluster.SuperCluster) -> localcluster.SuperCluster:
-    """CRDs, the sample ClusterVersion, and each program's service account and RBAC."""
-    stack.install_api(super_cluster.kubeconfig)
+    """`tispace install --overlay plain` on the local super cluster (CRDs, RBAC, the programs'
+    Deployments and DaemonSet, which KWOK only pretends to run), and the sample ClusterVersion.
+    The programs themselves run as local processes with their service accounts' tokens."""
+    install.install(super_cluster.kubeconfig, "plain", lambda _: None, timeout=120)
     localcluster.apply(super_cluster.kubeconfig, [tenants.cluster_version()])
     return super_cluster
 

@@ -176,6 +176,10 @@ CLUSTERVERSION_SPEC = {
         },
         "apiServer": _COMPONENT,
         "controllerManager": _COMPONENT,
+        "dns": {
+            **_COMPONENT,
+            "description": "The tenant DNS add-on (CoreDNS) the native provisioner installs.",
+        },
     },
 }
 

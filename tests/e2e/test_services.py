@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e.conftest import SyncerProc, TenantHandle
 from tests.e2e.helpers import absent, eventually, pod, running
-from tispace import kubeconfig, localcluster, tenants
+from tispace import addons, kubeconfig, localcluster, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -416,15 +416,20 @@ async def test_ingress_is_opt_in_and_needs_a_shared_class(
 async def test_pods_use_the_tenant_kube_dns_service_as_nameserver(
     syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
+    """The tenant DNS add-on the native provisioner installs (here applied by hand to a process
+    tenant): CoreDNS runs as tenant pods, and its Service's IP becomes every pod's nameserver."""
     t: TenantHandle = await tenant_factory("svc-b")
-    dns = service("kube-dns", "kube-system", ports=[{"name": "dns", "port": 53, "protocol": "UDP"}])
-    del dns["spec"]["selector"]
-    _apply(t, dns)
+    _apply(t, *addons.coredns())
     ip = (await t.client.get(r.SERVICES, "kube-dns", "kube-system"))["spec"]["clusterIP"]
     await eventually(
         lambda: super_client.get_or_none(r.SERVICES, "kube-dns", f"{t.root}-kube-system"),
         what="kube-dns down",
     )
+    dns_pods = await eventually(
+        lambda: running(super_client, f"{t.root}-kube-system", 2, "k8s-app=kube-dns"),
+        what="CoreDNS pods down",
+    )
+    assert all(p["spec"]["dnsPolicy"] == "Default" for p in dns_pods)  # upstream: the node's resolvers
     await t.client.create(r.PODS, pod("resolver"), "default")
     sp = await eventually(
         lambda: super_client.get_or_none(r.PODS, "resolver", f"{t.root}-default"), what="resolver pod down"

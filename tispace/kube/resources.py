@@ -73,8 +73,35 @@ PRIORITYLEVELS = Resource(
     "flowcontrol.apiserver.k8s.io", "v1", "prioritylevelconfigurations", "PriorityLevelConfiguration", False
 )
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False)
+DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment", True)
+STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet", True)
+CLUSTERROLES = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False)
 CLUSTERROLEBINDINGS = Resource(
     "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False
 )
 VIRTUALCLUSTERS = Resource("tenancy.x-k8s.io", "v1alpha1", "virtualclusters", "VirtualCluster", True)
 CLUSTERVERSIONS = Resource("tenancy.x-k8s.io", "v1alpha1", "clusterversions", "ClusterVersion", False)
+
+
+BY_KIND = {
+    res.kind: res
+    for res in (
+        NAMESPACES,
+        PODS,
+        CONFIGMAPS,
+        SECRETS,
+        SERVICEACCOUNTS,
+        SERVICES,
+        ENDPOINTS,
+        EVENTS,
+        NODES,
+        PVCS,
+        PVS,
+        LEASES,
+        DEPLOYMENTS,
+        STATEFULSETS,
+        CLUSTERROLES,
+        CLUSTERROLEBINDINGS,
+    )
+}
+"""The kinds TiSpace applies from manifests (add-ons, provisioned control planes)."""

@@ -10,16 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tispace import tenantpki
+from tispace import addons, kubeconfig, tenantpki
 from tispace.kube import resources as r
-from tispace.kube.client import Client
-from tispace.kube.resources import Resource
+from tispace.kube.client import ApiError, Client
 from tispace.tenantpki import TenantPKI
 from vc_manager.provisioners import NotReadyYet, ProvisionError
 from vc_manager.settings import Settings
 from vc_manager.tenant import Tenant
 
-STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet", True)
 API_PORT = 6443
 FIELD_MANAGER = "tispace-vc-manager"
 PKI_MOUNT = "/etc/kubernetes/pki"
@@ -204,10 +202,6 @@ def render(tenant: Tenant, service_cidr: str) -> list[dict[str, Any]]:
     ]
 
 
-def _resource(obj: dict[str, Any]) -> Resource:
-    return STATEFULSETS if obj["kind"] == "StatefulSet" else r.SERVICES
-
-
 @dataclass
 class NativeProvisioner:
     settings: Settings
@@ -216,7 +210,7 @@ class NativeProvisioner:
     async def provision(self, tenant: Tenant, tpki: TenantPKI) -> str:
         for obj in render(tenant, self.settings.service_cidr):
             await self.client.patch(
-                _resource(obj),
+                r.BY_KIND[obj["kind"]],
                 obj["metadata"]["name"],
                 obj,
                 tenant.root,
@@ -232,7 +226,7 @@ class NativeProvisioner:
     async def _waiting(self, tenant: Tenant) -> str | None:
         waiting = []
         for name in ("etcd", "apiserver", "controller-manager"):
-            sts = await self.client.get_or_none(STATEFULSETS, name, tenant.root)
+            sts = await self.client.get_or_none(r.STATEFULSETS, name, tenant.root)
             want = (sts or {}).get("spec", {}).get("replicas", 1)
             have = (sts or {}).get("status", {}).get("readyReplicas", 0)
             if have < want:
@@ -242,6 +236,28 @@ class NativeProvisioner:
     async def wait_ready(self, tenant: Tenant, server: str, timeout: float) -> None:
         if (problem := await self._waiting(tenant)) is not None:
             raise NotReadyYet(problem)
+        await self._dns_addon(tenant)
+
+    async def _dns_addon(self, tenant: Tenant) -> None:
+        """CoreDNS inside the tenant (addons.coredns), applied with the tenant's admin credentials."""
+        secret = await self.client.get(r.SECRETS, tenantpki.ADMIN_KUBECONFIG, tenant.root)
+        creds = kubeconfig.credentials(tenantpki.read_admin_kubeconfig(secret))
+        image = _component(tenant, "dns").get("image") or addons.DNS_IMAGE
+        try:
+            async with Client(creds, name=tenant.name, attempts=2) as c:
+                for obj in addons.coredns(tenant.cluster_domain, image):
+                    meta = obj["metadata"]
+                    await c.patch(
+                        r.BY_KIND[obj["kind"]],
+                        meta["name"],
+                        obj,
+                        meta.get("namespace"),
+                        patch_type="apply",
+                        field_manager=FIELD_MANAGER,
+                        force=True,
+                    )
+        except (ApiError, OSError, TimeoutError) as e:
+            raise NotReadyYet(f"tenant DNS add-on not applied yet: {e}") from e
 
     async def supervise(self, tenant: Tenant, tpki: TenantPKI) -> str | None:
         """The super cluster's StatefulSet controller restarts what dies; report what it reports."""

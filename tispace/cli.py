@@ -186,6 +186,9 @@ def manager(
         str, typer.Option(help="Namespace of the leader Lease, to run several replicas (one leads).")
     ] = "",
     identity: Annotated[str, typer.Option(help="This replica's name (default: host name and pid).")] = "",
+    egress_socket: Annotated[
+        str, typer.Option(help="Local mode: Unix socket of the CONNECT proxy tenant API servers use.")
+    ] = "",
     verbose: bool = False,
 ) -> None:
     """Run vc_manager in the foreground (`tispace up` starts it in the background)."""
@@ -201,6 +204,7 @@ def manager(
             listen_host=listen_host,
             leader_namespace=leader_namespace,
             identity=identity,
+            egress_socket=egress_socket,
         ),
         verbose=verbose,
     )
@@ -287,6 +291,9 @@ def vn_agent_cmd(
     node_name: Annotated[
         str, typer.Option(help="The one super node this agent serves (as a DaemonSet); empty: every node.")
     ] = "",
+    egress_socket: Annotated[
+        str, typer.Option(help="Local mode: Unix socket of the CONNECT proxy tenant API servers use.")
+    ] = "",
     verbose: bool = False,
 ) -> None:
     """Run vn_agent in the foreground (`tispace up` starts it in the background)."""
@@ -303,6 +310,7 @@ def vn_agent_cmd(
             kubelet_ca=kubelet_ca,
             node_name=node_name,
             listen_host=listen_host,
+            egress_socket=egress_socket,
         ),
         verbose=verbose,
     )

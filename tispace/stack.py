@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tispace import api, binaries, kubeconfig, localcluster, procs, rbac, tenants
+from tispace import api, binaries, kubeconfig, localcluster, localnet, procs, rbac, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -109,6 +109,19 @@ class Stack:
             localcluster.apply(self.super_kubeconfig, localcluster.furniture())
         progress("installing the TiSpace API (CRDs) and each program's service account and RBAC")
         install_api(self.super_kubeconfig)
+        egress = self.dir / "vn-agent-egress.sock"
+        agent = self._ensure_own(
+            "vn-agent",
+            lambda port: [
+                "vn-agent",
+                f"--super-kubeconfig={self.credentials('vn-agent')}",
+                f"--port={port}",
+                f"--state-dir={self.dir}",
+                f"--egress-socket={egress}",
+            ],
+            progress,
+            scheme="https",
+        )
         self._ensure_own(
             "vc-manager",
             lambda port: [
@@ -117,19 +130,9 @@ class Stack:
                 f"--state-dir={self.dir}",
                 f"--etcd-servers={self.etcd_servers()}",
                 f"--health-port={port}",
+                f"--egress-socket={egress}",
             ],
             progress,
-        )
-        agent = self._ensure_own(
-            "vn-agent",
-            lambda port: [
-                "vn-agent",
-                f"--super-kubeconfig={self.credentials('vn-agent')}",
-                f"--port={port}",
-                f"--state-dir={self.dir}",
-            ],
-            progress,
-            scheme="https",
         )
         self._ensure_own(
             "syncer",
@@ -137,6 +140,7 @@ class Stack:
                 "syncer",
                 f"--super-kubeconfig={self.credentials('syncer')}",
                 f"--port={port}",
+                f"--vn-agent-host={localnet.VIRTUAL_ADDRESS}",
                 f"--vn-agent-port={agent.port}",
             ],
             progress,

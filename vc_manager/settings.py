@@ -26,5 +26,8 @@ class Settings:
     """Namespace of the leader Lease when several replicas run (empty: this one always leads)."""
     identity: str = ""
     """This replica's name for leader election (default: host name and pid)."""
+    egress_socket: str = ""
+    """Unix socket of the HTTP CONNECT proxy tenant API servers reach their nodes through (process
+    provisioner, local mode: vn_agent's egress socket); empty: they dial nodes directly."""
     supervise_period: float = 2.0
     """How often the process provisioner checks its processes."""

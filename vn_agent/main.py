@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tispace import logs, pki
+from vn_agent.egress import Egress
 from vn_agent.server import Server, kubelet_tls
 
 
@@ -21,6 +22,9 @@ class Settings:
     """Port every virtual node advertises as its kubelet endpoint."""
     listen_host: str = "127.0.0.1"
     """Address to listen on (0.0.0.0 as a DaemonSet on super nodes)."""
+    egress_socket: str = ""
+    """Local mode: Unix socket of the CONNECT proxy tenant API servers reach virtual nodes through
+    (vn_agent/egress.py); empty: none."""
     direct: bool = False
     """Reach super kubelets directly instead of through the super API server's pod subresources."""
     kubelet_client_cert: Path | None = None
@@ -64,7 +68,17 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         node_name=settings.node_name,
         listen_host=settings.listen_host,
     )
-    await server.run(stop)
+    egress = (
+        await asyncio.start_unix_server(Egress(settings.port).handle, settings.egress_socket)
+        if settings.egress_socket
+        else None
+    )
+    try:
+        await server.run(stop)
+    finally:
+        if egress is not None:
+            egress.close()
+            await egress.wait_closed()
 
 
 def main(settings: Settings, verbose: bool = False) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tispace import binaries, install, kubeconfig, localcluster, procs, rbac, stack, tenants
+from tispace import binaries, install, kubeconfig, localcluster, localnet, procs, rbac, stack, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -56,9 +56,9 @@ def credentials(cluster: localcluster.SuperCluster, program: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def manager(installed: localcluster.SuperCluster) -> Iterator[ManagerProc]:
+def manager(installed: localcluster.SuperCluster, vn_agent: procs.Component) -> Iterator[ManagerProc]:
     """vc_manager as a real background process, exactly as `tispace up` runs it."""
-    mp = ManagerProc(installed)
+    mp = ManagerProc(installed, str(egress_socket(installed)))
     mp.start()
     yield mp
     mp.stop()
@@ -68,8 +68,9 @@ def manager(installed: localcluster.SuperCluster) -> Iterator[ManagerProc]:
 
 
 class ManagerProc:
-    def __init__(self, cluster: localcluster.SuperCluster) -> None:
+    def __init__(self, cluster: localcluster.SuperCluster, egress_socket: str) -> None:
         self.cluster = cluster
+        self.egress_socket = egress_socket
         self.comp: procs.Component | None = None
 
     def start(self) -> None:
@@ -85,6 +86,7 @@ class ManagerProc:
                 f"--etcd-servers=http://127.0.0.1:{etcd.port}",
                 f"--health-port={port}",
                 "--ready-timeout=90",
+                f"--egress-socket={self.egress_socket}",
             ],
         )
 
@@ -106,11 +108,22 @@ def vn_agent(installed: localcluster.SuperCluster) -> Iterator[procs.Component]:
     comp = stack.start_program(
         d / "logs",
         "vn-agent",
-        lambda port: ["vn-agent", f"--super-kubeconfig={kc}", f"--port={port}", f"--state-dir={d}"],
+        lambda port: [
+            "vn-agent",
+            f"--super-kubeconfig={kc}",
+            f"--port={port}",
+            f"--state-dir={d}",
+            f"--egress-socket={egress_socket(installed)}",
+        ],
         scheme="https",
     )
     yield comp
     procs.stop(comp.proc)
+
+
+def egress_socket(cluster: localcluster.SuperCluster) -> Path:
+    """Where vn_agent's egress proxy listens for the tenant API servers (vn_agent/egress.py)."""
+    return cluster.dir / "vn-agent-egress.sock"
 
 
 class SyncerProc:
@@ -149,6 +162,7 @@ def syncer(
             "syncer",
             f"--super-kubeconfig={kc}",
             f"--port={port}",
+            f"--vn-agent-host={localnet.VIRTUAL_ADDRESS}",
             f"--vn-agent-port={vn_agent.port}",
         ],
     )

@@ -14,7 +14,7 @@ import pytest
 
 from tests.e2e.conftest import SyncerProc, TenantHandle, credentials
 from tests.e2e.helpers import eventually, pod, running
-from tispace import binaries, localcluster, procs, stack
+from tispace import binaries, localcluster, localnet, procs, stack
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -47,6 +47,7 @@ def replicas(
                         "syncer",
                         f"--super-kubeconfig={kc}",
                         f"--port={port}",
+                        f"--vn-agent-host={localnet.VIRTUAL_ADDRESS}",
                         f"--vn-agent-port={vn_agent.port}",
                         f"--shard-namespace={SYSTEM}",
                         f"--identity=replica-{n}",

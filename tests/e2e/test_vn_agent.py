@@ -153,6 +153,13 @@ async def test_pods_lists_only_the_callers_pods_with_tenant_names(
     assert all(not k.startswith("tenancy.x-k8s.io") for p in items for k in p["metadata"].get("labels", {}))
     status, body = _get(vn_agent.port, "/stats/summary", kubelet_client, tmp_path)
     assert status == 200 and json.loads(body)["pods"][0]["podRef"]["namespace"] == "default"
+    # The same through the tenant API server's node proxy, as `kubectl get --raw` sends it: the
+    # tenant API server reaches the virtual node through vn_agent's egress tunnel.
+    node = (await a.client.get(r.PODS, "shell", "default"))["spec"]["nodeName"]
+    listed = json.loads(a.kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/pods"))
+    assert [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in listed["items"]] == [
+        ("default", "shell")
+    ]
 
 
 async def _kubelet_client(super_client: Client, root: str) -> pki.CertKey:

@@ -21,6 +21,7 @@ import aiohttp
 
 from tispace import binaries, kubeconfig, procs, tenantpki
 from tispace.kube.client import Client
+from tispace.localnet import egress_config
 from tispace.tenantpki import TenantPKI
 from vc_manager.provisioners import ProvisionError
 from vc_manager.settings import Settings
@@ -129,6 +130,7 @@ class ProcessProvisioner:
                 f"--kubelet-client-key={pki_dir / 'kubelet-client.key'}",
                 "--kubelet-preferred-address-types=InternalIP,Hostname",
                 "--profiling=false",
+                *_egress_flags(d, self.settings.egress_socket),
                 *tenant.extra_args("apiServer"),
             ], f"https://127.0.0.1:{ap}/readyz"
         if name == "kube-controller-manager":
@@ -261,6 +263,15 @@ class ProcessProvisioner:
         shutil.rmtree(self.dir(tenant), ignore_errors=True)
         for key in [k for k in self._backoff if k[0] == tenant.root]:
             del self._backoff[key]
+
+
+def _egress_flags(d: Path, socket: str) -> list[str]:
+    """Node traffic of the tenant API server through vn_agent's egress proxy (vn_agent/egress.py)."""
+    if not socket:
+        return []
+    path = d / "egress-selector.yaml"
+    path.write_text(egress_config(socket))
+    return [f"--egress-selector-config-file={path}"]
 
 
 def corefile_text(*, port: int, ready_port: int, domain: str, kubeconfig: Path) -> str:

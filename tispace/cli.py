@@ -24,6 +24,9 @@ console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 StateDir = Annotated[Path, typer.Option("--state-dir", help="Where pids, logs, PKI and data live.")]
 DEFAULT_STATE = Path(".tispace")
+Identity = Annotated[
+    str, typer.Option(help="This replica's name among several (default: host name and pid).")
+]
 ListenHost = Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in a pod).")]
 
 
@@ -185,7 +188,7 @@ def manager(
     leader_namespace: Annotated[
         str, typer.Option(help="Namespace of the leader Lease, to run several replicas (one leads).")
     ] = "",
-    identity: Annotated[str, typer.Option(help="This replica's name (default: host name and pid).")] = "",
+    identity: Identity = "",
     egress_socket: Annotated[
         str, typer.Option(help="Local mode: Unix socket of the CONNECT proxy tenant API servers use.")
     ] = "",
@@ -239,7 +242,7 @@ def syncer(
     shard_namespace: Annotated[
         str, typer.Option(help="Namespace of replica Leases: run several replicas that split tenants.")
     ] = "",
-    identity: Annotated[str, typer.Option(help="This replica's name (default: host name and pid).")] = "",
+    identity: Identity = "",
     lease_seconds: Annotated[
         float, typer.Option(help="Seconds before a dead replica's tenants are taken over.")
     ] = 15.0,

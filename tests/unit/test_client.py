@@ -7,7 +7,7 @@ import pytest
 import tenacity
 from aiohttp import web
 
-from tispace import kubeconfig
+from tests.unit.loopback import serving
 from tispace.kube import client as client_module
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
@@ -45,17 +45,11 @@ async def server():
     app.router.add_get("/api/v1/namespaces/default/pods/flaky", flaky)
     app.router.add_get("/api/v1/namespaces/default/pods/missing", missing)
     app.router.add_get("/api/v1/pods", watch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    client = Client(kubeconfig.Credentials(server=f"http://127.0.0.1:{port}", ca_pem=b""))
-    once = Client(kubeconfig.Credentials(server=f"http://127.0.0.1:{port}", ca_pem=b""), attempts=1)
-    yield client, calls, once
-    await client.close()
-    await once.close()
-    await runner.cleanup()
+    async with serving(app) as creds:
+        client, once = Client(creds), Client(creds, attempts=1)
+        yield client, calls, once
+        await client.close()
+        await once.close()
 
 
 async def test_transient_errors_are_retried(server) -> None:

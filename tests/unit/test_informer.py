@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 
 from syncer.engine.informer import Informer
-from tispace import kubeconfig
+from tests.unit.loopback import serving
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -45,12 +45,11 @@ async def test_a_broken_watch_resumes_and_an_expired_one_relists() -> None:
 
     app = web.Application()
     app.router.add_get("/api/v1/configmaps", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    client = Client(kubeconfig.Credentials(server=f"http://127.0.0.1:{port}", ca_pem=b""))
+    async with serving(app) as creds:
+        await _run(Client(creds), requests, finished)
+
+
+async def _run(client: Client, requests: list[str], finished: asyncio.Event) -> None:
     changes: list[tuple[str, bool]] = []
     inf = Informer(client, r.CONFIGMAPS, lambda key, old, new: changes.append((key[1], new is not None)))
     task = asyncio.create_task(inf.run())
@@ -69,4 +68,3 @@ async def test_a_broken_watch_resumes_and_an_expired_one_relists() -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await client.close()
-        await runner.cleanup()

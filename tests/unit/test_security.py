@@ -44,20 +44,24 @@ BODIES: dict[str, dict[str, Any]] = {
 
 dns_label = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?\Z")
 # Keys a hostile tenant would try: our marks, controller-owned prefixes, and anything else.
+MARKS = (
+    naming.MANAGED_BY,
+    naming.LABEL_TENANT,
+    naming.LABEL_TENANT_NAMESPACE,
+    naming.ANN_CLUSTER,
+    naming.ANN_UID,
+    naming.ANN_NAME,
+    naming.ANN_NAMESPACE,
+    naming.ANN_VC_NAME,
+    naming.ANN_VC_NAMESPACE,
+    naming.ANN_OWNER_REFERENCES,
+)
+"""The marks the syncer itself writes on super copies."""
 forged_key = st.one_of(
     st.sampled_from(
         [
-            naming.MANAGED_BY,
-            naming.LABEL_TENANT,
-            naming.LABEL_TENANT_NAMESPACE,
+            *MARKS,
             naming.LABEL_PUBLIC,
-            naming.ANN_CLUSTER,
-            naming.ANN_UID,
-            naming.ANN_NAME,
-            naming.ANN_NAMESPACE,
-            naming.ANN_VC_NAME,
-            naming.ANN_VC_NAMESPACE,
-            naming.ANN_OWNER_REFERENCES,
             "pv.kubernetes.io/bind-completed",
             "volume.kubernetes.io/selected-node",
             "endpoints.kubernetes.io/managed-by",
@@ -119,19 +123,7 @@ def test_a_super_copy_stays_in_its_tenant_and_carries_only_its_marks(
     assert meta["labels"][naming.MANAGED_BY] == naming.MANAGED_BY_VALUE
     assert meta["labels"][naming.LABEL_TENANT] == CTX.root
     ours = {k_ for k_ in {**meta["labels"], **meta["annotations"]} if k_.startswith(f"{naming.GROUP}/")}
-    assert ours <= {
-        naming.MANAGED_BY,
-        naming.LABEL_TENANT,
-        naming.LABEL_TENANT_NAMESPACE,
-        naming.ANN_CLUSTER,
-        naming.ANN_UID,
-        naming.ANN_NAME,
-        naming.ANN_NAMESPACE,
-        naming.ANN_VC_NAME,
-        naming.ANN_VC_NAMESPACE,
-        naming.ANN_OWNER_REFERENCES,
-        pods.ANN_SCHEDULER,
-    }
+    assert ours <= {*MARKS, pods.ANN_SCHEDULER}
     if naming.LABEL_TENANT_NAMESPACE in meta["labels"]:
         assert kind == "Namespace" and meta["labels"][naming.LABEL_TENANT_NAMESPACE] == name
     assert naming.tenant_key(out) == (CTX.root, namespace if k.resource.namespaced else "", name)

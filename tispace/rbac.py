@@ -73,6 +73,7 @@ PROGRAMS = [
                 WRITE,
             ),
             rule(["networking.k8s.io"], ["ingresses"], WRITE),
+            rule([""], ["pods/ephemeralcontainers"], ["patch"]),  # kubectl debug in a tenant
             rule([""], ["persistentvolumes"], [*READ, "patch"]),
             rule([""], ["nodes", "events"], READ),
             rule(["storage.k8s.io"], ["storageclasses"], READ),

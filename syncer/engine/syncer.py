@@ -389,6 +389,10 @@ class Syncer:
         patch = kind.patch_down(desired, sobj)
         if patch:
             await self.super.patch(kind.resource, sname, patch, sns or None)
+        if kind.name == "Pod" and (debug := pods.ephemeral_patch(desired, sobj)):
+            await self.super.patch(
+                r.PODS, sname, debug, sns, subresource="ephemeralcontainers", patch_type="strategic"
+            )
         if kind.name == "Pod":
             node = sobj["spec"].get("nodeName")
             await podsync.bind(t, tobj, sobj, self.super_nodes.get("", node) if node else None)

@@ -214,6 +214,14 @@ def patch_down(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any
     return patch or None
 
 
+def ephemeral_patch(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any] | None:
+    """Ephemeral containers the tenant added (`kubectl debug`) and the super pod lacks: a strategic
+    merge patch for its `ephemeralcontainers` subresource (the only way to add them; never removed)."""
+    have = {c["name"] for c in actual["spec"].get("ephemeralContainers", [])}
+    new = [c for c in desired["spec"].get("ephemeralContainers", []) if c["name"] not in have]
+    return {"spec": {"ephemeralContainers": new}} if new else None
+
+
 def status_up(super_pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     """The tenant pod's status from the super pod's; the node address is vn_agent's."""
     st = super_pod.get("status") or {}

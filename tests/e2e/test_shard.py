@@ -132,6 +132,7 @@ MATRIX = [
     ("syncer", "watch", "virtualclusters.tenancy.x-k8s.io", "team", True),
     ("syncer", "patch", "leases.coordination.k8s.io", SYSTEM, True),
     ("syncer", "patch", "persistentvolumes", "", True),
+    ("syncer", "patch", "pods/ephemeralcontainers", "some-tenant-default", True),
     ("syncer", "update", "virtualclusters.tenancy.x-k8s.io", "team", False),
     ("syncer", "patch", "leases.coordination.k8s.io", "kube-system", False),
     ("syncer", "delete", "nodes", "", False),

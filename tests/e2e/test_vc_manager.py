@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import signal
@@ -469,3 +470,38 @@ async def test_manager_killed_while_provisioning_and_while_deleting_leaves_no_ha
     assert processes_mentioning(f"/tenants/{root}/") == []
     assert await count_etcd_prefix(_etcd(super_cluster), f"/tenants/{root}/") == 0
     assert await super_client.get_or_none(r.NAMESPACES, root) is None
+
+
+def _large_crd(min_bytes: int) -> dict:
+    """A CRD as big as tidb-operator's TidbCluster (over 1 MB): many documented properties."""
+    crd = copy.deepcopy(CRD)
+    crd["metadata"]["name"] = "bigs.example.com"
+    crd["spec"]["names"] = {"kind": "Big", "plural": "bigs", "singular": "big"}
+    props = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    n = 0
+    while len(json.dumps(crd)) < min_bytes:
+        props[f"field{n:05d}"] = {"type": "string", "description": "x" * 400}
+        n += 1
+    return crd
+
+
+async def test_a_crd_over_a_megabyte_is_taken_by_create_and_server_side_apply(tenant_factory) -> None:
+    """What tidb-operator's CRDs need: client-side `kubectl apply` cannot (its annotation is capped at
+    256 KiB), `kubectl create` and server-side apply must."""
+    t: TenantHandle = await tenant_factory("big-crd")
+    crd = _large_crd(1_100_000)
+    t.kubectl("create", "-f", "-", stdin=json.dumps(crd))
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["extra"] = {
+        "type": "integer"
+    }
+    t.kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(crd))
+    t.kubectl("wait", "--for=condition=Established", "crd/bigs.example.com", "--timeout=60s")
+    t.kubectl(
+        "create",
+        "-f",
+        "-",
+        stdin=json.dumps(
+            {"apiVersion": "example.com/v1", "kind": "Big", "metadata": {"name": "b"}, "spec": {"extra": 1}}
+        ),
+    )
+    assert json.loads(t.kubectl("get", "big", "b", "-o", "json"))["spec"] == {"extra": 1}

@@ -258,3 +258,17 @@ async def test_direct_mode_reaches_the_super_kubelet_itself(
         assert not any(a.root in line or b.root in line for line in series), series
     finally:
         procs.stop(direct.proc)
+
+
+async def test_kubectl_debug_adds_its_container_to_the_super_pod(
+    pair: tuple[TenantHandle, TenantHandle], super_client: Client
+) -> None:
+    a, _ = pair
+    a.kubectl("debug", "shell", "--image=busybox", "--container=dbg", "--target=main")
+
+    async def added() -> dict | None:
+        sp = await super_client.get(r.PODS, "shell", f"{a.root}-default")
+        return next((c for c in sp["spec"].get("ephemeralContainers", []) if c["name"] == "dbg"), None)
+
+    dbg = await eventually(added, what="the debug container in the super pod")
+    assert dbg["image"] == "busybox" and dbg["targetContainerName"] == "main"

@@ -291,3 +291,15 @@ def test_claim_names_lists_the_claims_a_pod_mounts() -> None:
     }
     assert pods.claim_names(pod) == ["data-kv-0", "logs"]
     assert pods.claim_names({"spec": {}}) == []
+
+
+def test_debug_containers_the_tenant_adds_go_to_the_super_pod_once() -> None:
+    p = tenant_pod(ephemeralContainers=[{"name": "dbg", "image": "busybox", "targetContainerName": "c"}])
+    desired = pods.to_super(p, CTX)
+    actual = pods.to_super(tenant_pod(), CTX)
+    patch = pods.ephemeral_patch(desired, actual)
+    assert patch is not None
+    [added] = patch["spec"]["ephemeralContainers"]
+    assert added["name"] == "dbg" and {"name": "KUBERNETES_SERVICE_HOST", "value": "10.0.0.9"} in added["env"]
+    actual["spec"]["ephemeralContainers"] = [added]
+    assert pods.ephemeral_patch(desired, actual) is None

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -49,9 +50,14 @@ async def test_syncer_killed_mid_burst_loses_nothing_and_duplicates_nothing(
 
     before = await eventually(some_down, what="part of the burst in the super cluster")
     syncer.kill()
+    killed = time.monotonic()
     syncer.start()
     tenant_pods = await eventually(
         lambda: running(t.client, "default", 40, "app=burst"), timeout=180, what="40 tenant pods Running"
+    )
+    print(
+        f"syncer kill -9 mid-burst ({len(before)}/40 down): "
+        f"all 40 Running {time.monotonic() - killed:.1f}s later"
     )
     super_pods = await eventually(
         lambda: running(super_client, sns, 40, "app=burst"), timeout=60, what="40 super pods Running"
@@ -90,9 +96,11 @@ async def test_a_frozen_tenant_api_server_hurts_no_one_and_deletes_nothing(
         assert still and still[0]["metadata"]["uid"] == kept[0]["metadata"]["uid"]
     finally:
         os.kill(api.pid, signal.SIGCONT)
+        resumed = time.monotonic()
     # After it answers again it catches up: new work goes down, the old pod is still there.
     await frozen.client.create(r.PODS, pod("later"), "default")
     await eventually(lambda: running(super_client, fns, 1, "app=later"), timeout=120, what="caught up")
+    print(f"frozen tenant API server: new work synced {time.monotonic() - resumed:.1f}s after it resumed")
     assert (await super_client.get(r.PODS, "keep", fns))["metadata"]["uid"] == kept[0]["metadata"]["uid"]
 
 
@@ -105,9 +113,11 @@ async def test_super_etcd_and_api_server_restarts_lose_nothing(
     [kept] = await eventually(lambda: running(super_client, sns, 1, "app=before"), what="pod down")
     for component in ("etcd", "kube-apiserver"):
         await asyncio.to_thread(super_cluster.restart, component)
+    restarted = time.monotonic()
     # Every client reconnects on its own: new work flows both ways, and nothing was deleted or re-made.
     await t.client.create(r.PODS, pod("after"), "default")
     await eventually(lambda: running(super_client, sns, 1, "app=after"), timeout=120, what="synced after")
+    print(f"super etcd + API server restarted: a new pod synced {time.monotonic() - restarted:.1f}s later")
     await eventually(lambda: running(t.client, "default", 1, "app=after"), timeout=60, what="status up after")
     assert (await super_client.get(r.PODS, "before", sns))["metadata"]["uid"] == kept["metadata"]["uid"]
     tenant_before = await t.client.get(r.PODS, "before", "default")
@@ -147,10 +157,15 @@ async def test_expired_watches_are_relisted_and_nothing_is_lost(
     await t.client.create(r.PODS, pod("during"), "default")
     await asyncio.sleep(2)  # tenants' leases keep writing to etcd: the syncer's revisions fall behind
     await asyncio.to_thread(super_cluster.restart, "kube-apiserver")
+    back = time.monotonic()
     await eventually(
         lambda: _grew(syncer, expired), timeout=60, what="the syncer's super watches expired and relisted"
     )
     await eventually(lambda: running(super_client, sns, 1, "app=during"), timeout=120, what="synced after")
+    print(
+        f"super API server killed (watches expired): "
+        f"pod made meanwhile synced {time.monotonic() - back:.1f}s after"
+    )
     await eventually(lambda: running(t.client, "default", 1, "app=during"), timeout=60, what="status up")
     assert (await super_client.get(r.PODS, "before", sns))["metadata"]["uid"] == kept["metadata"]["uid"]
 
@@ -217,6 +232,7 @@ async def test_a_tenant_faster_than_the_super_cluster_accepts_is_slowed_not_drop
     await eventually(lambda: running(super_client, sns, 1, "app=first"), what="first pod down")
     throttle = _throttle(sns)
     localcluster.apply(super_cluster.kubeconfig, throttle)
+    throttled = time.monotonic()
     try:
         t.kubectl("apply", "-f", "-", stdin=json.dumps(_deployment("flood", 30)))
         await eventually(
@@ -228,6 +244,11 @@ async def test_a_tenant_faster_than_the_super_cluster_accepts_is_slowed_not_drop
             lambda: running(t.client, "default", 30, "app=flood"), timeout=180, what="every pod Running"
         )
         super_pods = await running(super_client, sns, 30, "app=flood")
+        rejected = await _rejected(super_client, "a-tispace-test-throttle")
+        print(
+            f"429 throttle: {rejected:.0f} creates rejected, "
+            f"all 30 Running {time.monotonic() - throttled:.1f}s after"
+        )
         assert super_pods and sorted(p["metadata"]["name"] for p in super_pods) == sorted(
             p["metadata"]["name"] for p in tenant_pods
         )

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -452,8 +453,10 @@ async def test_manager_killed_while_provisioning_and_while_deleting_leaves_no_ha
 
     root = await eventually(provisioning, what="jolted provisioning")
     manager.kill()
+    killed = time.monotonic()
     manager.start()
     await tenants.wait_phase(super_client, "jolted", "default", timeout=120)
+    print(f"manager kill -9 while provisioning: Running {time.monotonic() - killed:.1f}s later")
     for component in ("kube-apiserver", "kube-controller-manager", "coredns"):
         assert len(processes_mentioning(component, f"/tenants/{root}/")) == 1, component
 
@@ -465,8 +468,10 @@ async def test_manager_killed_while_provisioning_and_while_deleting_leaves_no_ha
 
     await eventually(terminating, what="jolted terminating")
     manager.kill()
+    killed = time.monotonic()
     manager.start()
     await tenants.wait_gone(super_client, "jolted", "default")
+    print(f"manager kill -9 while deleting: gone {time.monotonic() - killed:.1f}s later")
     assert processes_mentioning(f"/tenants/{root}/") == []
     assert await count_etcd_prefix(_etcd(super_cluster), f"/tenants/{root}/") == 0
     assert await super_client.get_or_none(r.NAMESPACES, root) is None
@@ -494,7 +499,7 @@ async def test_a_crd_over_a_megabyte_is_taken_by_create_and_server_side_apply(te
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["extra"] = {
         "type": "integer"
     }
-    t.kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(crd))
+    t.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(crd))
     t.kubectl("wait", "--for=condition=Established", "crd/bigs.example.com", "--timeout=60s")
     t.kubectl(
         "create",

@@ -79,6 +79,11 @@ def install(
         str, typer.Option(help="config/overlays/<name>: kata-rook-ceph or plain.")
     ] = "kata-rook-ceph",
     timeout: Annotated[float, typer.Option(help="Seconds each workload may take to roll out.")] = 300,
+    run_local: Annotated[
+        bool,
+        typer.Option(help="Also run the programs as local processes (a cluster whose pods are fake: KWOK)."),
+    ] = False,
+    state_dir: StateDir = DEFAULT_STATE,
 ) -> None:
     """Install TiSpace on a real super cluster: CRDs, RBAC, the three programs (docs/install.md)."""
     from tispace import install as install_mod
@@ -89,6 +94,13 @@ def install(
     except install_mod.InstallError as e:
         console.print(f"[red]install failed:[/red] {e}")
         raise typer.Exit(1) from e
+    if run_local:
+        try:
+            stack.Stack(state_dir, super_kubeconfig=super_kubeconfig.resolve()).start_programs(_progress)
+        except (procs.StartError, stack.StackError) as e:
+            console.print(f"[red]starting the programs failed:[/red] {e}")
+            raise typer.Exit(1) from e
+        console.print(f"programs running from {state_dir} (`tispace status/down --state-dir {state_dir}`)")
     console.print(
         f"[green]installed {len(objs)} objects of overlay {overlay} in {time.monotonic() - t0:.0f}s[/green]"
     )

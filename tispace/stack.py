@@ -90,14 +90,18 @@ class Stack:
         etcd = next(c for c in self.local.components() if c.name == "etcd")
         return f"http://127.0.0.1:{etcd.port}"
 
-    # --- lifecycle -----------------------------------------------------------------------
-    def up(self, progress: localcluster.Progress, *, sample: bool = True) -> None:
+    def _save_config(self) -> None:
+        """Which super cluster this state dir uses, so later commands (down, status) find it."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self._config.write_text(
             json.dumps(
                 {"super_kubeconfig": str(self.external) if self.external else None, "nodes": self.nodes.count}
             )
         )
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def up(self, progress: localcluster.Progress, *, sample: bool = True) -> None:
+        self._save_config()
         if self.local:
             self.local.up(progress)
         else:
@@ -109,6 +113,16 @@ class Stack:
             localcluster.apply(self.super_kubeconfig, localcluster.furniture())
         progress("installing the TiSpace API (CRDs) and each program's service account and RBAC")
         install_api(self.super_kubeconfig)
+        self.start_programs(progress)
+        if sample:
+            progress(f"creating the sample tenant {SAMPLE_TENANT!r} (VirtualCluster default/{SAMPLE_TENANT})")
+            asyncio.run(self._sample_tenant(progress))
+
+    def start_programs(self, progress: localcluster.Progress) -> None:
+        """vn_agent, vc_manager and the syncer as local processes against the super cluster, each with
+        its own service account's token (`tispace up`, and `tispace install --run-local` where pods
+        cannot run)."""
+        self._save_config()
         egress = self.dir / "vn-agent-egress.sock"
         agent = self._ensure_own(
             "vn-agent",
@@ -145,9 +159,6 @@ class Stack:
             ],
             progress,
         )
-        if sample:
-            progress(f"creating the sample tenant {SAMPLE_TENANT!r} (VirtualCluster default/{SAMPLE_TENANT})")
-            asyncio.run(self._sample_tenant(progress))
 
     def credentials(self, program: str) -> Path:
         """A kubeconfig acting as the program's own service account (least privilege, not admin)."""

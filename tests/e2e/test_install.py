@@ -9,6 +9,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +19,8 @@ import pytest
 import typer.main
 
 from tests.e2e.conftest import ManagerProc, credentials
-from tests.e2e.helpers import eventually, processes_mentioning
-from tispace import cli, install, localcluster, procs, rbac, stack, tenants
+from tests.e2e.helpers import eventually, pod, processes_mentioning, running
+from tispace import cli, install, kubeconfig, localcluster, procs, rbac, stack, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -89,55 +91,67 @@ def test_every_manifest_of_every_overlay_is_accepted_by_the_api_server(
     assert out.count("(server dry run)") == len(objs)
 
 
-def test_install_then_uninstall_removes_exactly_what_it_made(
+def tispace(*args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "tispace", *args], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+async def test_install_runs_tenants_and_uninstall_removes_exactly_what_it_made(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """On a super cluster of its own: KWOK plays the programs' pods, so the rollouts complete."""
+    """On a super cluster of its own. KWOK plays the programs' pods, so the rollouts complete, and
+    `--run-local` runs the programs themselves as local processes with the installed RBAC."""
     cluster = localcluster.SuperCluster(tmp_path_factory.mktemp("install-super"))
     cluster.up()
+    state = tmp_path_factory.mktemp("install-state")
     try:
         kc = cluster.kubeconfig
-        localcluster.apply(
-            kc,
-            [
-                {
-                    "apiVersion": "v1",
-                    "kind": "ServiceAccount",
-                    "metadata": {"name": "keep-me", "namespace": "default"},
-                }
-            ],
+        keep = {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "keep-me", "namespace": "default"},
+        }
+        localcluster.apply(kc, [keep])
+        out = tispace(
+            "install", f"--super-kubeconfig={kc}", "--overlay=plain", "--run-local", f"--state-dir={state}"
         )
-        steps: list[str] = []
-        objs = install.install(kc, "plain", steps.append, timeout=120)
-        assert any("rolled" in s or "roll out" in s for s in steps)
-        for w in install.workloads(objs):
+        assert "roll out" in out and "installed" in out
+        for w in install.workloads(install.render("plain")):
             status = json.loads(localcluster.kubectl(kc, "get", w, "-n", rbac.NAMESPACE, "-o", "json"))[
                 "status"
             ]
             assert status.get("readyReplicas", status.get("numberReady")) >= 1, (w, status)
-        # A VirtualCluster exists when uninstalling: it goes first.
-        localcluster.apply(kc, [tenants.cluster_version(), tenants.virtual_cluster("left-over", "default")])
-        install.install(kc, "plain", steps.append, timeout=120)  # again: nothing new is recorded as made
-        gone = install.uninstall(kc, steps.append, timeout=60)
-        assert {k.split("/")[-3] for k in gone} >= {
-            "CustomResourceDefinition",
-            "Deployment",
-            "DaemonSet",
-            "Namespace",
-        }
-        assert "no resources" in localcluster.kubectl(
-            kc, "get", "crd", "-l", f"{install.PART_OF}=tispace"
-        ).lower() or (
-            not localcluster.kubectl(
-                kc, "get", "crd", "-l", f"{install.PART_OF}=tispace", "-o", "name"
-            ).strip()
+        # The installed programs serve a tenant end to end.
+        localcluster.apply(
+            kc, [tenants.cluster_version(), tenants.virtual_cluster("after-install", "default")]
         )
-        # What was there before is still there: the cluster's furniture and an unrelated object.
+        async with Client.from_kubeconfig(kc) as sup:
+            vc = await tenants.wait_phase(sup, "after-install", "default", timeout=120)
+            config = await tenants.admin_kubeconfig(sup, "after-install", "default")
+            async with Client(kubeconfig.credentials(config)) as tenant:
+                await tenant.create(r.PODS, pod("hello"), "default")
+                sns = f"{vc['status']['clusterNamespace']}-default"
+                await eventually(lambda: running(sup, sns, 1, "app=hello"), timeout=60, what="pod synced")
+        tispace("install", f"--super-kubeconfig={kc}", "--overlay=plain")  # again: nothing more is "made"
+        out = tispace("uninstall", f"--super-kubeconfig={kc}", "--yes", "--timeout=120")
+        assert "deleting 1 VirtualClusters" in out
+        assert not localcluster.kubectl(
+            kc, "get", "crd", "-l", f"{install.PART_OF}=tispace", "-o", "name"
+        ).strip()
+        phase = localcluster.kubectl(
+            kc, "get", "ns", rbac.NAMESPACE, "--ignore-not-found", "-o", "jsonpath={.status.phase}"
+        )
+        assert phase in ("", "Terminating")  # namespaces go asynchronously
+        # What was there before stays: the cluster's furniture and an unrelated object.
         assert localcluster.kubectl(kc, "get", "serviceaccount", "keep-me", "-o", "name").strip()
         assert localcluster.kubectl(kc, "get", "runtimeclass", "kata", "-o", "name").strip()
         with pytest.raises(install.InstallError, match="no install record"):
-            install.uninstall(kc, steps.append)
+            install.uninstall(kc, lambda _: None)
     finally:
+        tispace("down", f"--state-dir={state}")
         cluster.down()
 
 

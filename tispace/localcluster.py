@@ -361,7 +361,16 @@ class SuperCluster:
         }
         if extra:
             kubectl(self.kubeconfig, "delete", *sorted(extra))
-        kubectl(self.kubeconfig, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
+        wait = 60 + 2 * self.nodes.count  # KWOK marks nodes Ready one by one; many nodes on a busy machine
+        kubectl(
+            self.kubeconfig,
+            "wait",
+            "--for=condition=Ready",
+            "node",
+            "--all",
+            f"--timeout={wait}s",
+            timeout=wait + 30,
+        )
 
     def _kwok_config(self) -> Path:
         """KWOK behaviour: container logs read a file, exec runs a local command, port-forward echoes."""

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+import dns.resolver
+
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -70,3 +72,29 @@ async def running(client: Client, ns: str, n: int, label: str = "") -> list[dict
 
 async def absent(client: Client, res: r.Resource, name: str, ns: str | None = None) -> bool:
     return await client.get_or_none(res, name, ns) is None
+
+
+def resolver(vc: dict) -> dns.resolver.Resolver:
+    host, port = vc["status"]["dnsEndpoint"].rsplit(":", 1)
+    res = dns.resolver.Resolver(configure=False)
+    res.nameservers = [host]
+    res.port = int(port)
+    res.lifetime = 3
+    return res
+
+
+def _a(res: dns.resolver.Resolver, name: str) -> list[str]:
+    return sorted(rr.address for rr in res.resolve(name, "A"))
+
+
+async def answer(res: dns.resolver.Resolver, name: str) -> list[str] | None:
+    try:
+        return await asyncio.to_thread(_a, res, name)
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.LifetimeTimeout):
+        return None
+
+
+async def bound(client: Client, ns: str, n: int) -> list[dict] | None:
+    claims = (await client.list(r.PVCS, ns))["items"]
+    ok = [c for c in claims if (c.get("status") or {}).get("phase") == "Bound"]
+    return ok if len(ok) == n == len(claims) else None

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import dns.resolver
 import pytest
 
 from tests.e2e.conftest import SyncerProc, TenantHandle
-from tests.e2e.helpers import absent, eventually, pod, running
+from tests.e2e.helpers import absent, answer, bound, eventually, pod, resolver, running
 from tispace import addons, kubeconfig, localcluster, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
@@ -132,19 +131,6 @@ async def test_endpoints_list_super_pod_ips_and_hand_made_endpoints_go_down(
     assert sep["subsets"][0]["addresses"] == [{"ip": "10.244.9.9"}]
 
 
-def _resolver(vc: dict) -> dns.resolver.Resolver:
-    host, port = vc["status"]["dnsEndpoint"].rsplit(":", 1)
-    res = dns.resolver.Resolver(configure=False)
-    res.nameservers = [host]
-    res.port = int(port)
-    res.lifetime = 3
-    return res
-
-
-def _a(res: dns.resolver.Resolver, name: str) -> list[str]:
-    return sorted(rr.address for rr in res.resolve(name, "A"))
-
-
 def statefulset(name: str, ns: str, replicas: int, *, claim: bool = False) -> dict:
     """A StatefulSet governed by the headless Service `name`, optionally with one claim per pod."""
     container: dict = {"name": name, "image": "busybox"}
@@ -182,12 +168,12 @@ async def test_each_tenant_dns_answers_its_own_names_with_super_ips(
         service("front", "data"),
         statefulset("db", "data", 2),
     )
-    res_a = _resolver(await super_client.get(r.VIRTUALCLUSTERS, "svc-a", "default"))
-    res_b = _resolver(await super_client.get(r.VIRTUALCLUSTERS, "svc-b", "default"))
+    res_a = resolver(await super_client.get(r.VIRTUALCLUSTERS, "svc-a", "default"))
+    res_b = resolver(await super_client.get(r.VIRTUALCLUSTERS, "svc-b", "default"))
     sns = f"{a.root}-data"
 
     front = (await a.client.get(r.SERVICES, "front", "data"))["spec"]["clusterIP"]
-    assert await eventually(lambda: _answer(res_a, "front.data.svc.cluster.local"), what="service A") == [
+    assert await eventually(lambda: answer(res_a, "front.data.svc.cluster.local"), what="service A") == [
         front
     ]
 
@@ -199,8 +185,8 @@ async def test_each_tenant_dns_answers_its_own_names_with_super_ips(
     ips = await eventually(pod_ips, what="2 super pods with IPs")
     for name, ip in ips.items():
         fqdn = f"{name}.db.data.svc.cluster.local"
-        assert await eventually(lambda fqdn=fqdn: _answer(res_a, fqdn), what=fqdn) == [ip]
-    assert await eventually(lambda: _answer(res_a, "db.data.svc.cluster.local"), what="headless") == sorted(
+        assert await eventually(lambda fqdn=fqdn: answer(res_a, fqdn), what=fqdn) == [ip]
+    assert await eventually(lambda: answer(res_a, "db.data.svc.cluster.local"), what="headless") == sorted(
         ips.values()
     )
     # Tenant B's DNS knows nothing of tenant A.
@@ -208,19 +194,6 @@ async def test_each_tenant_dns_answers_its_own_names_with_super_ips(
         res_b.resolve("front.data.svc.cluster.local", "A")
     with pytest.raises(dns.resolver.NXDOMAIN):
         res_b.resolve("db-0.db.data.svc.cluster.local", "A")
-
-
-async def _answer(res: dns.resolver.Resolver, name: str) -> list[str] | None:
-    try:
-        return await asyncio.to_thread(_a, res, name)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.LifetimeTimeout):
-        return None
-
-
-async def _bound(client: Client, ns: str, n: int) -> list[dict] | None:
-    claims = (await client.list(r.PVCS, ns))["items"]
-    ok = [c for c in claims if (c.get("status") or {}).get("phase") == "Bound"]
-    return ok if len(ok) == n == len(claims) else None
 
 
 async def test_statefulset_with_claims_and_headless_service_runs_end_to_end(
@@ -241,9 +214,9 @@ async def test_statefulset_with_claims_and_headless_service_runs_end_to_end(
         statefulset("kv", "store", 3, claim=True),
     )
     sns = f"{a.root}-store"
-    super_claims = await eventually(lambda: _bound(super_client, sns, 3), timeout=120, what="3 super claims")
+    super_claims = await eventually(lambda: bound(super_client, sns, 3), timeout=120, what="3 super claims")
     assert {c["spec"]["storageClassName"] for c in super_claims} == {"rook-ceph-block"}
-    claims = await eventually(lambda: _bound(a.client, "store", 3), timeout=120, what="3 tenant claims Bound")
+    claims = await eventually(lambda: bound(a.client, "store", 3), timeout=120, what="3 tenant claims Bound")
 
     async def provisioned_event() -> bool:
         items = (await a.client.list(r.EVENTS, "store"))["items"]
@@ -272,11 +245,11 @@ async def test_statefulset_with_claims_and_headless_service_runs_end_to_end(
         return got if got == set(ips.values()) else None
 
     await eventually(endpoints, what="tenant endpoints list the super pod IPs")
-    res_a = _resolver(await super_client.get(r.VIRTUALCLUSTERS, "svc-a", "default"))
-    res_b = _resolver(await super_client.get(r.VIRTUALCLUSTERS, "svc-b", "default"))
+    res_a = resolver(await super_client.get(r.VIRTUALCLUSTERS, "svc-a", "default"))
+    res_b = resolver(await super_client.get(r.VIRTUALCLUSTERS, "svc-b", "default"))
     for name, ip in ips.items():
         fqdn = f"{name}.kv.store.svc.cluster.local"
-        assert await eventually(lambda fqdn=fqdn: _answer(res_a, fqdn), what=fqdn) == [ip]
+        assert await eventually(lambda fqdn=fqdn: answer(res_a, fqdn), what=fqdn) == [ip]
         with pytest.raises(dns.resolver.NXDOMAIN):
             res_b.resolve(fqdn, "A")
 

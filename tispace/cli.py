@@ -244,6 +244,10 @@ def syncer(
     default_storage_class: Annotated[
         str, typer.Option(help="Super StorageClass of tenant claims that name none.")
     ] = "rook-ceph-block",
+    node_label_prefix: Annotated[
+        list[str] | None,
+        typer.Option(help="Super node label prefix copied to virtual nodes (repeat; e.g. a rack label)."),
+    ] = None,
     webhook_host: Annotated[
         str, typer.Option(help="Address tenant API servers reach the Service admission webhook at.")
     ] = "127.0.0.1",
@@ -283,6 +287,7 @@ def syncer(
                 runtime_class=runtime_class,
                 vn_agent_host=vn_agent_host,
                 default_storage_class=default_storage_class,
+                node_label_prefixes=tuple(node_label_prefix or ()),
                 vn_agent_port=vn_agent_port,
                 tenant_concurrency=tenant_concurrency,
             ),

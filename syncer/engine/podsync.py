@@ -157,12 +157,15 @@ async def ensure_vnode(t: TenantRuntime, super_node: dict[str, Any] | None, name
 async def bind(
     t: TenantRuntime, tenant_pod: dict[str, Any], super_pod: dict[str, Any], super_node: dict[str, Any] | None
 ) -> None:
-    """Bind the tenant pod to the virtual node of the super node its super pod was scheduled to."""
+    """Bind the tenant pod to the virtual node of the super node its super pod was scheduled to (a pod
+    that named its node is bound already, but its virtual node must exist all the same)."""
     node = super_pod["spec"].get("nodeName")
     meta = tenant_pod["metadata"]
-    if not node or tenant_pod["spec"].get("nodeName"):
+    if not node:
         return
     await ensure_vnode(t, super_node, node)
+    if tenant_pod["spec"].get("nodeName"):
+        return
     binding = {
         "apiVersion": "v1",
         "kind": "Binding",

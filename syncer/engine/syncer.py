@@ -354,8 +354,9 @@ class Syncer:
         if kind.name == "Pod" and sobj is None:
             if (tobj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 return  # finished or refused pods are not re-created
-            # Bound by us (or reported by a kubelet): the super pod existed and is gone, as after an eviction.
-            if (tobj.get("status") or {}).get("hostIP") or tobj["spec"].get("nodeName"):
+            # A host IP came up from the super pod: it existed and is gone, as after an eviction. (A
+            # nodeName alone may be the tenant's own choice for a pod that never went down.)
+            if (tobj.get("status") or {}).get("hostIP"):
                 await podsync.mark_lost(t, tobj)
                 return
         try:
@@ -475,6 +476,8 @@ class Syncer:
         want = nodes.status(super_node, t.ctx)
         if nodes.status_differs(want, vnode):
             await t.client.patch(r.NODES, name, {"status": want}, subresource="status")
+        if patch := nodes.label_patch(super_node, vnode, t.ctx):
+            await t.client.patch(r.NODES, name, patch)
 
     # --- workers and loops -------------------------------------------------------------------
     async def _worker(self) -> None:

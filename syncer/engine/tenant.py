@@ -34,6 +34,8 @@ class SyncerOptions:
     """Where virtual nodes' kubelet (vn_agent) is; empty: each super node's own InternalIP (DaemonSet)."""
     vn_agent_port: int = 10250
     scheduler_policy: dict[str, str] = field(default_factory=dict)
+    node_label_prefixes: tuple[str, ...] = ()
+    """Super node label prefixes copied to virtual nodes besides topology (e.g. a rack label)."""
     default_storage_class: str = "rook-ceph-block"
     """Super class for tenant claims without one."""
     tenant_concurrency: int = 8
@@ -58,6 +60,7 @@ def context_for(vc: dict[str, Any], admin: dict[str, Any], opts: SyncerOptions) 
         vn_agent_host=opts.vn_agent_host,
         vn_agent_port=opts.vn_agent_port,
         default_storage_class=opts.default_storage_class,
+        node_label_prefixes=opts.node_label_prefixes,
         scheduler_policy=opts.scheduler_policy,
         opt_in=frozenset(spec.get("optInKinds") or ()),
     )

@@ -18,12 +18,26 @@ COPIED_LABEL_PREFIXES = (
 LEASE_SECONDS = 40
 
 
-def labels(super_node: dict[str, Any], extra_prefixes: tuple[str, ...] = ()) -> dict[str, str]:
-    """Topology and admin-chosen labels; nothing that names super-cluster internals."""
-    prefixes = COPIED_LABEL_PREFIXES + extra_prefixes
+def labels(super_node: dict[str, Any], ctx: TenantContext) -> dict[str, str]:
+    """Topology and admin-chosen labels (ctx.node_label_prefixes); nothing that names super-cluster
+    internals."""
+    prefixes = COPIED_LABEL_PREFIXES + ctx.node_label_prefixes
     out = {k: v for k, v in (super_node["metadata"].get("labels") or {}).items() if k.startswith(prefixes)}
     out[LABEL_VIRTUAL] = "true"
     return out
+
+
+def label_patch(
+    super_node: dict[str, Any], vnode: dict[str, Any], ctx: TenantContext
+) -> dict[str, Any] | None:
+    """A merge patch bringing the virtual node's copied labels to the super node's (a zone or rack
+    relabelled by the admin); labels the tenant set itself are left alone."""
+    prefixes = COPIED_LABEL_PREFIXES + ctx.node_label_prefixes + (LABEL_VIRTUAL,)
+    want = labels(super_node, ctx)
+    have = {k: v for k, v in (vnode["metadata"].get("labels") or {}).items() if k.startswith(prefixes)}
+    if want == have:
+        return None
+    return {"metadata": {"labels": {**{k: None for k in have if k not in want}, **want}}}
 
 
 def status(super_node: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
@@ -46,13 +60,11 @@ def status(super_node: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     }
 
 
-def virtual_node(
-    super_node: dict[str, Any], ctx: TenantContext, extra_prefixes: tuple[str, ...] = ()
-) -> dict[str, Any]:
+def virtual_node(super_node: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": super_node["metadata"]["name"], "labels": labels(super_node, extra_prefixes)},
+        "metadata": {"name": super_node["metadata"]["name"], "labels": labels(super_node, ctx)},
         "spec": {},
         "status": status(super_node, ctx),
     }

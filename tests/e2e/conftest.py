@@ -126,6 +126,10 @@ def egress_socket(cluster: localcluster.SuperCluster) -> Path:
     return cluster.dir / "vn-agent-egress.sock"
 
 
+RACK_PREFIX = "rack.example.com/"
+"""An admin-chosen node label prefix the session syncer copies to virtual nodes."""
+
+
 class SyncerProc:
     """The syncer as a real background process, exactly as `tispace up` runs it; fault tests kill it."""
 
@@ -164,6 +168,7 @@ def syncer(
             f"--port={port}",
             f"--vn-agent-host={localnet.VIRTUAL_ADDRESS}",
             f"--vn-agent-port={vn_agent.port}",
+            f"--node-label-prefix={RACK_PREFIX}",
         ],
     )
     proc = SyncerProc(comp)

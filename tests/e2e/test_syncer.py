@@ -9,7 +9,7 @@ import json
 import orjson
 
 from syncer.resources import pods
-from tests.e2e.conftest import SyncerProc, TenantHandle
+from tests.e2e.conftest import RACK_PREFIX, SyncerProc, TenantHandle
 from tests.e2e.helpers import absent, eventually, pod, running
 from tispace import naming, procs, tenants
 from tispace.kube import resources as r
@@ -379,3 +379,28 @@ async def test_a_super_namespace_of_another_tenant_is_never_written_into(
     ns = await super_client.get(r.NAMESPACES, sns)
     assert ns["metadata"]["labels"][naming.LABEL_TENANT] == "default-000000-other"
     await super_client.delete(r.NAMESPACES, sns)
+
+
+async def test_admin_chosen_node_labels_reach_virtual_nodes_and_follow_changes(
+    syncer: SyncerProc, tenant_factory, super_client: Client
+) -> None:
+    """Location labels an admin picks (tidb-operator spreads by them) are on the virtual nodes."""
+    t: TenantHandle = await tenant_factory("racks")
+    key = f"{RACK_PREFIX}rack"
+    await super_client.patch(r.NODES, "node-3", {"metadata": {"labels": {key: "r1"}}})
+    try:
+        await t.client.create(r.PODS, pod("racked", nodeName="node-3"), "default")
+
+        async def rack() -> str | None:
+            node = await t.client.get_or_none(r.NODES, "node-3")
+            return ((node or {}).get("metadata", {}).get("labels") or {}).get(key)
+
+        assert await eventually(rack, what="rack label on the virtual node") == "r1"
+        await super_client.patch(r.NODES, "node-3", {"metadata": {"labels": {key: "r2"}}})
+        assert await eventually(lambda: _is(rack, "r2"), what="relabelled")
+    finally:
+        await super_client.patch(r.NODES, "node-3", {"metadata": {"labels": {key: None}}})
+
+
+async def _is(check, value: str) -> bool:
+    return await check() == value

@@ -114,7 +114,23 @@ def test_virtual_node_points_at_vn_agent_and_copies_topology() -> None:
         "topology.kubernetes.io/zone": "z1",
         nodes.LABEL_VIRTUAL: "true",
     }
-    assert nodes.labels(super_node, ("internal.corp/",))["internal.corp/rack"] == "r1"
+    rack_ctx = dataclasses.replace(CTX, node_label_prefixes=("internal.corp/",))
+    assert nodes.labels(super_node, rack_ctx)["internal.corp/rack"] == "r1"
+    # The admin moves the node to another rack: the copied labels follow, the tenant's own stay.
+    mine = {**nodes.virtual_node(super_node, rack_ctx)["metadata"]["labels"], "team": "db"}
+    moved = {**super_node, "metadata": {**super_node["metadata"], "labels": {"internal.corp/rack": "r2"}}}
+    patch = nodes.label_patch(moved, {"metadata": {"labels": mine}}, rack_ctx)
+    assert patch == {
+        "metadata": {
+            "labels": {
+                "kubernetes.io/hostname": None,
+                "topology.kubernetes.io/zone": None,
+                "internal.corp/rack": "r2",
+                nodes.LABEL_VIRTUAL: "true",
+            }
+        }
+    }
+    assert nodes.label_patch(super_node, {"metadata": {"labels": mine}}, rack_ctx) is None
     st = vn["status"]
     assert st["addresses"][0] == {"type": "InternalIP", "address": "192.0.2.1"}
     assert st["daemonEndpoints"] == {"kubeletEndpoint": {"Port": 10550}}

@@ -13,10 +13,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from syncer.engine import admission
-from syncer.engine.shard import Shard, default_identity
+from syncer.engine.shard import Shard
 from syncer.engine.syncer import Syncer
 from syncer.engine.tenant import SyncerOptions
-from tispace import logs
+from tispace import leases, logs
 from tispace.kube.client import Client
 
 
@@ -41,9 +41,9 @@ class Settings:
     identity: str = ""
     """This replica's name among them (default: host name and pid)."""
     lease_seconds: float = 15.0
+    """How long a dead replica's tenants wait before another replica takes them."""
     fair: bool = True
     """Fair queuing across tenants; False serves keys in arrival order (the benchmark's baseline)."""
-    """How long a dead replica's tenants wait before another replica takes them."""
     options: SyncerOptions = field(default_factory=SyncerOptions)
 
 
@@ -77,7 +77,10 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     client = Client.from_kubeconfig(settings.super_kubeconfig, name="super")
     shard = (
         Shard(
-            client, settings.shard_namespace, settings.identity or default_identity(), settings.lease_seconds
+            client,
+            settings.shard_namespace,
+            settings.identity or leases.default_identity(),
+            settings.lease_seconds,
         )
         if settings.shard_namespace
         else None

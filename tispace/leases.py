@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
+import re
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +20,17 @@ from typing import Any
 from tispace import naming
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
+
+
+def dns_label(text: str) -> str:
+    """`text` made a DNS label (identities and Lease names)."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    return cleaned[:63].rstrip("-") or "replica"
+
+
+def default_identity() -> str:
+    """Host and pid: unique per process, and a Deployment's pod name is its host name."""
+    return dns_label(f"{socket.gethostname()}-{os.getpid()}")
 
 
 def micro_now() -> str:
@@ -109,8 +123,7 @@ class LeaseView:
                     self.observe(fresh)
                 return False
             raise
-        self.objects[name] = obj
-        self._seen[name] = _Seen(obj["metadata"]["resourceVersion"], time.monotonic())
+        self.observe(obj)  # our own write: a new resourceVersion, seen now
         return True
 
     async def give_back(self, name: str) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 
 import kopf
 from aiohttp import web
@@ -32,7 +30,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     renewing: asyncio.Task[None] | None = None
     try:
         if settings.leader_namespace:
-            identity = settings.identity or f"{socket.gethostname()}-{os.getpid()}"
+            identity = settings.identity or leases.default_identity()
             view = leases.LeaseView(client, settings.leader_namespace, identity, duration=15.0)
             labels = {"app.kubernetes.io/name": "vc-manager"}
             log.info("waiting to lead (Lease %s/%s) as %s", settings.leader_namespace, LEADER_LEASE, identity)

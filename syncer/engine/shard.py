@@ -10,30 +10,17 @@ killed replica's tenants are taken over within one lease duration plus one renew
 from __future__ import annotations
 
 import hashlib
-import os
-import re
-import socket
 from collections.abc import Iterable
 
 from tispace import naming
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
-from tispace.leases import LeaseView, lease
+from tispace.leases import LeaseView, dns_label, lease
 
 LABEL_ROLE = f"{naming.GROUP}/syncer-lease"
 """`member` (one per replica) or `tenant` (one per served tenant)."""
 ANN_TENANT = f"{naming.GROUP}/tenant-key"
 """On a tenant Lease: the tenant it locks (`namespace/name` of the VirtualCluster)."""
-
-
-def default_identity() -> str:
-    """Host and pid: unique per process, and a Deployment's pod name is its host name."""
-    return dns_label(f"{socket.gethostname()}-{os.getpid()}")
-
-
-def dns_label(text: str) -> str:
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    return cleaned[:63].rstrip("-") or "syncer"
 
 
 def score(member: str, tenant: str) -> int:

@@ -70,10 +70,10 @@ def refusal(pod: dict[str, Any]) -> Refused | None:
     for vol in spec.get("volumes", []):
         if "hostPath" in vol:
             return Refused("HostPathForbidden", f"volume {vol['name']!r}: hostPath volumes are not allowed")
-        for source in sorted(set(vol) - {"name"} - ALLOWED_VOLUMES):
+        if forbidden := sorted(set(vol) - {"name"} - ALLOWED_VOLUMES):
             return Refused(
                 "VolumeTypeForbidden",
-                f"volume {vol['name']!r}: {source} volumes are not allowed (the super node's host "
+                f"volume {vol['name']!r}: {forbidden[0]} volumes are not allowed (the super node's host "
                 "would mount them); use a PersistentVolumeClaim",
             )
     for c in _containers(spec):

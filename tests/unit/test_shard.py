@@ -51,7 +51,7 @@ def test_no_members_means_no_owner() -> None:
 
 @given(st.text(min_size=1, max_size=300))
 def test_lease_names_are_valid_and_identities_are_dns_labels(text: str) -> None:
-    ident = shard.dns_label(text)
+    ident = leases.dns_label(text)
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", ident) and len(ident) <= 63
     name = shard.tenant_lease_name(text)
     assert DNS_SUBDOMAIN.match(name) and len(name) <= 253

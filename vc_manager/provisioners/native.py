@@ -202,22 +202,28 @@ def render(tenant: Tenant, service_cidr: str) -> list[dict[str, Any]]:
     ]
 
 
+async def _apply(client: Client, objs: list[dict[str, Any]]) -> None:
+    """Server-side apply, in order, as the manager's field manager."""
+    for obj in objs:
+        meta = obj["metadata"]
+        await client.patch(
+            r.BY_KIND[obj["kind"]],
+            meta["name"],
+            obj,
+            meta.get("namespace"),
+            patch_type="apply",
+            field_manager=FIELD_MANAGER,
+            force=True,
+        )
+
+
 @dataclass
 class NativeProvisioner:
     settings: Settings
     client: Client
 
     async def provision(self, tenant: Tenant, tpki: TenantPKI) -> str:
-        for obj in render(tenant, self.settings.service_cidr):
-            await self.client.patch(
-                r.BY_KIND[obj["kind"]],
-                obj["metadata"]["name"],
-                obj,
-                tenant.root,
-                patch_type="apply",
-                field_manager=FIELD_MANAGER,
-                force=True,
-            )
+        await _apply(self.client, render(tenant, self.settings.service_cidr))
         return server(tenant)
 
     async def admin_kubeconfig(self, tenant: Tenant, tpki: TenantPKI, server: str) -> dict[str, Any]:
@@ -245,17 +251,7 @@ class NativeProvisioner:
         image = _component(tenant, "dns").get("image") or addons.DNS_IMAGE
         try:
             async with Client(creds, name=tenant.name, attempts=2) as c:
-                for obj in addons.coredns(tenant.cluster_domain, image):
-                    meta = obj["metadata"]
-                    await c.patch(
-                        r.BY_KIND[obj["kind"]],
-                        meta["name"],
-                        obj,
-                        meta.get("namespace"),
-                        patch_type="apply",
-                        field_manager=FIELD_MANAGER,
-                        force=True,
-                    )
+                await _apply(c, addons.coredns(tenant.cluster_domain, image))
         except (ApiError, OSError, TimeoutError) as e:
             raise NotReadyYet(f"tenant DNS add-on not applied yet: {e}") from e
 

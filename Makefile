@@ -21,7 +21,7 @@ down:
 
 lint: $(BIN)/tispace
 	$(BIN)/ruff check .
-	$(BIN)/mypy tispace vc_manager syncer vn_agent
+	$(BIN)/mypy tispace vc_manager syncer vn_agent portal
 
 test: install lint
 	$(BIN)/pytest -q tests

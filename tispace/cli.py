@@ -296,6 +296,75 @@ def syncer(
     )
 
 
+@app.command()
+def portal(
+    super_kubeconfig: Annotated[Path, typer.Option(help="Super cluster where VirtualClusters live.")],
+    issuer: Annotated[str, typer.Option(help="OIDC issuer URL (Google: https://accounts.google.com).")],
+    client_id: Annotated[str, typer.Option(help="OIDC client id registered for the portal.")],
+    client_secret_file: Annotated[Path, typer.Option(help="File holding that client's secret.")],
+    session_key_file: Annotated[
+        Path, typer.Option(help="File holding the Fernet key sealing session cookies (made if missing).")
+    ],
+    public_url: Annotated[
+        str, typer.Option(help="URL browsers use; the provider must allow <public-url>/auth/callback.")
+    ] = "",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
+    listen_host: ListenHost = "127.0.0.1",
+    namespace: Annotated[
+        str, typer.Option(help="Namespace of the VirtualClusters it creates.")
+    ] = "tispace-portal",
+    owner_claim: Annotated[str, typer.Option(help="ID token claim naming the owner.")] = "email",
+    groups_claim: Annotated[str, typer.Option(help="ID token claim listing the user's groups.")] = "groups",
+    admin_group: Annotated[
+        str, typer.Option(help="Group whose members see every tenant.")
+    ] = "tispace-admins",
+    session_hours: Annotated[float, typer.Option(help="Hours a login lasts.")] = 12,
+    max_clusters: Annotated[int, typer.Option(help="Clusters per owner.")] = 2,
+    max_instance_cpu: Annotated[float, typer.Option(help="Dev instance cores per owner, all clusters.")] = 16,
+    max_instance_memory_gib: Annotated[int, typer.Option(help="Dev instance memory per owner (GiB).")] = 64,
+    max_instance_disk_gib: Annotated[int, typer.Option(help="Dev instance disk per owner (GiB).")] = 500,
+    instance_image: Annotated[str, typer.Option(help="Default dev instance image (sshd, docker).")] = (
+        "tispace-devbox:latest"
+    ),
+    instance_runtime_class: Annotated[str, typer.Option(help="RuntimeClass of dev instances.")] = "kata",
+    instance_storage_class: Annotated[
+        str, typer.Option(help="StorageClass of their disks.")
+    ] = "rook-ceph-block",
+    ca_file: Annotated[Path | None, typer.Option(help="CA bundle to trust for the provider.")] = None,
+    verbose: bool = False,
+) -> None:
+    """Run the self-service portal in the foreground (`tispace up` starts it in the background)."""
+    from portal import main, session
+    from portal.settings import Quota, Settings
+
+    if not client_secret_file.exists():
+        console.print(f"[red]--client-secret-file {client_secret_file} does not exist[/red]")
+        raise typer.Exit(2)
+    main.main(
+        Settings(
+            super_kubeconfig=super_kubeconfig.resolve(),
+            issuer=issuer,
+            client_id=client_id,
+            client_secret=client_secret_file.read_text().strip(),
+            public_url=public_url or f"http://{listen_host}:{port}",
+            session_secret=session.key_file(session_key_file),
+            port=port,
+            listen_host=listen_host,
+            namespace=namespace,
+            owner_claim=owner_claim,
+            groups_claim=groups_claim,
+            admin_group=admin_group,
+            session_hours=session_hours,
+            quota=Quota(max_clusters, max_instance_cpu, max_instance_memory_gib, max_instance_disk_gib),
+            instance_image=instance_image,
+            instance_runtime_class=instance_runtime_class,
+            instance_storage_class=instance_storage_class,
+            ca_file=ca_file,
+        ),
+        verbose=verbose,
+    )
+
+
 @app.command("vn-agent")
 def vn_agent_cmd(
     super_kubeconfig: Annotated[Path, typer.Option(help="Super cluster whose pods it reaches.")],

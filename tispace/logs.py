@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-FIELDS = ("tenant", "kind", "object", "informer")
+FIELDS = ("owner", "tenant", "kind", "object", "informer")
 
 
 class _Formatter(logging.Formatter):

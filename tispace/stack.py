@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import sys
 import urllib.request
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tispace import api, binaries, kubeconfig, localcluster, localnet, procs, rbac, tenants
+from tispace import api, binaries, kubeconfig, localcluster, localidp, localnet, procs, rbac, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
 SAMPLE_TENANT = "dev"
+PORTAL_CLIENT = "tispace-portal"
 
 
 class StackError(RuntimeError):
@@ -40,12 +43,13 @@ def start_program(
     *,
     scheme: str = "http",
     started: Callable[[procs.Component], None] = lambda _: None,
+    port: int = 0,
 ) -> procs.Component:
-    """Start `tispace <args(port)>` detached on a free port and wait for its /healthz.
+    """Start `tispace <args(port)>` detached on `port` (default: a free one) and wait for its /healthz.
 
     `started` records the component before the wait, so a failed start is still stoppable.
     """
-    port = procs.free_port()
+    port = port or procs.free_port()
     argv = [sys.executable, "-m", "tispace", *args(port)]
     comp = procs.Component(
         procs.spawn(name, argv, log_dir / f"{name}.log"), port, f"{scheme}://127.0.0.1:{port}/healthz"
@@ -114,6 +118,7 @@ class Stack:
         progress("installing the TiSpace API (CRDs) and each program's service account and RBAC")
         install_api(self.super_kubeconfig)
         self.start_programs(progress)
+        self.start_portal(progress)
         if sample:
             progress(f"creating the sample tenant {SAMPLE_TENANT!r} (VirtualCluster default/{SAMPLE_TENANT})")
             asyncio.run(self._sample_tenant(progress))
@@ -160,6 +165,56 @@ class Stack:
             progress,
         )
 
+    def start_portal(self, progress: localcluster.Progress) -> None:
+        """The portal, logging in through a local OIDC provider with two sample users (their
+        passwords stay in <state>/portal/users.json)."""
+        comps = self.own.load()
+        pair = [c for c in comps if c.name in ("oidc-provider", "portal")]
+        if len(pair) == 2 and all(c.ok() for c in pair):
+            progress(f"portal already running at http://127.0.0.1:{self._portal_port()}")
+            return
+        for c in pair:
+            procs.stop(c.proc)
+        self.own.save([c for c in comps if c not in pair])
+        work = self.dir / "portal"
+        users_file = work / "users.json"
+        saved = json.loads(users_file.read_text()) if users_file.exists() else {}
+        users = localidp.sample_users({u: v["password"] for u, v in saved.items()})
+        localidp.write_private(users_file, json.dumps({u.username: asdict(u) for u in users}, indent=1))
+        secret_file = work / "client-secret"
+        if not secret_file.exists():
+            localidp.write_private(secret_file, secrets.token_urlsafe(24))
+        port = procs.free_port()
+        progress("starting the local OIDC provider (sample users developer and admin)")
+        client = localidp.Client(
+            PORTAL_CLIENT, secret_file.read_text(), [f"http://127.0.0.1:{port}/auth/callback"]
+        )
+        idp = localidp.start(work, users, [client])
+        self.own.save([*self.own.load(), idp])
+        self._ensure_own(
+            "portal",
+            lambda port: [
+                "portal",
+                f"--super-kubeconfig={self.credentials('portal')}",
+                f"--issuer={localidp.issuer(idp)}",
+                f"--client-id={PORTAL_CLIENT}",
+                f"--client-secret-file={secret_file}",
+                f"--session-key-file={work / 'session.key'}",
+                f"--port={port}",
+                f"--instance-runtime-class={localcluster.RUNTIME_CLASS}",
+                f"--instance-storage-class={localcluster.STORAGE_CLASS}",
+            ],
+            progress,
+            port=port,
+        )
+
+    def _portal_port(self) -> int | None:
+        return next((c.port for c in self.own.load() if c.name == "portal"), None)
+
+    def portal_users(self) -> dict[str, dict[str, Any]]:
+        path = self.dir / "portal" / "users.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
     def credentials(self, program: str) -> Path:
         """A kubeconfig acting as the program's own service account (least privilege, not admin)."""
         return rbac.token_kubeconfig(
@@ -172,6 +227,7 @@ class Stack:
         args: Callable[[int], list[str]],
         progress: localcluster.Progress,
         scheme: str = "http",
+        port: int = 0,
     ) -> procs.Component:
         comps = self.own.load()
         current = next((c for c in comps if c.name == name), None)
@@ -187,6 +243,7 @@ class Stack:
             args,
             scheme=scheme,
             started=lambda c: self.own.save([x for x in comps if x.name != name] + [c]),
+            port=port,
         )
         return comp
 
@@ -238,6 +295,9 @@ class Stack:
             lines.append(f"next: {kubectl} --kubeconfig {tenant} get namespaces")
         else:
             lines.append(f"next: {kubectl} --kubeconfig {self.super_kubeconfig} get nodes")
+        if port := self._portal_port():
+            logins = ", ".join(f"{u} / {v['password']}" for u, v in self.portal_users().items())
+            lines.append(f"portal: http://127.0.0.1:{port} (log in as {logins}; admin sees every tenant)")
         return lines
 
 

@@ -1,0 +1,58 @@
+"""Sessions in a cookie: JSON sealed with Fernet (AES + HMAC), so the browser can neither read nor
+forge it, and its timestamp bounds its age. No server-side store: any replica with the key serves."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cryptography.fernet import Fernet, InvalidToken
+
+COOKIE = "tispace_session"
+LOGIN_COOKIE = "tispace_login"
+LOGIN_SECONDS = 600
+
+
+def key_file(path: Path) -> bytes:
+    """The Fernet key in `path`, made (mode 0600) when missing: every replica must share it."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(Fernet.generate_key())
+    return path.read_bytes().strip()
+
+
+class Expired(Exception):
+    """Genuine but too old: the user logs in again."""
+
+
+class Invalid(Exception):
+    """Not ours (forged, corrupted, or sealed with another key)."""
+
+
+class Sealer:
+    def __init__(self, key: bytes) -> None:
+        self._fernet = Fernet(key)
+
+    def seal(self, data: dict[str, Any], now: float | None = None) -> str:
+        payload = orjson.dumps(data)
+        at = int(time.time() if now is None else now)
+        return self._fernet.encrypt_at_time(payload, at).decode()
+
+    def open(self, token: str, max_age: float, now: float | None = None) -> dict[str, Any]:
+        at = int(time.time() if now is None else now)
+        try:
+            data: dict[str, Any] = orjson.loads(self._fernet.decrypt_at_time(token, int(max_age), at))
+        except InvalidToken:
+            try:
+                self._fernet.extract_timestamp(token)  # verifies the MAC, ignores age
+            except InvalidToken:
+                raise Invalid() from None
+            raise Expired() from None
+        if data.get("exp", at + 1) <= at:
+            raise Expired()
+        return data

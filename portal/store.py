@@ -1,0 +1,129 @@
+"""The portal's I/O: VirtualClusters in the super cluster, dev instances inside each tenant.
+
+Ownership is checked here, on every read and write: a cluster that is not the caller's is
+answered exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from cachetools import TTLCache
+
+from portal import model
+from portal.settings import Settings
+from tispace import api, kubeconfig, naming, tenants
+from tispace.kube import resources as r
+from tispace.kube.client import ApiError, Client
+
+
+class NotFound(Exception):
+    """No such cluster or instance of this owner (whether it exists for someone else is not said)."""
+
+
+class Store:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.super = client
+        self.s = settings
+        self._admin: TTLCache[str, kubeconfig.Credentials] = TTLCache(maxsize=1024, ttl=300)
+        self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        """One per owner: a quota check and the create it allows happen together."""
+
+    async def versions(self) -> list[str]:
+        return sorted(v["metadata"]["name"] for v in (await self.super.list(r.CLUSTERVERSIONS))["items"])
+
+    async def clusters(self, owner: str) -> list[dict[str, Any]]:
+        items = (await self.super.list(r.VIRTUALCLUSTERS, self.s.namespace))["items"]
+        return sorted(
+            (vc for vc in items if vc["spec"].get("owner") == owner), key=lambda vc: vc["metadata"]["name"]
+        )
+
+    async def cluster(self, owner: str, name: str) -> dict[str, Any]:
+        vc = await self.super.get_or_none(r.VIRTUALCLUSTERS, name, self.s.namespace)
+        if vc is None or vc["spec"].get("owner") != owner:
+            raise NotFound(f"you have no cluster named {name!r}")
+        return vc
+
+    async def create_cluster(self, vc: dict[str, Any]) -> None:
+        await self.super.create(r.VIRTUALCLUSTERS, vc, self.s.namespace)
+
+    async def delete_cluster(self, owner: str, name: str) -> None:
+        vc = await self.cluster(owner, name)
+        # The uid precondition: never delete a same-named successor made after the owner's check.
+        body = {"preconditions": {"uid": vc["metadata"]["uid"]}}
+        await self.super.request("DELETE", r.VIRTUALCLUSTERS.path(self.s.namespace, name), body=body)
+
+    async def user_kubeconfig(self, owner: str, name: str) -> dict[str, Any]:
+        await self.cluster(owner, name)
+        return await tenants.user_kubeconfig(self.super, name, self.s.namespace, owner)
+
+    @asynccontextmanager
+    async def tenant(self, vc: dict[str, Any]) -> AsyncIterator[Client]:
+        """A client of the tenant's API server as its admin (the portal acts for the owner)."""
+        uid = vc["metadata"]["uid"]
+        creds = self._admin.get(uid)
+        if creds is None:
+            config = await tenants.admin_kubeconfig(self.super, vc["metadata"]["name"], self.s.namespace)
+            creds = self._admin[uid] = kubeconfig.credentials(config)
+        async with Client(creds, name=vc["metadata"]["name"], attempts=2) as client:
+            yield client
+
+    async def instances(self, vc: dict[str, Any]) -> list[dict[str, Any]]:
+        """The portal's StatefulSets in the tenant, each with its pod (or None) under `pod`."""
+        if (vc.get("status") or {}).get("phase") != api.Phase.RUNNING:
+            return []
+        selector = f"{model.MANAGED_BY}={model.PORTAL}"
+        async with self.tenant(vc) as t:
+            sets = (await t.list(r.STATEFULSETS, model.INSTANCE_NAMESPACE, label_selector=selector))["items"]
+            pods = (await t.list(r.PODS, model.INSTANCE_NAMESPACE, label_selector=selector))["items"]
+        by_instance = {p["metadata"]["labels"].get(model.INSTANCE): p for p in pods}
+        return [
+            {**s, "pod": by_instance.get(s["metadata"]["name"])}
+            for s in sorted(sets, key=lambda s: s["metadata"]["name"])
+        ]
+
+    async def instance(self, vc: dict[str, Any], name: str) -> dict[str, Any]:
+        for inst in await self.instances(vc):
+            if inst["metadata"]["name"] == name:
+                return inst
+        raise NotFound(f"cluster {vc['metadata']['name']!r} has no instance named {name!r}")
+
+    async def usage(self, owner: str) -> model.Usage:
+        """The owner's dev instances in all their clusters."""
+        sets = await asyncio.gather(*(self.instances(vc) for vc in await self.clusters(owner)))
+        return model.total(model.instance_usage(s) for group in sets for s in group)
+
+    async def create_instance(self, vc: dict[str, Any], objects: list[dict[str, Any]]) -> None:
+        async with self.tenant(vc) as t:
+            for obj in objects:
+                await t.create(r.BY_KIND[obj["kind"]], obj, model.INSTANCE_NAMESPACE)
+
+    async def delete_instance(self, vc: dict[str, Any], name: str) -> None:
+        """The StatefulSet (its claim goes with it: retention policy Delete) and the SSH Service."""
+        await self.instance(vc, name)
+        async with self.tenant(vc) as t:
+            for res in (r.STATEFULSETS, r.SERVICES):
+                try:
+                    await t.delete(res, name, model.INSTANCE_NAMESPACE)
+                except ApiError as e:
+                    if e.status != 404:
+                        raise
+
+    async def every_cluster(self) -> list[dict[str, Any]]:
+        """The admin view: every VirtualCluster (any namespace, portal-made or not) with its usage."""
+        vcs = (await self.super.list(r.VIRTUALCLUSTERS))["items"]
+        pods = (await self.super.list(r.PODS, label_selector=naming.LABEL_TENANT))["items"]
+        by_root: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        for p in pods:
+            by_root[p["metadata"]["labels"][naming.LABEL_TENANT]].append(p)
+        rows = []
+        for vc in sorted(vcs, key=lambda v: (v["metadata"]["namespace"], v["metadata"]["name"])):
+            meta = vc["metadata"]
+            root = naming.root_namespace(meta["namespace"], meta["name"], meta["uid"])
+            count, cpu, memory = model.pod_usage(by_root.get(root, []))
+            rows.append({"vc": vc, "pods": count, "cpu": cpu, "memory": memory})
+        return rows

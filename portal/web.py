@@ -1,0 +1,590 @@
+"""The portal's pages: an aiohttp app, server-rendered with Jinja2.
+
+Every page but the login ones needs a session; every POST needs the session's CSRF token.
+Handlers validate through `model`, act through `store`, and answer bad input with the page
+again and a message saying what to change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+import orjson
+from aiohttp import web
+
+from portal import model, oidc, session
+from portal.settings import Settings
+from portal.store import NotFound, Store
+from tispace import api, kubeconfig
+from tispace.kube.client import ApiError, Client
+
+log = logging.getLogger("tispace.portal")
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+PROVIDER = web.AppKey("provider", oidc.Provider)
+SEALER = web.AppKey("sealer", session.Sealer)
+PAGES = web.AppKey("pages", jinja2.Environment)
+
+PUBLIC = ("/login", "/login/start", "/auth/callback", "/healthz")
+REASONS = {
+    "expired": "Your session expired. Log in again.",
+    "invalid": "Your session was not valid. Log in again.",
+    "logout": "You are logged out.",
+}
+FLASH = "tispace_flash"
+STATUS_SECONDS = 600
+"""How long one live-status stream lasts; the browser's EventSource reconnects after."""
+
+routes = web.RouteTableDef()
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# --- rendering ---------------------------------------------------------------------------
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    sess = request.get("session") or {}
+    flash = request.cookies.get(FLASH, "")
+    html = (
+        request.app[PAGES]
+        .get_template(template)
+        .render(user=sess, csrf=sess.get("csrf", ""), is_admin=is_admin(request), flash=flash, **context)
+    )
+    resp = web.Response(text=html, status=status, content_type="text/html")
+    if flash:
+        resp.del_cookie(FLASH)
+    return resp
+
+
+def redirect(location: str, flash: str = "") -> web.HTTPSeeOther:
+    """Post/redirect/get: a reload never submits twice; `flash` is shown once on the next page."""
+    resp = web.HTTPSeeOther(location)
+    if flash:
+        resp.set_cookie(FLASH, flash, httponly=True, samesite="Lax", max_age=60)
+    return resp
+
+
+def problem(request: web.Request, status: int, message: str) -> web.Response:
+    return render(request, "error.html", status=status, message=message)
+
+
+def is_admin(request: web.Request) -> bool:
+    sess = request.get("session") or {}
+    return request.app[SETTINGS].admin_group in sess.get("groups", [])
+
+
+def owner(request: web.Request) -> str:
+    owner: str = request["session"]["owner"]
+    return owner
+
+
+# --- middleware: sessions and CSRF ---------------------------------------------------------
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    s = request.app[SETTINGS]
+    request["session"] = None
+    reason = ""
+    if token := request.cookies.get(session.COOKIE):
+        try:
+            request["session"] = request.app[SEALER].open(token, s.session_hours * 3600)
+        except session.Expired:
+            reason = "expired"
+        except session.Invalid:
+            reason = "invalid"
+    if request.path in PUBLIC or request.path.startswith("/static/"):
+        return await handler(request)
+    if request["session"] is None:
+        # Nothing is done for a request without a live session, whatever it asked.
+        query = {"next": request.path_qs if request.method == "GET" else "/"}
+        if reason:
+            query["reason"] = reason
+        resp = web.HTTPSeeOther(f"/login?{urlencode(query)}")
+        resp.del_cookie(session.COOKIE)
+        raise resp
+    if request.method == "POST":
+        form = await request.post()
+        sent = str(form.get("csrf", ""))
+        if not sent or not hmac.compare_digest(sent, request["session"]["csrf"]):
+            log.warning("CSRF token mismatch on %s", request.path, extra={"owner": owner(request)})
+            return problem(
+                request,
+                403,
+                "This form's security token did not match your session (a stale page or a forged "
+                "request). Nothing was changed. Reload the page and try again.",
+            )
+    return await handler(request)
+
+
+# --- login ----------------------------------------------------------------------------------
+def _redirect_uri(s: Settings) -> str:
+    return f"{s.public_url.rstrip('/')}/auth/callback"
+
+
+def _safe_next(value: str) -> str:
+    """Only a local path: `next` must not send a freshly logged-in user to another site."""
+    return value if value.startswith("/") and not value.startswith("//") and "\\" not in value else "/"
+
+
+@routes.get("/login")
+async def login_page(request: web.Request) -> web.StreamResponse:
+    if request["session"]:
+        raise web.HTTPSeeOther("/")
+    reason = REASONS.get(request.query.get("reason", ""), "")
+    start = f"/login/start?next={quote(_safe_next(request.query.get('next', '/')))}"
+    return render(request, "login.html", reason=reason, start=start, issuer=request.app[SETTINGS].issuer)
+
+
+@routes.get("/login/start")
+async def login_start(request: web.Request) -> web.StreamResponse:
+    s = request.app[SETTINGS]
+    pending = oidc.new_pending(_safe_next(request.query.get("next", "/")))
+    try:
+        url = await request.app[PROVIDER].authorize_url(_redirect_uri(s), pending)
+    except oidc.LoginError as e:
+        return problem(request, 502, str(e))
+    resp = web.HTTPSeeOther(url)
+    sealed = request.app[SEALER].seal(pending.__dict__)
+    resp.set_cookie(
+        session.LOGIN_COOKIE,
+        sealed,
+        httponly=True,
+        samesite="Lax",
+        max_age=session.LOGIN_SECONDS,
+        secure=s.public_url.startswith("https://"),
+    )
+    raise resp
+
+
+@routes.get("/auth/callback")
+async def callback(request: web.Request) -> web.StreamResponse:
+    s = request.app[SETTINGS]
+    if error := request.query.get("error"):
+        detail = request.query.get("error_description", error)
+        return render(
+            request,
+            "login.html",
+            status=401,
+            reason=f"The provider refused the login: {detail}",
+            start="/login/start",
+            issuer=s.issuer,
+        )
+    try:
+        saved = request.app[SEALER].open(request.cookies.get(session.LOGIN_COOKIE, ""), session.LOGIN_SECONDS)
+    except (session.Expired, session.Invalid):
+        return render(
+            request,
+            "login.html",
+            status=400,
+            start="/login/start",
+            issuer=s.issuer,
+            reason="This login took too long or was not started here. Log in again.",
+        )
+    pending = oidc.Pending(**saved)
+    if not hmac.compare_digest(request.query.get("state", ""), pending.state):
+        return render(
+            request,
+            "login.html",
+            status=400,
+            start="/login/start",
+            issuer=s.issuer,
+            reason="The provider's answer does not belong to this login (state mismatch). Log in again.",
+        )
+    try:
+        claims = await request.app[PROVIDER].exchange(
+            request.query.get("code", ""), _redirect_uri(s), pending
+        )
+        who = oidc.identity(
+            claims, nonce=pending.nonce, owner_claim=s.owner_claim, groups_claim=s.groups_claim
+        )
+    except oidc.LoginError as e:
+        return render(request, "login.html", status=401, reason=str(e), start="/login/start", issuer=s.issuer)
+    expires = min(who.expires + s.session_hours * 3600, time.time() + s.session_hours * 3600)
+    data = {
+        "owner": who.owner,
+        "name": who.name,
+        "groups": list(who.groups),
+        "csrf": secrets.token_urlsafe(32),
+        "exp": int(expires),
+    }
+    log.info("logged in (groups %s)", ",".join(who.groups), extra={"owner": who.owner})
+    resp = web.HTTPSeeOther(pending.next)
+    resp.del_cookie(session.LOGIN_COOKIE)
+    resp.set_cookie(
+        session.COOKIE,
+        request.app[SEALER].seal(data),
+        httponly=True,
+        samesite="Lax",
+        secure=s.public_url.startswith("https://"),
+    )
+    raise resp
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    resp = web.HTTPSeeOther("/login?reason=logout")
+    resp.del_cookie(session.COOKIE)
+    raise resp
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="ok")
+
+
+# --- clusters -------------------------------------------------------------------------------
+@routes.get("/")
+async def home(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/clusters")
+
+
+async def _clusters_page(
+    request: web.Request, status: int = 200, error: str = "", form: dict[str, str] | None = None
+) -> web.Response:
+    st = request.app[STORE]
+    clusters, versions = await asyncio.gather(st.clusters(owner(request)), st.versions())
+    s = request.app[SETTINGS]
+    defaults = {
+        "name": "",
+        "version": versions[0] if versions else "",
+        "max_pods": "50",
+        "max_storage_gib": "100",
+    }
+    return render(
+        request,
+        "clusters.html",
+        status=status,
+        clusters=clusters,
+        versions=versions,
+        error=error,
+        form={**defaults, **(form or {})},
+        quota=s.quota,
+        max_name=model.max_cluster_name(s.namespace),
+    )
+
+
+@routes.get("/clusters")
+async def clusters(request: web.Request) -> web.StreamResponse:
+    return await _clusters_page(request)
+
+
+@routes.post("/clusters")
+async def create_cluster(request: web.Request) -> web.StreamResponse:
+    st, s, who = request.app[STORE], request.app[SETTINGS], owner(request)
+    form = {k: str(v) for k, v in (await request.post()).items() if k != "csrf"}
+    async with st.locks[who]:
+        try:
+            req = model.parse_cluster(form, namespace=s.namespace, versions=await st.versions())
+            model.check_cluster_quota(s.quota, len(await st.clusters(who)))
+            await st.create_cluster(model.virtual_cluster(req, owner=who, namespace=s.namespace))
+        except model.FormError as e:
+            return await _clusters_page(request, 400, str(e), form)
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            mine = any(vc["metadata"]["name"] == req.name for vc in await st.clusters(who))
+            msg = (
+                f"You already have a cluster named {req.name!r} (was the form sent twice?)."
+                if mine
+                else f"The name {req.name!r} is taken; choose another."
+            )
+            return await _clusters_page(request, 409, msg, form)
+    log.info("cluster created", extra={"owner": who, "tenant": req.name, "kind": "VirtualCluster"})
+    raise redirect(f"/clusters/{req.name}", f"Cluster {req.name} is being created.")
+
+
+async def _cluster_page(
+    request: web.Request,
+    vc: dict[str, Any],
+    status: int = 200,
+    error: str = "",
+    form: dict[str, str] | None = None,
+) -> web.Response:
+    st, s = request.app[STORE], request.app[SETTINGS]
+    instances = await st.instances(vc)
+    defaults = {
+        "name": "",
+        "image": s.instance_image,
+        "cpu": "2",
+        "memory_gib": "4",
+        "disk_gib": "20",
+        "ssh_key": "",
+    }
+    return render(
+        request,
+        "cluster.html",
+        status=status,
+        vc=vc,
+        instances=instances,
+        error=error,
+        form={**defaults, **(form or {})},
+        running=_phase(vc) == api.Phase.RUNNING,
+        usage=await st.usage(owner(request)),
+        quota=s.quota,
+    )
+
+
+def _phase(vc: dict[str, Any]) -> str:
+    return str((vc.get("status") or {}).get("phase") or api.Phase.PENDING)
+
+
+async def _owned(request: web.Request) -> dict[str, Any]:
+    try:
+        return await request.app[STORE].cluster(owner(request), request.match_info["name"])
+    except NotFound as e:
+        raise web.HTTPNotFound(text=str(e)) from None
+
+
+@routes.get("/clusters/{name}")
+async def cluster(request: web.Request) -> web.StreamResponse:
+    return await _cluster_page(request, await _owned(request))
+
+
+@routes.get("/clusters/{name}/status")
+async def cluster_status(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: the cluster's phase and its instances' states whenever they change."""
+    vc = await _owned(request)
+    st = request.app[STORE]
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    last = b""
+    deadline = time.monotonic() + STATUS_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            vc = await st.cluster(owner(request), vc["metadata"]["name"])
+        except NotFound:
+            await resp.write(b'data: {"phase": "Deleted"}\n\n')
+            break
+        status = vc.get("status") or {}
+        event = {
+            "phase": _phase(vc),
+            "message": status.get("message", ""),
+            "instances": {i["metadata"]["name"]: instance_state(i) for i in await st.instances(vc)},
+        }
+        data = orjson.dumps(event)
+        if data != last:
+            await resp.write(b"data: " + data + b"\n\n")
+            last = data
+        await asyncio.sleep(1)
+    return resp
+
+
+@routes.get("/clusters/{name}/kubeconfig")
+async def download_kubeconfig(request: web.Request) -> web.StreamResponse:
+    vc = await _owned(request)
+    name = vc["metadata"]["name"]
+    if _phase(vc) != api.Phase.RUNNING:
+        return problem(
+            request, 409, f"Cluster {name} is {_phase(vc)}; its kubeconfig exists once it is Running."
+        )
+    config = await request.app[STORE].user_kubeconfig(owner(request), name)
+    log.info("kubeconfig issued", extra={"owner": owner(request), "tenant": name})
+    return web.Response(
+        text=kubeconfig.dump(config),
+        content_type="application/yaml",
+        headers={"Content-Disposition": f'attachment; filename="{name}.kubeconfig"'},
+    )
+
+
+@routes.get("/clusters/{name}/delete")
+async def confirm_delete_cluster(request: web.Request) -> web.StreamResponse:
+    vc = await _owned(request)
+    return render(
+        request,
+        "confirm.html",
+        what="cluster",
+        name=vc["metadata"]["name"],
+        action=f"/clusters/{vc['metadata']['name']}/delete",
+        back=f"/clusters/{vc['metadata']['name']}",
+        detail="Its control plane, every object in it and every dev instance and disk go with it.",
+    )
+
+
+@routes.post("/clusters/{name}/delete")
+async def delete_cluster(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    form = await request.post()
+    if form.get("confirm", "") != name:
+        return render(
+            request,
+            "confirm.html",
+            status=400,
+            what="cluster",
+            name=name,
+            action=f"/clusters/{name}/delete",
+            back=f"/clusters/{name}",
+            error=f"Type the cluster's name ({name}) to confirm. Nothing was deleted.",
+            detail="Its control plane, every object in it and every dev instance and disk go with it.",
+        )
+    try:
+        await request.app[STORE].delete_cluster(owner(request), name)
+    except NotFound as e:
+        raise web.HTTPNotFound(text=str(e)) from None
+    log.info("cluster deleted", extra={"owner": owner(request), "tenant": name})
+    raise redirect("/clusters", f"Cluster {name} is being deleted.")
+
+
+# --- instances ------------------------------------------------------------------------------
+def instance_state(inst: dict[str, Any]) -> str:
+    pod = inst.get("pod")
+    if not pod:
+        return "Creating"
+    if pod["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    return str((pod.get("status") or {}).get("phase", "Pending"))
+
+
+@routes.post("/clusters/{name}/instances")
+async def create_instance(request: web.Request) -> web.StreamResponse:
+    st, s, who = request.app[STORE], request.app[SETTINGS], owner(request)
+    vc = await _owned(request)
+    name = vc["metadata"]["name"]
+    form = {k: str(v) for k, v in (await request.post()).items() if k != "csrf"}
+    if _phase(vc) != api.Phase.RUNNING:
+        return await _cluster_page(
+            request, vc, 409, f"Cluster {name} is {_phase(vc)}; wait until it is Running.", form
+        )
+    async with st.locks[who]:
+        try:
+            req = model.parse_instance(form, default_image=s.instance_image)
+            model.check_instance_quota(s.quota, await st.usage(who), req)
+            objects = model.instance_objects(
+                req, runtime_class=s.instance_runtime_class, storage_class=s.instance_storage_class
+            )
+            await st.create_instance(vc, objects)
+        except model.FormError as e:
+            return await _cluster_page(request, vc, 400, str(e), form)
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            msg = f"Cluster {name} already has an instance named {req.name!r} (was the form sent twice?)."
+            return await _cluster_page(request, vc, 409, msg, form)
+    log.info(
+        "instance created", extra={"owner": who, "tenant": name, "kind": "StatefulSet", "object": req.name}
+    )
+    raise redirect(f"/clusters/{name}/instances/{req.name}", f"Instance {req.name} is being created.")
+
+
+async def _owned_instance(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    vc = await _owned(request)
+    try:
+        return vc, await request.app[STORE].instance(vc, request.match_info["instance"])
+    except NotFound as e:
+        raise web.HTTPNotFound(text=str(e)) from None
+
+
+@routes.get("/clusters/{name}/instances/{instance}")
+async def instance(request: web.Request) -> web.StreamResponse:
+    vc, inst = await _owned_instance(request)
+    return render(
+        request,
+        "instance.html",
+        vc=vc,
+        inst=inst,
+        state=instance_state(inst),
+        usage=model.instance_usage(inst),
+        namespace=model.INSTANCE_NAMESPACE,
+    )
+
+
+@routes.get("/clusters/{name}/instances/{instance}/delete")
+async def confirm_delete_instance(request: web.Request) -> web.StreamResponse:
+    vc, inst = await _owned_instance(request)
+    base = f"/clusters/{vc['metadata']['name']}/instances/{inst['metadata']['name']}"
+    return render(
+        request,
+        "confirm.html",
+        what="instance",
+        name=inst["metadata"]["name"],
+        action=f"{base}/delete",
+        back=base,
+        detail="Its disk is deleted with it.",
+    )
+
+
+@routes.post("/clusters/{name}/instances/{instance}/delete")
+async def delete_instance(request: web.Request) -> web.StreamResponse:
+    vc = await _owned(request)
+    name, inst = vc["metadata"]["name"], request.match_info["instance"]
+    base = f"/clusters/{name}/instances/{inst}"
+    if (await request.post()).get("confirm", "") != inst:
+        return render(
+            request,
+            "confirm.html",
+            status=400,
+            what="instance",
+            name=inst,
+            action=f"{base}/delete",
+            back=base,
+            detail="Its disk is deleted with it.",
+            error=f"Type the instance's name ({inst}) to confirm. Nothing was deleted.",
+        )
+    try:
+        await request.app[STORE].delete_instance(vc, inst)
+    except NotFound as e:
+        raise web.HTTPNotFound(text=str(e)) from None
+    log.info(
+        "instance deleted",
+        extra={"owner": owner(request), "tenant": name, "kind": "StatefulSet", "object": inst},
+    )
+    raise redirect(f"/clusters/{name}", f"Instance {inst} is being deleted.")
+
+
+# --- admin ----------------------------------------------------------------------------------
+@routes.get("/admin")
+async def admin(request: web.Request) -> web.StreamResponse:
+    if not is_admin(request):
+        return problem(
+            request, 403, f"The admin view is for members of {request.app[SETTINGS].admin_group!r}."
+        )
+    return render(request, "admin.html", rows=await request.app[STORE].every_cluster())
+
+
+# --- errors as pages ------------------------------------------------------------------------
+@web.middleware
+async def pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """HTTP errors and failures of the clusters behind as pages that say what happened."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound as e:
+        return problem(request, 404, e.text if e.text and not e.text.startswith("404") else "No such page.")
+    except web.HTTPException:
+        raise
+    except ApiError as e:
+        log.warning("API call for %s failed: %s", request.path, e)
+        return problem(request, 502, f"The cluster API answered {e.status}: {e}. Try again in a moment.")
+    except (TimeoutError, OSError) as e:
+        log.warning("API server unreachable for %s: %s", request.path, e)
+        return problem(
+            request, 503, f"A cluster API server could not be reached ({e}). Try again in a moment."
+        )
+
+
+def app(settings: Settings, client: Client) -> web.Application:
+    application = web.Application(middlewares=[pages, guard])
+    application[SETTINGS] = settings
+    application[STORE] = Store(client, settings)
+    ca = ssl.create_default_context(cafile=str(settings.ca_file)) if settings.ca_file else None
+    application[PROVIDER] = oidc.Provider(settings.issuer, settings.client_id, settings.client_secret, ca)
+    application[SEALER] = session.Sealer(settings.session_secret)
+    application[PAGES] = jinja2.Environment(
+        loader=jinja2.PackageLoader("portal", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    application[PAGES].filters["gib"] = model.gib
+    application[PAGES].filters["state"] = instance_state
+    application.add_routes(routes)
+    application.router.add_static("/static/", Path(__file__).parent / "static")
+
+    async def close(_: web.Application) -> None:
+        await application[PROVIDER].close()
+
+    application.on_cleanup.append(close)
+    return application

@@ -35,6 +35,7 @@ STORE = web.AppKey("store", Store)
 PROVIDER = web.AppKey("provider", oidc.Provider)
 SEALER = web.AppKey("sealer", session.Sealer)
 PAGES = web.AppKey("pages", jinja2.Environment)
+SESSION: web.RequestKey[dict[str, Any] | None] = web.RequestKey("session")
 
 PUBLIC = ("/login", "/login/start", "/auth/callback", "/healthz")
 REASONS = {
@@ -46,13 +47,14 @@ FLASH = "tispace_flash"
 STATUS_SECONDS = 600
 """How long one live-status stream lasts; the browser's EventSource reconnects after."""
 
+DELETED = orjson.dumps({"phase": "Deleted"})
 routes = web.RouteTableDef()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 # --- rendering ---------------------------------------------------------------------------
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
-    sess = request.get("session") or {}
+    sess = request.get(SESSION) or {}
     flash = request.cookies.get(FLASH, "")
     html = (
         request.app[PAGES]
@@ -78,31 +80,34 @@ def problem(request: web.Request, status: int, message: str) -> web.Response:
 
 
 def is_admin(request: web.Request) -> bool:
-    sess = request.get("session") or {}
+    sess = request.get(SESSION) or {}
     return request.app[SETTINGS].admin_group in sess.get("groups", [])
 
 
 def owner(request: web.Request) -> str:
-    owner: str = request["session"]["owner"]
-    return owner
+    sess = request[SESSION]
+    if sess is None:  # only public pages run without a session (see `guard`)
+        raise web.HTTPSeeOther("/login")
+    return str(sess["owner"])
 
 
 # --- middleware: sessions and CSRF ---------------------------------------------------------
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     s = request.app[SETTINGS]
-    request["session"] = None
+    request[SESSION] = None
     reason = ""
     if token := request.cookies.get(session.COOKIE):
         try:
-            request["session"] = request.app[SEALER].open(token, s.session_hours * 3600)
+            request[SESSION] = request.app[SEALER].open(token, s.session_hours * 3600)
         except session.Expired:
             reason = "expired"
         except session.Invalid:
             reason = "invalid"
     if request.path in PUBLIC or request.path.startswith("/static/"):
         return await handler(request)
-    if request["session"] is None:
+    sess = request[SESSION]
+    if sess is None:
         # Nothing is done for a request without a live session, whatever it asked.
         query = {"next": request.path_qs if request.method == "GET" else "/"}
         if reason:
@@ -113,7 +118,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "POST":
         form = await request.post()
         sent = str(form.get("csrf", ""))
-        if not sent or not hmac.compare_digest(sent, request["session"]["csrf"]):
+        if not sent or not hmac.compare_digest(sent, sess["csrf"]):
             log.warning("CSRF token mismatch on %s", request.path, extra={"owner": owner(request)})
             return problem(
                 request,
@@ -136,7 +141,7 @@ def _safe_next(value: str) -> str:
 
 @routes.get("/login")
 async def login_page(request: web.Request) -> web.StreamResponse:
-    if request["session"]:
+    if request[SESSION]:
         raise web.HTTPSeeOther("/")
     reason = REASONS.get(request.query.get("reason", ""), "")
     start = f"/login/start?next={quote(_safe_next(request.query.get('next', '/')))}"
@@ -352,29 +357,41 @@ async def cluster(request: web.Request) -> web.StreamResponse:
 async def cluster_status(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the cluster's phase and its instances' states whenever they change."""
     vc = await _owned(request)
-    st = request.app[STORE]
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await resp.prepare(request)
     last = b""
     deadline = time.monotonic() + STATUS_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            vc = await st.cluster(owner(request), vc["metadata"]["name"])
-        except NotFound:
-            await resp.write(b'data: {"phase": "Deleted"}\n\n')
-            break
-        status = vc.get("status") or {}
-        event = {
-            "phase": _phase(vc),
-            "message": status.get("message", ""),
-            "instances": {i["metadata"]["name"]: instance_state(i) for i in await st.instances(vc)},
-        }
-        data = orjson.dumps(event)
-        if data != last:
-            await resp.write(b"data: " + data + b"\n\n")
-            last = data
-        await asyncio.sleep(1)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                data = await _status_event(request, vc["metadata"]["name"])
+            except (TimeoutError, ApiError, OSError) as e:
+                # A tenant API server busy or restarting: the page keeps its last state; try again.
+                log.debug("status of %s unavailable: %s", vc["metadata"]["name"], e)
+                data = last
+            if data != last:
+                await resp.write(b"data: " + data + b"\n\n")
+                last = data
+            if data == DELETED:
+                break
+            await asyncio.sleep(1)
+    except ConnectionResetError:
+        pass  # the browser left the page
     return resp
+
+
+async def _status_event(request: web.Request, name: str) -> bytes:
+    st = request.app[STORE]
+    try:
+        vc = await st.cluster(owner(request), name)
+    except NotFound:
+        return DELETED
+    event = {
+        "phase": _phase(vc),
+        "message": (vc.get("status") or {}).get("message", ""),
+        "instances": {i["metadata"]["name"]: instance_state(i) for i in await st.instances(vc)},
+    }
+    return orjson.dumps(event)
 
 
 @routes.get("/clusters/{name}/kubeconfig")

@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: install up test down lint
 install: $(BIN)/tispace
 	bash scripts/install-kube.sh
+	bash scripts/install-oidc.sh >/dev/null
 
 $(BIN)/tispace: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,4 +25,5 @@ lint: $(BIN)/tispace
 	$(BIN)/mypy tispace vc_manager syncer vn_agent portal
 
 test: install lint
+	bash scripts/install-browser.sh >/dev/null
 	$(BIN)/pytest -q tests

@@ -160,7 +160,7 @@ def check_instance_quota(quota: Quota, used: Usage, req: InstanceRequest) -> Non
     """Refuse what would take the owner's instances, in all their clusters, over any limit."""
     over = []
     if used.cpu + req.cpu > Decimal(str(quota.instance_cpu)):
-        over.append(f"CPU {used.cpu + req.cpu} of {quota.instance_cpu} cores")
+        over.append(f"CPU {used.cpu + req.cpu} of {quota.instance_cpu:g} cores")
     if used.memory_gib + req.memory_gib > quota.instance_memory_gib:
         over.append(f"memory {used.memory_gib + req.memory_gib:g} of {quota.instance_memory_gib} GiB")
     if used.disk_gib + req.disk_gib > quota.instance_disk_gib:

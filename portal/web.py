@@ -288,19 +288,18 @@ async def create_cluster(request: web.Request) -> web.StreamResponse:
     async with st.locks[who]:
         try:
             req = model.parse_cluster(form, namespace=s.namespace, versions=await st.versions())
-            model.check_cluster_quota(s.quota, len(await st.clusters(who)))
+            owned = await st.clusters(who)
+            if any(vc["metadata"]["name"] == req.name for vc in owned):
+                msg = f"You already have a cluster named {req.name!r} (was the form sent twice?)."
+                return await _clusters_page(request, 409, msg, form)
+            model.check_cluster_quota(s.quota, len(owned))
             await st.create_cluster(model.virtual_cluster(req, owner=who, namespace=s.namespace))
         except model.FormError as e:
             return await _clusters_page(request, 400, str(e), form)
         except ApiError as e:
             if e.status != 409:
                 raise
-            mine = any(vc["metadata"]["name"] == req.name for vc in await st.clusters(who))
-            msg = (
-                f"You already have a cluster named {req.name!r} (was the form sent twice?)."
-                if mine
-                else f"The name {req.name!r} is taken; choose another."
-            )
+            msg = f"The name {req.name!r} is taken; choose another."
             return await _clusters_page(request, 409, msg, form)
     log.info("cluster created", extra={"owner": who, "tenant": req.name, "kind": "VirtualCluster"})
     raise redirect(f"/clusters/{req.name}", f"Cluster {req.name} is being created.")

@@ -153,6 +153,15 @@ MATRIX = [
     ("vn-agent", "create", "pods", "some-tenant-default", False),
     ("vn-agent", "delete", "pods", "some-tenant-default", False),
     ("vn-agent", "create", "secrets", "some-root", False),
+    ("portal", "create", "virtualclusters.tenancy.x-k8s.io", "tispace-portal", True),
+    ("portal", "delete", "virtualclusters.tenancy.x-k8s.io", "tispace-portal", True),
+    ("portal", "update", "virtualclusters.tenancy.x-k8s.io", "tispace-portal", False),
+    ("portal", "patch", "virtualclusters.tenancy.x-k8s.io/status", "tispace-portal", False),
+    ("portal", "list", "pods", "", True),
+    ("portal", "create", "pods", "some-root", False),
+    ("portal", "get", "secrets", "some-root", False),  # only admin-kubeconfig and root-ca, by name
+    ("portal", "list", "secrets", "some-root", False),
+    ("portal", "create", "namespaces", "", False),
 ]
 
 

@@ -40,8 +40,6 @@ class Identity:
     owner: str
     name: str
     groups: tuple[str, ...]
-    expires: float
-    """The ID token's own expiry: a session never outlives what the provider vouched for."""
 
 
 def new_pending(next_path: str) -> Pending:
@@ -90,7 +88,6 @@ def identity(claims: dict[str, Any], *, nonce: str, owner_claim: str, groups_cla
         owner=owner,
         name=str(claims.get("name") or owner),
         groups=tuple(str(g) for g in groups),
-        expires=float(claims["exp"]),
     )
 
 

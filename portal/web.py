@@ -212,13 +212,11 @@ async def callback(request: web.Request) -> web.StreamResponse:
         )
     except oidc.LoginError as e:
         return render(request, "login.html", status=401, reason=str(e), start="/login/start", issuer=s.issuer)
-    expires = min(who.expires + s.session_hours * 3600, time.time() + s.session_hours * 3600)
     data = {
         "owner": who.owner,
         "name": who.name,
         "groups": list(who.groups),
         "csrf": secrets.token_urlsafe(32),
-        "exp": int(expires),
     }
     log.info("logged in (groups %s)", ",".join(who.groups), extra={"owner": who.owner})
     resp = web.HTTPSeeOther(pending.next)

@@ -41,8 +41,14 @@ def render(overlay: str) -> list[dict[str, Any]]:
         raise InstallError(
             f"unknown overlay {overlay!r}: use one of {', '.join(overlays())} (in {CONFIG}/overlays)"
         )
+    return render_dir(CONFIG / "overlays" / overlay)
+
+
+def render_dir(path: Path) -> list[dict[str, Any]]:
+    """A kustomization's objects (an overlay, or config/portal)."""
+    overlay = path.name
     out = subprocess.run(
-        [binaries.path("kubectl"), "kustomize", str(CONFIG / "overlays" / overlay)],
+        [binaries.path("kubectl"), "kustomize", str(path)],
         capture_output=True,
         text=True,
     )

@@ -35,10 +35,15 @@ def containers(objs: list[dict]) -> Iterator[tuple[dict, dict]]:
                 yield o, c
 
 
-@pytest.mark.parametrize("overlay", install.overlays())
+def rendered(name: str) -> list[dict]:
+    """An overlay, or `portal` for config/portal (applied next to any overlay)."""
+    return install.render_dir(install.CONFIG / "portal") if name == "portal" else install.render(name)
+
+
+@pytest.mark.parametrize("overlay", [*install.overlays(), "portal"])
 def test_every_program_in_every_overlay_runs_with_arguments_the_code_accepts(overlay: str) -> None:
     """The manifests are checked against the CLI itself: a renamed or removed option fails here."""
-    objs = install.render(overlay)
+    objs = rendered(overlay)
     command = typer.main.get_command(cli.app)
     seen = set()
     for workload, c in containers(objs):
@@ -54,7 +59,7 @@ def test_every_program_in_every_overlay_runs_with_arguments_the_code_accepts(ove
         assert any(str(p["containerPort"]) == port for p in c["ports"])
         assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
         seen.add(args[0])
-    assert seen == {"manager", "syncer", "vn-agent"}
+    assert seen == ({"portal"} if overlay == "portal" else {"manager", "syncer", "vn-agent"})
     assert all(o["metadata"]["labels"][install.PART_OF] == "tispace" for o in objs)
 
 
@@ -63,7 +68,7 @@ def test_the_image_runs_as_no_one_in_particular() -> None:
     assert re.search(r"^USER 10001:10001$", text, re.M) and 'ENTRYPOINT ["tispace"]' in text
 
 
-@pytest.mark.parametrize("overlay", install.overlays())
+@pytest.mark.parametrize("overlay", [*install.overlays(), "portal"])
 def test_every_manifest_of_every_overlay_is_accepted_by_the_api_server(
     overlay: str, installed: localcluster.SuperCluster
 ) -> None:
@@ -72,7 +77,7 @@ def test_every_manifest_of_every_overlay_is_accepted_by_the_api_server(
     The local cluster already has a `kata` RuntimeClass and a `rook-ceph-block` StorageClass with
     another provisioner (immutable), so the overlay's are checked under a new name."""
     objs = []
-    for o in install.render(overlay):
+    for o in rendered(overlay):
         o = copy.deepcopy(o)
         if o["kind"] in ("RuntimeClass", "StorageClass"):
             o["metadata"]["name"] += "-dry-run"

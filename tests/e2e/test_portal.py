@@ -309,7 +309,7 @@ async def test_others_see_nothing_of_a_developers_cluster_and_admins_see_everyth
     status, text = await post(dev, "/clusters/mine/delete", {"csrf": "forged", "confirm": "mine"})
     assert status == 403 and "Nothing was changed" in text
     sealer = session.Sealer(session.key_file(portal.key_file))
-    stale = {"owner": DEV.email, "name": DEV.name, "groups": [], "csrf": "c", "exp": time.time() + 3600}
+    stale = {"owner": DEV.email, "name": DEV.name, "groups": [], "csrf": "c"}
     old: BrowserContext = await browser.new_context()
     await old.add_cookies(
         [

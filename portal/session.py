@@ -3,13 +3,14 @@ forge it, and its timestamp bounds its age. No server-side store: any replica wi
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
+
+from tispace import private
 
 COOKIE = "tispace_session"
 LOGIN_COOKIE = "tispace_login"
@@ -19,10 +20,7 @@ LOGIN_SECONDS = 600
 def key_file(path: Path) -> bytes:
     """The Fernet key in `path`, made (mode 0600) when missing: every replica must share it."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(Fernet.generate_key())
+        private.write(path, Fernet.generate_key())
     return path.read_bytes().strip()
 
 

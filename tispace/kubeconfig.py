@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tispace import pki
+from tispace import pki, private
 
 
 @dataclass(frozen=True)
@@ -60,11 +59,7 @@ def dump(config: dict[str, Any]) -> str:
 
 def write(path: Path, config: dict[str, Any]) -> Path:
     """Write with mode 0600: a kubeconfig is a credential."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(dump(config))
-    return path
+    return private.write(path, dump(config))
 
 
 def _data(entry: dict[str, Any], key: str, base: Path) -> bytes:

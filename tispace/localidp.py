@@ -4,14 +4,13 @@ static users: the portal's login for `tispace up` and the tests, as Dex would be
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tispace import procs
+from tispace import private, procs
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "install-oidc.sh"
 ADMIN_GROUP = "tispace-admins"
@@ -55,15 +54,6 @@ def sample_users(passwords: dict[str, str] | None = None) -> list[User]:
     ]
 
 
-def write_private(path: Path, text: str) -> Path:
-    """Mode 0600: passwords and secrets."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return path
-
-
 def start(work_dir: Path, users: list[User], clients: list[Client], port: int = 0) -> procs.Component:
     """Run the provider on 127.0.0.1 (issuer http://127.0.0.1:<port>) until stopped."""
     port = port or procs.free_port()
@@ -71,7 +61,7 @@ def start(work_dir: Path, users: list[User], clients: list[Client], port: int = 
         "clients": [asdict(c) for c in clients],
         "users": [asdict(u) for u in users],
     }
-    path = write_private(work_dir / "oidc-provider.json", json.dumps(config, indent=1))
+    path = private.write(work_dir / "oidc-provider.json", json.dumps(config, indent=1))
     argv = [binary(), f"--listen=127.0.0.1:{port}", f"--config={path}"]
     issuer = f"http://127.0.0.1:{port}"
     comp = procs.Component(

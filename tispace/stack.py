@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tispace import api, binaries, kubeconfig, localcluster, localidp, localnet, procs, rbac, tenants
+from tispace import api, binaries, kubeconfig, localcluster, localidp, localnet, private, procs, rbac, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -180,10 +180,10 @@ class Stack:
         users_file = work / "users.json"
         saved = json.loads(users_file.read_text()) if users_file.exists() else {}
         users = localidp.sample_users({u: v["password"] for u, v in saved.items()})
-        localidp.write_private(users_file, json.dumps({u.username: asdict(u) for u in users}, indent=1))
+        private.write(users_file, json.dumps({u.username: asdict(u) for u in users}, indent=1))
         secret_file = work / "client-secret"
         if not secret_file.exists():
-            localidp.write_private(secret_file, secrets.token_urlsafe(24))
+            private.write(secret_file, secrets.token_urlsafe(24))
         port = procs.free_port()
         progress("starting the local OIDC provider (sample users developer and admin)")
         client = localidp.Client(

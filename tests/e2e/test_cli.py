@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,6 +51,10 @@ def state(tmp_path: Path) -> Path:
 def test_up_is_idempotent_recovers_and_down_leaves_nothing(state: Path) -> None:
     out = tispace("up", "--state-dir", str(state), "--nodes", "1")
     assert "kubectl --kubeconfig" in out.stdout
+    portal = re.search(r"portal: (http://127\.0\.0\.1:\d+) \(log in as developer / (\S+),", out.stdout)
+    assert portal, out.stdout
+    assert procs.healthy(f"{portal[1]}/login")
+    assert json.loads((state / "portal" / "users.json").read_text())["developer"]["password"] == portal[2]
     first = _pids(state)
     assert first and all(procs.alive(p) for p in first)
 
@@ -65,6 +70,8 @@ def test_up_is_idempotent_recovers_and_down_leaves_nothing(state: Path) -> None:
         "kwok",
         "vc-manager",
         "syncer",
+        "oidc-provider",
+        "portal",
         "kube-controll",
     ):
         assert name in status

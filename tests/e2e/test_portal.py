@@ -19,7 +19,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from portal import session
-from tispace import localcluster, localidp, naming, procs, rbac, stack, tenants
+from tispace import localcluster, localidp, naming, private, procs, rbac, stack, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -47,7 +47,7 @@ def portal(
     """Provider and portal on free loopback ports; tight quotas so the tests reach them."""
     work = installed.dir / "portal-test"
     port = procs.free_port()
-    secret = localidp.write_private(work / "client-secret", "portal-test-secret")
+    secret = private.write(work / "client-secret", "portal-test-secret")
     client = localidp.Client(
         "tispace-portal", "portal-test-secret", [f"http://127.0.0.1:{port}/auth/callback"]
     )

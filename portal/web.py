@@ -48,6 +48,8 @@ STATUS_SECONDS = 600
 """How long one live-status stream lasts; the browser's EventSource reconnects after."""
 
 DELETED = orjson.dumps({"phase": "Deleted"})
+CLUSTER_GOES = "Its control plane, every object in it and every dev instance and disk go with it."
+INSTANCE_GOES = "Its disk is deleted with it."
 routes = web.RouteTableDef()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -169,40 +171,26 @@ async def login_start(request: web.Request) -> web.StreamResponse:
     raise resp
 
 
+def login_failed(request: web.Request, status: int, reason: str) -> web.Response:
+    """The login page again, saying why; nothing of the failed attempt is kept."""
+    issuer = request.app[SETTINGS].issuer
+    return render(request, "login.html", status=status, reason=reason, start="/login/start", issuer=issuer)
+
+
 @routes.get("/auth/callback")
 async def callback(request: web.Request) -> web.StreamResponse:
     s = request.app[SETTINGS]
     if error := request.query.get("error"):
         detail = request.query.get("error_description", error)
-        return render(
-            request,
-            "login.html",
-            status=401,
-            reason=f"The provider refused the login: {detail}",
-            start="/login/start",
-            issuer=s.issuer,
-        )
+        return login_failed(request, 401, f"The provider refused the login: {detail}")
     try:
         saved = request.app[SEALER].open(request.cookies.get(session.LOGIN_COOKIE, ""), session.LOGIN_SECONDS)
     except (session.Expired, session.Invalid):
-        return render(
-            request,
-            "login.html",
-            status=400,
-            start="/login/start",
-            issuer=s.issuer,
-            reason="This login took too long or was not started here. Log in again.",
-        )
+        return login_failed(request, 400, "This login took too long or was not started here. Log in again.")
     pending = oidc.Pending(**saved)
     if not hmac.compare_digest(request.query.get("state", ""), pending.state):
-        return render(
-            request,
-            "login.html",
-            status=400,
-            start="/login/start",
-            issuer=s.issuer,
-            reason="The provider's answer does not belong to this login (state mismatch). Log in again.",
-        )
+        msg = "The provider's answer does not belong to this login (state mismatch). Log in again."
+        return login_failed(request, 400, msg)
     try:
         claims = await request.app[PROVIDER].exchange(
             request.query.get("code", ""), _redirect_uri(s), pending
@@ -211,7 +199,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
             claims, nonce=pending.nonce, owner_claim=s.owner_claim, groups_claim=s.groups_claim
         )
     except oidc.LoginError as e:
-        return render(request, "login.html", status=401, reason=str(e), start="/login/start", issuer=s.issuer)
+        return login_failed(request, 401, str(e))
     data = {
         "owner": who.owner,
         "name": who.name,
@@ -408,41 +396,48 @@ async def download_kubeconfig(request: web.Request) -> web.StreamResponse:
     )
 
 
-@routes.get("/clusters/{name}/delete")
-async def confirm_delete_cluster(request: web.Request) -> web.StreamResponse:
-    vc = await _owned(request)
+def confirm_page(
+    request: web.Request, what: str, name: str, base: str, status: int = 200, error: str = ""
+) -> web.Response:
+    """Deleting asks for the name typed in: a click alone never deletes."""
+    detail = CLUSTER_GOES if what == "cluster" else INSTANCE_GOES
     return render(
         request,
         "confirm.html",
-        what="cluster",
-        name=vc["metadata"]["name"],
-        action=f"/clusters/{vc['metadata']['name']}/delete",
-        back=f"/clusters/{vc['metadata']['name']}",
-        detail="Its control plane, every object in it and every dev instance and disk go with it.",
+        status=status,
+        what=what,
+        name=name,
+        action=f"{base}/delete",
+        back=base,
+        detail=detail,
+        error=error,
     )
+
+
+async def confirmed(request: web.Request, what: str, name: str, base: str) -> web.Response | None:
+    """None when the form names `name`; else the confirmation page again, saying nothing happened."""
+    if (await request.post()).get("confirm", "") == name:
+        return None
+    error = f"Type the {what}'s name ({name}) to confirm. Nothing was deleted."
+    return confirm_page(request, what, name, base, 400, error)
+
+
+@routes.get("/clusters/{name}/delete")
+async def confirm_delete_cluster(request: web.Request) -> web.StreamResponse:
+    name = (await _owned(request))["metadata"]["name"]
+    return confirm_page(request, "cluster", name, f"/clusters/{name}")
 
 
 @routes.post("/clusters/{name}/delete")
 async def delete_cluster(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    form = await request.post()
-    if form.get("confirm", "") != name:
-        return render(
-            request,
-            "confirm.html",
-            status=400,
-            what="cluster",
-            name=name,
-            action=f"/clusters/{name}/delete",
-            back=f"/clusters/{name}",
-            error=f"Type the cluster's name ({name}) to confirm. Nothing was deleted.",
-            detail="Its control plane, every object in it and every dev instance and disk go with it.",
-        )
+    name = (await _owned(request))["metadata"]["name"]
+    if refused := await confirmed(request, "cluster", name, f"/clusters/{name}"):
+        return refused
     try:
         await request.app[STORE].delete_cluster(owner(request), name)
     except NotFound as e:
         raise web.HTTPNotFound(text=str(e)) from None
-    log.info("cluster deleted", extra={"owner": owner(request), "tenant": name})
+    log.info("cluster deleted", extra={"owner": owner(request), "tenant": name, "kind": "VirtualCluster"})
     raise redirect("/clusters", f"Cluster {name} is being deleted.")
 
 
@@ -512,44 +507,25 @@ async def instance(request: web.Request) -> web.StreamResponse:
 @routes.get("/clusters/{name}/instances/{instance}/delete")
 async def confirm_delete_instance(request: web.Request) -> web.StreamResponse:
     vc, inst = await _owned_instance(request)
-    base = f"/clusters/{vc['metadata']['name']}/instances/{inst['metadata']['name']}"
-    return render(
-        request,
-        "confirm.html",
-        what="instance",
-        name=inst["metadata"]["name"],
-        action=f"{base}/delete",
-        back=base,
-        detail="Its disk is deleted with it.",
-    )
+    name = inst["metadata"]["name"]
+    return confirm_page(request, "instance", name, f"/clusters/{vc['metadata']['name']}/instances/{name}")
 
 
 @routes.post("/clusters/{name}/instances/{instance}/delete")
 async def delete_instance(request: web.Request) -> web.StreamResponse:
-    vc = await _owned(request)
-    name, inst = vc["metadata"]["name"], request.match_info["instance"]
-    base = f"/clusters/{name}/instances/{inst}"
-    if (await request.post()).get("confirm", "") != inst:
-        return render(
-            request,
-            "confirm.html",
-            status=400,
-            what="instance",
-            name=inst,
-            action=f"{base}/delete",
-            back=base,
-            detail="Its disk is deleted with it.",
-            error=f"Type the instance's name ({inst}) to confirm. Nothing was deleted.",
-        )
+    vc, inst = await _owned_instance(request)
+    cluster, name = vc["metadata"]["name"], inst["metadata"]["name"]
+    if refused := await confirmed(request, "instance", name, f"/clusters/{cluster}/instances/{name}"):
+        return refused
     try:
-        await request.app[STORE].delete_instance(vc, inst)
+        await request.app[STORE].delete_instance(vc, name)
     except NotFound as e:
         raise web.HTTPNotFound(text=str(e)) from None
     log.info(
         "instance deleted",
-        extra={"owner": owner(request), "tenant": name, "kind": "StatefulSet", "object": inst},
+        extra={"owner": owner(request), "tenant": cluster, "kind": "StatefulSet", "object": name},
     )
-    raise redirect(f"/clusters/{name}", f"Instance {inst} is being deleted.")
+    raise redirect(f"/clusters/{cluster}", f"Instance {name} is being deleted.")
 
 
 # --- admin ----------------------------------------------------------------------------------

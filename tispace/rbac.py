@@ -76,6 +76,7 @@ PROGRAMS = [
                     "services",
                     "endpoints",
                     "persistentvolumeclaims",
+                    "resourcequotas",  # VirtualCluster spec.resourceQuota on each super namespace
                 ],
                 WRITE,
             ),

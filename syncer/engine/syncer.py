@@ -28,8 +28,16 @@ from syncer.engine import patrol as patroller
 from syncer.engine.informer import Informer, Key
 from syncer.engine.queue import FairQueue
 from syncer.engine.shard import Shard
-from syncer.engine.tenant import SyncerOptions, TenantRuntime, WorkKey, concurrency_of, rate_of, weight_of
-from syncer.resources import classes, events, nodes, pods, services, volumes
+from syncer.engine.tenant import (
+    SyncerOptions,
+    TenantRuntime,
+    WorkKey,
+    concurrency_of,
+    quota_of,
+    rate_of,
+    weight_of,
+)
+from syncer.resources import classes, events, nodes, pods, services, simple, volumes
 from syncer.resources.context import Refused
 from syncer.resources.table import KINDS, Kind
 from tispace import api, leases, naming
@@ -258,6 +266,10 @@ class Syncer:
                 self.metrics.tenants.set(len(self.tenants))
             elif running and current is not None and vc is not None:
                 current.weight = weight_of(vc)
+                if (quota := quota_of(vc)) != current.ctx.quota:
+                    current.ctx = dataclasses.replace(current.ctx, quota=quota)
+                    for key in list(current.informers["Namespace"].cache):
+                        self._enqueue(name, ("Namespace", "", key[1]))
                 self.queue.set_weight(
                     name, current.weight, concurrency_of(vc, self.opts.tenant_concurrency), rate_of(vc)
                 )
@@ -382,7 +394,7 @@ class Syncer:
             return
         if sobj is None:
             sobj = await self.super.create(kind.resource, desired, sns or None)
-            if kind.name != "Pod":
+            if kind.name not in ("Pod", "Namespace"):
                 return
         if kind.name == "Pod" and pods.needs_token(tobj) and self._token_missing(sobj):
             await podsync.create_token(t, self.super, tobj, sobj)
@@ -390,6 +402,8 @@ class Syncer:
         patch = kind.patch_down(desired, sobj)
         if patch:
             await self.super.patch(kind.resource, sname, patch, sns or None)
+        if kind.name == "Namespace":
+            await self._apply_quota(t, sname)
         if kind.name == "Pod" and (debug := pods.ephemeral_patch(desired, sobj)):
             await self.super.patch(
                 r.PODS, sname, debug, sns, subresource="ephemeralcontainers", patch_type="strategic"
@@ -400,6 +414,29 @@ class Syncer:
         status = kind.status_up(sobj, tobj, t.ctx) if kind.status_up else None
         if status is not None:
             await podsync.set_status(t, tobj, status, kind.resource)
+
+    async def _apply_quota(self, t: TenantRuntime, sns: str) -> None:
+        """The tenant's limits on one super namespace, applied when they differ from the last applied."""
+        if t.quotas.get(sns, ()) == t.ctx.quota:
+            return
+        if t.ctx.quota:
+            quota = simple.namespace_quota(t.ctx, sns)
+            await self.super.patch(
+                r.RESOURCEQUOTAS,
+                simple.QUOTA,
+                quota,
+                sns,
+                patch_type="apply",
+                field_manager="tispace-syncer",
+                force=True,
+            )
+        else:  # limits lifted
+            try:
+                await self.super.delete(r.RESOURCEQUOTAS, simple.QUOTA, sns)
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+        t.quotas[sns] = t.ctx.quota
 
     def _namespace_taken(self, sns: str, t: TenantRuntime) -> bool:
         """A super namespace of that name that TiSpace made for another tenant (the names of two tenants

@@ -63,7 +63,14 @@ def context_for(vc: dict[str, Any], admin: dict[str, Any], opts: SyncerOptions) 
         node_label_prefixes=opts.node_label_prefixes,
         scheduler_policy=opts.scheduler_policy,
         opt_in=frozenset(spec.get("optInKinds") or ()),
+        quota=quota_of(vc),
     )
+
+
+def quota_of(vc: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """VirtualCluster spec.resourceQuota.hard, as sorted pairs (a context is frozen and compared)."""
+    hard = ((vc.get("spec") or {}).get("resourceQuota") or {}).get("hard") or {}
+    return tuple(sorted((k, str(v)) for k, v in hard.items()))
 
 
 def weight_of(vc: dict[str, Any]) -> int:
@@ -97,6 +104,8 @@ class TenantRuntime:
         self.client = client
         self.weight = weight
         self._enqueue = enqueue
+        self.quotas: dict[str, tuple[tuple[str, str], ...]] = {}
+        """Limits last applied per super namespace (a syncer restart applies them again, once)."""
         self.informers: dict[str, Informer] = {
             kind.name: Informer(client, kind.resource, self._on_change(kind.name), name=f"{name}/{kind.name}")
             for kind in KINDS.values()

@@ -39,6 +39,8 @@ class TenantContext:
     """Super node label prefixes the admin copies to virtual nodes (custom location labels)."""
     opt_in: frozenset[str] = frozenset()
     """Kinds this tenant asked to have synced (VirtualCluster spec.optInKinds)."""
+    quota: tuple[tuple[str, str], ...] = ()
+    """ResourceQuota hard limits of each of the tenant's super namespaces (spec.resourceQuota.hard)."""
 
     def super_ns(self, tenant_ns: str) -> SuperNamespace:
         return naming.super_namespace(self.root, TenantNamespace(tenant_ns))

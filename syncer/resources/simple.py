@@ -29,6 +29,23 @@ def namespace_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
+QUOTA = "tenant-quota"
+
+
+def namespace_quota(ctx: TenantContext, super_ns: str) -> dict[str, Any]:
+    """The ResourceQuota each super namespace of a tenant with limits carries (server-side applied)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {
+            "name": QUOTA,
+            "namespace": super_ns,
+            "labels": {naming.MANAGED_BY: naming.MANAGED_BY_VALUE, naming.LABEL_TENANT: ctx.root},
+        },
+        "spec": {"hard": dict(ctx.quota)},
+    }
+
+
 def configmap_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     out = {
         "apiVersion": "v1",

@@ -129,6 +129,7 @@ SA = "system:serviceaccount:tispace-system:"
 MATRIX = [
     ("syncer", "create", "pods", "some-tenant-default", True),
     ("syncer", "delete", "secrets", "some-tenant-default", True),
+    ("syncer", "patch", "resourcequotas", "some-tenant-default", True),
     ("syncer", "watch", "virtualclusters.tenancy.x-k8s.io", "team", True),
     ("syncer", "patch", "leases.coordination.k8s.io", SYSTEM, True),
     ("syncer", "patch", "persistentvolumes", "", True),

@@ -279,6 +279,48 @@ async def test_patrol_and_metrics_endpoints(syncer: SyncerProc, tenant_factory) 
         assert "default/sync-patrol" in status["tenants"]
 
 
+async def test_a_tenants_limits_are_each_super_namespaces_quota_and_follow_the_virtualcluster(
+    syncer: SyncerProc, tenant_factory, super_client: Client
+) -> None:
+    hard = {"pods": "2", "requests.storage": "5Gi"}
+    t: TenantHandle = await tenant_factory("sync-limits", resourceQuota={"hard": hard})
+    t.kubectl("create", "namespace", "team")
+    sns = f"{t.root}-team"
+
+    async def quota(expect: dict | None) -> bool:
+        q = await super_client.get_or_none(r.RESOURCEQUOTAS, "tenant-quota", sns)
+        return (q or {}).get("spec", {}).get("hard") == expect if expect else q is None
+
+    await eventually(lambda: quota(hard), what="the tenant's quota on its new super namespace")
+    for i in range(3):
+        await t.client.create(r.PODS, pod(f"p{i}"), "team")
+    await eventually(lambda: running(super_client, sns, 2), what="two pods admitted")
+    p2 = await eventually(lambda: _rejected_pod(t, "team"), what="the third refused by the quota")
+    assert "exceeded quota: tenant-quota" in p2
+
+    vc = f"/apis/tenancy.x-k8s.io/v1alpha1/namespaces/default/virtualclusters/{t.name}"
+    await super_client.request(
+        "PATCH",
+        vc,
+        body={"spec": {"resourceQuota": {"hard": {"pods": "3"}}}},
+        content_type="application/merge-patch+json",
+    )
+    await eventually(lambda: quota({**hard, "pods": "3"}), what="raised limits applied")  # a merge patch
+    await eventually(lambda: running(super_client, sns, 3), timeout=120, what="the third pod admitted later")
+    await super_client.request(
+        "PATCH", vc, body={"spec": {"resourceQuota": None}}, content_type="application/merge-patch+json"
+    )
+    await eventually(lambda: quota(None), what="the quota gone with the limits")
+
+
+async def _rejected_pod(t: TenantHandle, ns: str) -> str | None:
+    for p in (await t.client.list(r.PODS, ns))["items"]:
+        for c in (p.get("status") or {}).get("conditions") or []:
+            if c["type"] == pods.SYNCED and c["status"] == "False":
+                return str(c.get("message"))
+    return None
+
+
 async def test_super_rejections_reach_the_tenant_and_grace_periods_are_carried(
     syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:

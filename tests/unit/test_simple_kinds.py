@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from syncer.engine.tenant import quota_of
 from syncer.resources import nodes, simple
 from syncer.resources.context import TenantContext
 from syncer.resources.table import KINDS
@@ -66,6 +67,17 @@ def test_namespace_labels_name_the_tenant() -> None:
     assert ns["metadata"]["name"] == "t-abcdef-dev-app"
     assert ns["metadata"]["labels"][naming.LABEL_TENANT_NAMESPACE] == "app"
     assert ns["metadata"]["labels"][naming.LABEL_TENANT] == CTX.root
+
+
+def test_a_tenants_limits_become_each_super_namespaces_quota() -> None:
+    vc = {"metadata": {}, "spec": {"resourceQuota": {"hard": {"pods": 20, "requests.storage": "100Gi"}}}}
+    ctx = dataclasses.replace(CTX, quota=quota_of(vc))
+    assert ctx.quota == (("pods", "20"), ("requests.storage", "100Gi"))
+    q = simple.namespace_quota(ctx, "t-abcdef-dev-app")
+    assert q["metadata"]["name"] == simple.QUOTA and q["metadata"]["namespace"] == "t-abcdef-dev-app"
+    assert q["metadata"]["labels"][naming.LABEL_TENANT] == CTX.root
+    assert q["spec"] == {"hard": {"pods": "20", "requests.storage": "100Gi"}}
+    assert quota_of({"spec": {}}) == quota_of({"spec": {"resourceQuota": {}}}) == ()
 
 
 def test_token_secrets_go_down_opaque() -> None:

@@ -27,16 +27,25 @@ _IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_]+)*$")
 _SSH_KEY = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( [^\n]*)?$")
 _SUFFIX: dict[str, Decimal | int] = {
     "": 1,
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
     "m": Decimal("0.001"),
     "k": 10**3,
     "M": 10**6,
     "G": 10**9,
     "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
     "Ki": 2**10,
     "Mi": 2**20,
     "Gi": 2**30,
     "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
 }
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+MAX_INSTANCE_NAME = 52
+"""A StatefulSet's pods carry `controller-revision-hash: <name>-<10 characters>`, a 63-character label."""
 GIB = 2**30
 
 
@@ -125,7 +134,11 @@ def parse_cluster(form: Mapping[str, str], *, namespace: str, versions: Iterable
 
 
 def parse_instance(form: Mapping[str, str], *, default_image: str) -> InstanceRequest:
-    name = _name(form.get("name", ""), "instance", naming.MAX_NAME - 2)  # the pod is <name>-0
+    name = _name(form.get("name", ""), "instance", MAX_INSTANCE_NAME)
+    if not _DNS1035.match(name):
+        raise FormError(
+            f"instance name {name!r} must start with a letter (it also names the instance's Service)"
+        )
     image = form.get("image", "").strip() or default_image
     if len(image) > 255 or not _IMAGE.match(image):
         raise FormError(f"image {image!r} is not an image reference (like debian:12 or registry/team/dev:1)")
@@ -235,6 +248,15 @@ def instance_objects(req: InstanceRequest, *, runtime_class: str, storage_class:
     return [service, statefulset]
 
 
+def _amount(value: str | int | float) -> Decimal:
+    """A quantity someone else wrote: what cannot be read counts as nothing (the API server checked
+    it; only this parser may be behind)."""
+    try:
+        return quantity(value)
+    except ValueError:
+        return Decimal(0)
+
+
 def quantity(value: str | int | float) -> Decimal:
     """A Kubernetes quantity ("500m", "4Gi", "1.5", "2e3") as a number."""
     text = str(value).strip()
@@ -252,11 +274,11 @@ def instance_usage(statefulset: dict[str, Any]) -> Usage:
     for c in ((spec.get("template") or {}).get("spec") or {}).get("containers") or []:
         res = c.get("resources") or {}
         want = {**(res.get("limits") or {}), **(res.get("requests") or {})}
-        cpu += quantity(want.get("cpu", 0))
-        memory += quantity(want.get("memory", 0))
+        cpu += _amount(want.get("cpu", 0))
+        memory += _amount(want.get("memory", 0))
     disk = sum(
         (
-            quantity(((t.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage", 0))
+            _amount(((t.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage", 0))
             for t in spec.get("volumeClaimTemplates") or []
         ),
         Decimal(0),
@@ -267,6 +289,11 @@ def instance_usage(statefulset: dict[str, Any]) -> Usage:
         disk_gib=float(disk * replicas / GIB),
         count=1,
     )
+
+
+def image_of(statefulset: dict[str, Any]) -> str:
+    containers = (((statefulset.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")
+    return str((containers or [{}])[0].get("image", "-"))
 
 
 def total(usages: Iterable[Usage]) -> Usage:
@@ -282,8 +309,8 @@ def pod_usage(pods: Iterable[dict[str, Any]]) -> tuple[int, Decimal, float]:
         count += 1
         for c in (pod.get("spec") or {}).get("containers") or []:
             requests = (c.get("resources") or {}).get("requests") or {}
-            cpu += quantity(requests.get("cpu", 0))
-            memory += quantity(requests.get("memory", 0))
+            cpu += _amount(requests.get("cpu", 0))
+            memory += _amount(requests.get("memory", 0))
     return count, cpu, float(memory / GIB)
 
 

@@ -79,8 +79,11 @@ def identity(claims: dict[str, Any], *, nonce: str, owner_claim: str, groups_cla
     owner = claims.get(owner_claim)
     if not isinstance(owner, str) or not owner:
         raise LoginError(f"the provider sent no {owner_claim!r} claim; ask an admin to map one")
-    if owner_claim == "email" and claims.get("email_verified") is False:
-        raise LoginError(f"the provider says {owner} is not verified; verify it there and log in again")
+    if owner_claim == "email" and claims.get("email_verified") is not True:
+        raise LoginError(
+            f"the provider does not say {owner} is verified; verify it there, or have the portal "
+            "use another claim (--owner-claim)"
+        )
     groups = claims.get(groups_claim) or []
     if not isinstance(groups, list):
         groups = [groups]
@@ -89,6 +92,18 @@ def identity(claims: dict[str, Any], *, nonce: str, owner_claim: str, groups_cla
         name=str(claims.get("name") or owner),
         groups=tuple(str(g) for g in groups),
     )
+
+
+def check_allowed(who: Identity, *, groups: tuple[str, ...], domains: tuple[str, ...]) -> None:
+    """Only members of an allowed group or owners in an allowed domain (when any are configured):
+    a provider like Google authenticates the whole world."""
+    if not groups and not domains:
+        return
+    if set(groups) & set(who.groups):
+        return
+    if who.owner.rpartition("@")[2].lower() in {d.lower() for d in domains}:
+        return
+    raise LoginError(f"{who.owner} may not use this portal; ask an admin to add you to an allowed group")
 
 
 class Provider:
@@ -111,16 +126,25 @@ class Provider:
     async def metadata(self) -> dict[str, Any]:
         if not self._meta:
             url = f"{self.issuer}/.well-known/openid-configuration"
-            try:
-                async with self._http.get(url) as resp:
-                    resp.raise_for_status()
-                    meta = await resp.json(content_type=None)
-            except aiohttp.ClientError as e:
-                raise LoginError(f"the identity provider at {self.issuer} is unreachable ({e})") from e
-            if meta.get("issuer", "").rstrip("/") != self.issuer:
+            meta = await self._get_json(url)
+            if str(meta.get("issuer", "")).rstrip("/") != self.issuer:
                 raise LoginError(f"the provider at {url} calls itself {meta.get('issuer')!r}")
+            missing = {"authorization_endpoint", "token_endpoint", "jwks_uri"} - set(meta)
+            if missing:
+                raise LoginError(f"the provider's {url} names no {', '.join(sorted(missing))}")
             self._meta = meta
         return self._meta
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        try:
+            async with self._http.get(url) as resp:
+                resp.raise_for_status()
+                body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            raise LoginError(f"the identity provider at {self.issuer} did not answer ({url}: {e})") from e
+        if not isinstance(body, dict):
+            raise LoginError(f"the identity provider's {url} is not a JSON object")
+        return body
 
     async def authorize_url(self, redirect_uri: str, pending: Pending) -> str:
         meta = await self.metadata()
@@ -144,11 +168,14 @@ class Provider:
         try:
             async with self._http.post(meta["token_endpoint"], data=form, auth=auth) as resp:
                 body = await resp.json(content_type=None)
-                if resp.status != 200:
-                    detail = body.get("error_description") or body.get("error") or resp.status
-                    raise LoginError(f"the provider refused the login code ({detail}); log in again")
-        except aiohttp.ClientError as e:
-            raise LoginError(f"the identity provider at {self.issuer} is unreachable ({e})") from e
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            raise LoginError(f"the identity provider at {self.issuer} did not answer the login ({e})") from e
+        if not isinstance(body, dict):
+            raise LoginError("the provider's token endpoint did not answer with a JSON object")
+        if status != 200:
+            detail = body.get("error") or status
+            raise LoginError(f"the provider refused the login code ({detail}); log in again")
         token = body.get("id_token")
         if not token:
             raise LoginError(
@@ -177,10 +204,13 @@ class Provider:
         """The signing key named `kid`; the key set is fetched again once when the key is new (rotation)."""
         for refresh in (False, True):
             if self._keys is None or refresh:
-                async with self._http.get((await self.metadata())["jwks_uri"]) as resp:
-                    resp.raise_for_status()
-                    self._keys = jwt.PyJWKSet.from_dict(await resp.json(content_type=None))
+                try:
+                    self._keys = jwt.PyJWKSet.from_dict(
+                        await self._get_json((await self.metadata())["jwks_uri"])
+                    )
+                except jwt.PyJWTError as e:
+                    raise LoginError(f"the provider's signing keys are unusable ({e})") from e
             for k in self._keys.keys:
-                if kid is None or k.key_id == kid:
+                if (kid is None or k.key_id == kid) and k.public_key_use in (None, "sig"):
                     return k.key
         raise LoginError(f"the provider signed with an unknown key {kid!r}")

@@ -33,22 +33,28 @@ class Invalid(Exception):
 
 
 class Sealer:
-    def __init__(self, key: bytes) -> None:
+    """Seals for one purpose (a cookie's name): a login cookie never opens as a session, nor back."""
+
+    def __init__(self, key: bytes, purpose: str) -> None:
         self._fernet = Fernet(key)
+        self.purpose = purpose
 
     def seal(self, data: dict[str, Any], now: float | None = None) -> str:
-        payload = orjson.dumps(data)
+        payload = orjson.dumps({"for": self.purpose, "data": data})
         at = int(time.time() if now is None else now)
         return self._fernet.encrypt_at_time(payload, at).decode()
 
     def open(self, token: str, max_age: float, now: float | None = None) -> dict[str, Any]:
         at = int(time.time() if now is None else now)
         try:
-            data: dict[str, Any] = orjson.loads(self._fernet.decrypt_at_time(token, int(max_age), at))
+            sealed = orjson.loads(self._fernet.decrypt_at_time(token, int(max_age), at))
         except InvalidToken:
             try:
                 self._fernet.extract_timestamp(token)  # verifies the MAC, ignores age
             except InvalidToken:
                 raise Invalid() from None
             raise Expired() from None
+        if not isinstance(sealed, dict) or sealed.get("for") != self.purpose:
+            raise Invalid()
+        data: dict[str, Any] = sealed["data"]
         return data

@@ -35,6 +35,10 @@ class Settings:
     owner_claim: str = "email"
     groups_claim: str = "groups"
     admin_group: str = "tispace-admins"
+    allowed_groups: tuple[str, ...] = ()
+    allowed_domains: tuple[str, ...] = ()
+    """Who may log in at all (any of these groups or email domains); both empty: anyone the provider
+    authenticates."""
     session_hours: float = 12
     quota: Quota = Quota()
     instance_image: str = "tispace-devbox:latest"

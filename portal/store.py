@@ -7,6 +7,7 @@ answered exactly like one that does not exist.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,8 +55,7 @@ class Store:
     async def delete_cluster(self, owner: str, name: str) -> None:
         vc = await self.cluster(owner, name)
         # The uid precondition: never delete a same-named successor made after the owner's check.
-        body = {"preconditions": {"uid": vc["metadata"]["uid"]}}
-        await self.super.request("DELETE", r.VIRTUALCLUSTERS.path(self.s.namespace, name), body=body)
+        await self.super.delete(r.VIRTUALCLUSTERS, name, self.s.namespace, uid=vc["metadata"]["uid"])
 
     async def user_kubeconfig(self, owner: str, name: str) -> dict[str, Any]:
         await self.cluster(owner, name)
@@ -93,25 +93,48 @@ class Store:
         raise NotFound(f"cluster {vc['metadata']['name']!r} has no instance named {name!r}")
 
     async def usage(self, owner: str) -> model.Usage:
-        """The owner's dev instances in all their clusters."""
-        sets = await asyncio.gather(*(self.instances(vc) for vc in await self.clusters(owner)))
+        """The owner's dev instances in all their clusters; a cluster that ran and now does not (Error,
+        Updating) may hold some, so nothing is counted as free until it runs again."""
+        owned = await self.clusters(owner)
+        for vc in owned:
+            phase = (vc.get("status") or {}).get("phase") or api.Phase.PENDING
+            if phase not in (api.Phase.RUNNING, api.Phase.PENDING, api.Phase.PROVISIONING):
+                raise model.FormError(
+                    f"cluster {vc['metadata']['name']} is {phase}: its instances cannot be counted for your "
+                    "quota until it runs again (or is deleted)"
+                )
+        sets = await asyncio.gather(*(self.instances(vc) for vc in owned))
         return model.total(model.instance_usage(s) for group in sets for s in group)
 
-    async def create_instance(self, vc: dict[str, Any], objects: list[dict[str, Any]]) -> None:
+    async def create_instance(
+        self, vc: dict[str, Any], service: dict[str, Any], statefulset: dict[str, Any]
+    ) -> None:
+        """The StatefulSet, then its Service owned by it: a failed half is undone, and whatever is
+        left would go with the StatefulSet."""
+        ns = model.INSTANCE_NAMESPACE
         async with self.tenant(vc) as t:
-            for obj in objects:
-                await t.create(r.BY_KIND[obj["kind"]], obj, model.INSTANCE_NAMESPACE)
+            made = await t.create(r.STATEFULSETS, statefulset, ns)
+            owned = copy.deepcopy(service)
+            owned["metadata"]["ownerReferences"] = [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "StatefulSet",
+                    "name": made["metadata"]["name"],
+                    "uid": made["metadata"]["uid"],
+                }
+            ]
+            try:
+                await t.create(r.SERVICES, owned, ns)
+            except ApiError:
+                await t.delete(r.STATEFULSETS, made["metadata"]["name"], ns)
+                raise
 
     async def delete_instance(self, vc: dict[str, Any], name: str) -> None:
         """The StatefulSet (its claim goes with it: retention policy Delete) and the SSH Service."""
         await self.instance(vc, name)
         async with self.tenant(vc) as t:
             for res in (r.STATEFULSETS, r.SERVICES):
-                try:
-                    await t.delete(res, name, model.INSTANCE_NAMESPACE)
-                except ApiError as e:
-                    if e.status != 404:
-                        raise
+                await t.delete(res, name, model.INSTANCE_NAMESPACE)
 
     async def every_cluster(self) -> list[dict[str, Any]]:
         """The admin view: every VirtualCluster (any namespace, portal-made or not) with its usage."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import secrets
 import ssl
 import time
@@ -25,7 +26,7 @@ from aiohttp import web
 from portal import model, oidc, session
 from portal.settings import Settings
 from portal.store import NotFound, Store
-from tispace import api, kubeconfig
+from tispace import api, kubeconfig, naming
 from tispace.kube.client import ApiError, Client
 
 log = logging.getLogger("tispace.portal")
@@ -33,11 +34,14 @@ log = logging.getLogger("tispace.portal")
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 PROVIDER = web.AppKey("provider", oidc.Provider)
-SEALER = web.AppKey("sealer", session.Sealer)
+SESSIONS = web.AppKey("sessions", session.Sealer)
+LOGINS = web.AppKey("logins", session.Sealer)
 PAGES = web.AppKey("pages", jinja2.Environment)
 SESSION: web.RequestKey[dict[str, Any] | None] = web.RequestKey("session")
 
 PUBLIC = ("/login", "/login/start", "/auth/callback", "/healthz")
+LOCAL_PATH = re.compile(r"/[A-Za-z0-9._~/?=&%+-]*")
+OAUTH_ERROR = re.compile(r"[a-z_]{1,64}")
 REASONS = {
     "expired": "Your session expired. Log in again.",
     "invalid": "Your session was not valid. Log in again.",
@@ -82,8 +86,12 @@ def problem(request: web.Request, status: int, message: str) -> web.Response:
 
 
 def is_admin(request: web.Request) -> bool:
-    sess = request.get(SESSION) or {}
-    return request.app[SETTINGS].admin_group in sess.get("groups", [])
+    return bool((request.get(SESSION) or {}).get("admin"))
+
+
+def same(sent: str, expected: str) -> bool:
+    """Constant-time, and any text (non-ASCII too) is merely unequal."""
+    return bool(sent) and hmac.compare_digest(sent.encode(), expected.encode())
 
 
 def owner(request: web.Request) -> str:
@@ -101,7 +109,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     reason = ""
     if token := request.cookies.get(session.COOKIE):
         try:
-            request[SESSION] = request.app[SEALER].open(token, s.session_hours * 3600)
+            request[SESSION] = request.app[SESSIONS].open(token, s.session_hours * 3600)
         except session.Expired:
             reason = "expired"
         except session.Invalid:
@@ -120,7 +128,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "POST":
         form = await request.post()
         sent = str(form.get("csrf", ""))
-        if not sent or not hmac.compare_digest(sent, sess["csrf"]):
+        if not same(sent, sess["csrf"]):
             log.warning("CSRF token mismatch on %s", request.path, extra={"owner": owner(request)})
             return problem(
                 request,
@@ -137,8 +145,9 @@ def _redirect_uri(s: Settings) -> str:
 
 
 def _safe_next(value: str) -> str:
-    """Only a local path: `next` must not send a freshly logged-in user to another site."""
-    return value if value.startswith("/") and not value.startswith("//") and "\\" not in value else "/"
+    """Only a plain local path: `next` must not send a freshly logged-in user to another site (no
+    `//host`, no backslash, no control characters a URL parser would drop)."""
+    return value if LOCAL_PATH.fullmatch(value) and not value.startswith("//") else "/"
 
 
 @routes.get("/login")
@@ -159,7 +168,7 @@ async def login_start(request: web.Request) -> web.StreamResponse:
     except oidc.LoginError as e:
         return problem(request, 502, str(e))
     resp = web.HTTPSeeOther(url)
-    sealed = request.app[SEALER].seal(pending.__dict__)
+    sealed = request.app[LOGINS].seal(pending.__dict__)
     resp.set_cookie(
         session.LOGIN_COOKIE,
         sealed,
@@ -181,14 +190,15 @@ def login_failed(request: web.Request, status: int, reason: str) -> web.Response
 async def callback(request: web.Request) -> web.StreamResponse:
     s = request.app[SETTINGS]
     if error := request.query.get("error"):
-        detail = request.query.get("error_description", error)
-        return login_failed(request, 401, f"The provider refused the login: {detail}")
+        # Only the standard code: a description in the URL is anyone's text, not the provider's word.
+        code = error if OAUTH_ERROR.fullmatch(error) else "unknown error"
+        return login_failed(request, 401, f"The identity provider refused the login ({code}). Log in again.")
     try:
-        saved = request.app[SEALER].open(request.cookies.get(session.LOGIN_COOKIE, ""), session.LOGIN_SECONDS)
+        saved = request.app[LOGINS].open(request.cookies.get(session.LOGIN_COOKIE, ""), session.LOGIN_SECONDS)
     except (session.Expired, session.Invalid):
         return login_failed(request, 400, "This login took too long or was not started here. Log in again.")
     pending = oidc.Pending(**saved)
-    if not hmac.compare_digest(request.query.get("state", ""), pending.state):
+    if not same(request.query.get("state", ""), pending.state):
         msg = "The provider's answer does not belong to this login (state mismatch). Log in again."
         return login_failed(request, 400, msg)
     try:
@@ -198,12 +208,14 @@ async def callback(request: web.Request) -> web.StreamResponse:
         who = oidc.identity(
             claims, nonce=pending.nonce, owner_claim=s.owner_claim, groups_claim=s.groups_claim
         )
+        oidc.check_allowed(who, groups=s.allowed_groups, domains=s.allowed_domains)
     except oidc.LoginError as e:
         return login_failed(request, 401, str(e))
     data = {
         "owner": who.owner,
         "name": who.name,
-        "groups": list(who.groups),
+        # Whether admin, not the groups: a user in hundreds of groups must still fit in a cookie.
+        "admin": s.admin_group in who.groups,
         "csrf": secrets.token_urlsafe(32),
     }
     log.info("logged in (groups %s)", ",".join(who.groups), extra={"owner": who.owner})
@@ -211,7 +223,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
     resp.del_cookie(session.LOGIN_COOKIE)
     resp.set_cookie(
         session.COOKIE,
-        request.app[SEALER].seal(data),
+        request.app[SESSIONS].seal(data),
         httponly=True,
         samesite="Lax",
         secure=s.public_url.startswith("https://"),
@@ -300,6 +312,11 @@ async def _cluster_page(
 ) -> web.Response:
     st, s = request.app[STORE], request.app[SETTINGS]
     instances = await st.instances(vc)
+    usage: model.Usage | None = None
+    try:
+        usage = await st.usage(owner(request))
+    except model.FormError as e:
+        error = error or str(e)
     defaults = {
         "name": "",
         "image": s.instance_image,
@@ -317,7 +334,7 @@ async def _cluster_page(
         error=error,
         form={**defaults, **(form or {})},
         running=_phase(vc) == api.Phase.RUNNING,
-        usage=await st.usage(owner(request)),
+        usage=usage,
         quota=s.quota,
     )
 
@@ -326,9 +343,18 @@ def _phase(vc: dict[str, Any]) -> str:
     return str((vc.get("status") or {}).get("phase") or api.Phase.PENDING)
 
 
+def _url_name(request: web.Request, key: str) -> str:
+    """A name from the URL, only if it is one: aiohttp decodes %2F and friends, and an API path built
+    from `..%2Fsecrets` would lead elsewhere."""
+    name = request.match_info[key]
+    if not naming.is_dns1123_label(name):
+        raise web.HTTPNotFound(text=f"{name!r} is not the name of a cluster or instance")
+    return name
+
+
 async def _owned(request: web.Request) -> dict[str, Any]:
     try:
-        return await request.app[STORE].cluster(owner(request), request.match_info["name"])
+        return await request.app[STORE].cluster(owner(request), _url_name(request, "name"))
     except NotFound as e:
         raise web.HTTPNotFound(text=str(e)) from None
 
@@ -348,6 +374,8 @@ async def cluster_status(request: web.Request) -> web.StreamResponse:
     deadline = time.monotonic() + STATUS_SECONDS
     try:
         while time.monotonic() < deadline:
+            if request.transport is None or request.transport.is_closing():
+                break  # the browser left: stop asking the API servers
             try:
                 data = await _status_event(request, vc["metadata"]["name"])
             except (TimeoutError, ApiError, OSError) as e:
@@ -392,7 +420,11 @@ async def download_kubeconfig(request: web.Request) -> web.StreamResponse:
     return web.Response(
         text=kubeconfig.dump(config),
         content_type="application/yaml",
-        headers={"Content-Disposition": f'attachment; filename="{name}.kubeconfig"'},
+        # A private key: never kept by a cache on the way.
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}.kubeconfig"',
+            "Cache-Control": "no-store",
+        },
     )
 
 
@@ -465,10 +497,10 @@ async def create_instance(request: web.Request) -> web.StreamResponse:
         try:
             req = model.parse_instance(form, default_image=s.instance_image)
             model.check_instance_quota(s.quota, await st.usage(who), req)
-            objects = model.instance_objects(
+            service, statefulset = model.instance_objects(
                 req, runtime_class=s.instance_runtime_class, storage_class=s.instance_storage_class
             )
-            await st.create_instance(vc, objects)
+            await st.create_instance(vc, service, statefulset)
         except model.FormError as e:
             return await _cluster_page(request, vc, 400, str(e), form)
         except ApiError as e:
@@ -483,9 +515,10 @@ async def create_instance(request: web.Request) -> web.StreamResponse:
 
 
 async def _owned_instance(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    name = _url_name(request, "instance")
     vc = await _owned(request)
     try:
-        return vc, await request.app[STORE].instance(vc, request.match_info["instance"])
+        return vc, await request.app[STORE].instance(vc, name)
     except NotFound as e:
         raise web.HTTPNotFound(text=str(e)) from None
 
@@ -564,12 +597,15 @@ def app(settings: Settings, client: Client) -> web.Application:
     application[STORE] = Store(client, settings)
     ca = ssl.create_default_context(cafile=str(settings.ca_file)) if settings.ca_file else None
     application[PROVIDER] = oidc.Provider(settings.issuer, settings.client_id, settings.client_secret, ca)
-    application[SEALER] = session.Sealer(settings.session_secret)
+    application[SESSIONS] = session.Sealer(settings.session_secret, session.COOKIE)
+    application[LOGINS] = session.Sealer(settings.session_secret, session.LOGIN_COOKIE)
     application[PAGES] = jinja2.Environment(
         loader=jinja2.PackageLoader("portal", "templates"), autoescape=True, undefined=jinja2.StrictUndefined
     )
     application[PAGES].filters["gib"] = model.gib
     application[PAGES].filters["state"] = instance_state
+    application[PAGES].filters["usage"] = model.instance_usage
+    application[PAGES].filters["image"] = model.image_of
     application.add_routes(routes)
     application.router.add_static("/static/", Path(__file__).parent / "static")
 

@@ -318,6 +318,12 @@ def portal(
     admin_group: Annotated[
         str, typer.Option(help="Group whose members see every tenant.")
     ] = "tispace-admins",
+    allowed_group: Annotated[
+        list[str] | None, typer.Option(help="Only members of this group may log in (repeat).")
+    ] = None,
+    allowed_domain: Annotated[
+        list[str] | None, typer.Option(help="Only owners in this email domain may log in (repeat).")
+    ] = None,
     session_hours: Annotated[float, typer.Option(help="Hours a login lasts.")] = 12,
     max_clusters: Annotated[int, typer.Option(help="Clusters per owner.")] = 2,
     max_instance_cpu: Annotated[float, typer.Option(help="Dev instance cores per owner, all clusters.")] = 16,
@@ -354,6 +360,8 @@ def portal(
             owner_claim=owner_claim,
             groups_claim=groups_claim,
             admin_group=admin_group,
+            allowed_groups=tuple(allowed_group or ()),
+            allowed_domains=tuple(allowed_domain or ()),
             session_hours=session_hours,
             quota=Quota(max_clusters, max_instance_cpu, max_instance_memory_gib, max_instance_disk_gib),
             instance_image=instance_image,

@@ -197,6 +197,8 @@ async def test_a_developer_gets_a_cluster_and_an_instance_in_the_browser(
     root = await tenants.root_of(super_client, "web", NS)
     down = await super_client.get(r.PODS, "box-0", f"{root}-default")
     assert down["spec"]["runtimeClassName"] == "kata"
+    quota = await super_client.get(r.RESOURCEQUOTAS, "tenant-quota", f"{root}-default")
+    assert quota["spec"]["hard"] == {"pods": "20", "requests.storage": "100Gi"}  # the size limits, enforced
 
     # Instance quota covers what the owner already has; a double submit makes no second one.
     await page.goto(f"{portal.url}/clusters/web")
@@ -308,8 +310,8 @@ async def test_others_see_nothing_of_a_developers_cluster_and_admins_see_everyth
     # A forged CSRF token and an expired session change nothing.
     status, text = await post(dev, "/clusters/mine/delete", {"csrf": "forged", "confirm": "mine"})
     assert status == 403 and "Nothing was changed" in text
-    sealer = session.Sealer(session.key_file(portal.key_file))
-    stale = {"owner": DEV.email, "name": DEV.name, "groups": [], "csrf": "c"}
+    sealer = session.Sealer(session.key_file(portal.key_file), session.COOKIE)
+    stale = {"owner": DEV.email, "name": DEV.name, "admin": False, "csrf": "c"}
     old: BrowserContext = await browser.new_context()
     await old.add_cookies(
         [

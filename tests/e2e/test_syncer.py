@@ -203,7 +203,9 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     )
     assert sp["metadata"]["annotations"][naming.ANN_NAMESPACE] == "default"
     assert env["KUBERNETES_SERVICE_HOST"]["value"] == "127.0.0.1"
-    token_secret = await super_client.get(r.SECRETS, "tispace-token-withtoken", sns)
+    token_secret = await eventually(  # made right after the pod, so it may lag behind it
+        lambda: super_client.get_or_none(r.SECRETS, "tispace-token-withtoken", sns), what="token secret"
+    )
     jwt = base64.b64decode(token_secret["data"]["token"]).decode()
     claims = orjson.loads(base64.urlsafe_b64decode(jwt.split(".")[1] + "=="))
     assert claims["sub"] == "system:serviceaccount:default:robot"

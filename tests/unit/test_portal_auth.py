@@ -64,7 +64,8 @@ def test_identity_from_claims() -> None:
         ({**CLAIMS, "nonce": "other"}, "nonce mismatch"),
         ({k: v for k, v in CLAIMS.items() if k != "email"}, "no 'email' claim"),
         ({**CLAIMS, "email": ""}, "no 'email' claim"),
-        ({**CLAIMS, "email_verified": False}, "not verified"),
+        ({**CLAIMS, "email_verified": False}, "does not say dev@example.com is verified"),
+        ({k: v for k, v in CLAIMS.items() if k != "email_verified"}, "does not say"),
     ],
 )
 def test_identity_refuses(claims: dict[str, object], message: str) -> None:
@@ -72,8 +73,35 @@ def test_identity_refuses(claims: dict[str, object], message: str) -> None:
         oidc.identity(claims, nonce="n1", owner_claim="email", groups_claim="groups")
 
 
+@pytest.mark.parametrize(
+    ("groups", "domains", "allowed"),
+    [
+        ((), (), True),  # no restriction configured
+        (("b",), (), True),
+        (("z",), (), False),
+        ((), ("Example.com",), True),
+        ((), ("example.org",), False),
+        (("z",), ("example.com",), True),
+    ],
+)
+def test_who_may_log_in(groups: tuple[str, ...], domains: tuple[str, ...], allowed: bool) -> None:
+    who = oidc.Identity("dev@example.com", "Dev", ("a", "b"))
+    if allowed:
+        oidc.check_allowed(who, groups=groups, domains=domains)
+    else:
+        with pytest.raises(oidc.LoginError, match="may not use this portal"):
+            oidc.check_allowed(who, groups=groups, domains=domains)
+
+
+def test_a_cookie_sealed_for_one_purpose_does_not_open_for_another() -> None:
+    key = Fernet.generate_key()
+    login = session.Sealer(key, session.LOGIN_COOKIE).seal({"state": "s"})
+    with pytest.raises(session.Invalid):
+        session.Sealer(key, session.COOKIE).open(login, max_age=60)
+
+
 def test_sealed_sessions_open_until_they_expire() -> None:
-    sealer = session.Sealer(Fernet.generate_key())
+    sealer = session.Sealer(Fernet.generate_key(), session.COOKIE)
     now = time.time()
     token = sealer.seal({"owner": "dev@example.com"}, now=now)
     assert "dev@example.com" not in token  # encrypted, not just signed
@@ -83,10 +111,15 @@ def test_sealed_sessions_open_until_they_expire() -> None:
 
 
 def test_forged_or_foreign_sessions_are_invalid() -> None:
-    sealer = session.Sealer(Fernet.generate_key())
+    sealer = session.Sealer(Fernet.generate_key(), session.COOKIE)
     token = sealer.seal({"owner": "dev@example.com"})
     tampered = token[:-5] + ("A" if token[-5] != "A" else "B") + token[-4:]
-    for bad in (tampered, "not-a-token", "", session.Sealer(Fernet.generate_key()).seal({"owner": "x"})):
+    for bad in (
+        tampered,
+        "not-a-token",
+        "",
+        session.Sealer(Fernet.generate_key(), session.COOKIE).seal({"owner": "x"}),
+    ):
         with pytest.raises(session.Invalid):
             sealer.open(bad, max_age=60)
 

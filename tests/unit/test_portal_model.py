@@ -94,7 +94,8 @@ def test_no_runtime_or_storage_class_leaves_the_cluster_defaults() -> None:
     ("field", "value", "message"),
     [
         ("name", "Box", "invalid"),
-        ("name", "b" * 62, "at most 61"),
+        ("name", "b" * 53, "at most 52"),
+        ("name", "1box", "must start with a letter"),
         ("image", "not an image", "not an image reference"),
         ("image", "UPPER/case", "not an image reference"),
         ("cpu", "two", "number of cores"),
@@ -148,6 +149,10 @@ def test_instance_quota_counts_every_limit() -> None:
         ("1Ti", str(2**40)),
         ("128974848", "128974848"),
         ("100M", "100000000"),
+        ("100u", "0.0001"),
+        ("5n", "0.000000005"),
+        ("1Pi", str(2**50)),
+        ("2E", "2000000000000000000"),
     ],
 )
 def test_quantities(text: str, value: str) -> None:
@@ -192,4 +197,6 @@ def test_usage_of_hand_edited_statefulsets_and_pods() -> None:
         },
     ]
     assert model.pod_usage(pods) == (2, Decimal("0.5"), 0.5)
+    odd = {"spec": {"containers": [{"resources": {"requests": {"cpu": "1Qx", "memory": "1Gi"}}}]}}
+    assert model.pod_usage([odd]) == (1, Decimal(0), 1.0)  # unreadable counts as nothing, never fails
     assert model.total([model.Usage(Decimal(1), 1, 1, 1)] * 3) == model.Usage(Decimal(3), 3, 3, 3)

@@ -36,10 +36,10 @@ async def http() -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
 
 
 def cookie(data: dict[str, object], at: float | None = None) -> dict[str, str]:
-    return {session.COOKIE: session.Sealer(KEY).seal(data, now=at)}
+    return {session.COOKIE: session.Sealer(KEY, session.COOKIE).seal(data, now=at)}
 
 
-LIVE = {"owner": "dev@example.com", "name": "Dev", "groups": [], "csrf": "c" * 43}
+LIVE = {"owner": "dev@example.com", "name": "Dev", "admin": False, "csrf": "c" * 43}
 
 
 @pytest.mark.parametrize("path", ["/", "/clusters", "/clusters/web", "/clusters/web/kubeconfig", "/admin"])
@@ -59,7 +59,11 @@ async def test_a_post_without_a_session_is_sent_to_login(http: TestClient) -> No
     [
         (cookie(LIVE, at=time.time() - 13 * 3600), "expired"),  # older than --session-hours
         ({session.COOKIE: "forged"}, "invalid"),
-        ({session.COOKIE: session.Sealer(Fernet.generate_key()).seal(LIVE)}, "invalid"),  # another key
+        (
+            {session.COOKIE: session.Sealer(Fernet.generate_key(), session.COOKIE).seal(LIVE)},
+            "invalid",
+        ),  # another key
+        ({session.COOKIE: session.Sealer(KEY, session.LOGIN_COOKIE).seal(LIVE)}, "invalid"),  # a login cookie
     ],
 )
 async def test_expired_and_forged_sessions_log_in_again(
@@ -74,7 +78,7 @@ async def test_expired_and_forged_sessions_log_in_again(
     assert web.REASONS[reason] in await page.text()
 
 
-@pytest.mark.parametrize("token", ["", "wrong", "c" * 42])
+@pytest.mark.parametrize("token", ["", "wrong", "c" * 42, "é" * 43])
 async def test_a_forged_csrf_token_changes_nothing(http: TestClient, token: str) -> None:  # type: ignore[type-arg]
     for path in ("/clusters", "/clusters/web/delete", "/clusters/web/instances", "/logout"):
         resp = await http.post(
@@ -86,13 +90,16 @@ async def test_a_forged_csrf_token_changes_nothing(http: TestClient, token: str)
 
 async def test_the_callback_refuses_a_foreign_state(http: TestClient) -> None:  # type: ignore[type-arg]
     pending = oidc.new_pending("/clusters")
-    login = {session.LOGIN_COOKIE: session.Sealer(KEY).seal(pending.__dict__)}
+    login = {session.LOGIN_COOKIE: session.Sealer(KEY, session.LOGIN_COOKIE).seal(pending.__dict__)}
     resp = await http.get("/auth/callback?code=abc&state=someone-elses", cookies=login)
     assert resp.status == 400 and "state mismatch" in await resp.text()
     resp = await http.get(f"/auth/callback?code=abc&state={pending.state}")  # no login cookie
     assert resp.status == 400 and "not started here" in await resp.text()
-    resp = await http.get("/auth/callback?error=access_denied&error_description=denied+by+policy")
-    assert resp.status == 401 and "denied by policy" in await resp.text()
+    resp = await http.get("/auth/callback?error=access_denied&error_description=Call+555-0100+now")
+    text = await resp.text()
+    assert resp.status == 401 and "(access_denied)" in text and "555" not in text  # no one else's words
+    resp = await http.get(f"/auth/callback?code=abc&state=%C3%A9{pending.state}", cookies=login)
+    assert resp.status == 400 and "state mismatch" in await resp.text()
 
 
 @pytest.mark.parametrize(
@@ -103,10 +110,27 @@ async def test_the_callback_refuses_a_foreign_state(http: TestClient) -> None:  
         ("https://evil.example", "/"),
         ("/\\evil.example", "/"),
         ("", "/"),
+        ("/\t/evil.example", "/"),  # a URL parser drops the tab: //evil.example
+        ("/a\nb", "/"),
+        ("/clusters?x=1", "/clusters?x=1"),
     ],
 )
 def test_after_login_only_local_paths(value: str, safe: str) -> None:
     assert web._safe_next(value) == safe
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/clusters/..%2Fsecrets",
+        "/clusters/Web",
+        "/clusters/a%3Fb/kubeconfig",
+        "/clusters/web/instances/..%2F..%2Fx",
+    ],
+)
+async def test_names_in_urls_that_are_no_names_are_not_found(http: TestClient, path: str) -> None:  # type: ignore[type-arg]
+    resp = await http.get(path, cookies=cookie(LIVE))  # answered before any API call (none would work)
+    assert resp.status == 404
 
 
 async def test_the_login_page_is_public_and_health_answers(http: TestClient) -> None:  # type: ignore[type-arg]

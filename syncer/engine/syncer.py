@@ -151,6 +151,13 @@ class Syncer:
             name="super/TokenSecret",
         )
         self.vcs = Informer(super_client, r.VIRTUALCLUSTERS, self._on_vc, name="super/VirtualCluster")
+        self.super_quotas = Informer(
+            super_client,
+            r.RESOURCEQUOTAS,
+            self._on_super_quota,
+            label_selector=naming.MANAGED_SELECTOR,
+            name="super/ResourceQuota",
+        )
         self.super_pvs = Informer(super_client, r.PVS, self._on_super_pv, name="super/PersistentVolume")
         self.super_public = {
             k.name: Informer(
@@ -188,6 +195,14 @@ class Syncer:
         tenant = self._tenant_of_super_ns(key[0])
         if tenant:
             self._enqueue(tenant, ("Event", key[0], key[1]))
+
+    def _on_super_quota(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """A tenant quota changed or deleted in the super cluster: its namespace is reconciled (drift)."""
+        ns = self.super_informers["Namespace"].get("", key[0])
+        tenant_ns = ((ns or {}).get("metadata", {}).get("labels") or {}).get(naming.LABEL_TENANT_NAMESPACE)
+        tenant = self._tenant_of_super_ns(key[0])
+        if tenant and tenant_ns:
+            self._enqueue(tenant, ("Namespace", "", tenant_ns))
 
     def _tenant_of_super_ns(self, super_ns: str) -> str | None:
         ns = self.super_informers["Namespace"].get("", super_ns)
@@ -327,7 +342,8 @@ class Syncer:
             return
         kind = KINDS[kind_name]
         tenant_inf = t.informers[kind.name]
-        if not tenant_inf.synced.is_set() or not self.super_informers[kind.name].synced.is_set():
+        supers = [self.super_informers[kind.name], *([self.super_quotas] if kind.name == "Namespace" else [])]
+        if not tenant_inf.synced.is_set() or not all(i.synced.is_set() for i in supers):
             self.queue.put_after(t.name, key, 0.5)  # never act on a half-listed cache
             return
         tobj = tenant_inf.get(ns, name)
@@ -416,27 +432,22 @@ class Syncer:
             await podsync.set_status(t, tobj, status, kind.resource)
 
     async def _apply_quota(self, t: TenantRuntime, sns: str) -> None:
-        """The tenant's limits on one super namespace, applied when they differ from the last applied."""
-        if t.quotas.get(sns, ()) == t.ctx.quota:
-            return
-        if t.ctx.quota:
-            quota = simple.namespace_quota(t.ctx, sns)
+        """The tenant's limits on one super namespace (VirtualCluster spec.resourceQuota), as the
+        super informer shows them: set, changed, removed by hand, or lifted."""
+        current = self.super_quotas.get(sns, simple.QUOTA)
+        want = simple.namespace_quota(t.ctx, sns) if t.ctx.quota else None
+        if want is not None and (current or {}).get("spec", {}).get("hard") != want["spec"]["hard"]:
             await self.super.patch(
                 r.RESOURCEQUOTAS,
                 simple.QUOTA,
-                quota,
+                want,
                 sns,
                 patch_type="apply",
                 field_manager="tispace-syncer",
                 force=True,
             )
-        else:  # limits lifted
-            try:
-                await self.super.delete(r.RESOURCEQUOTAS, simple.QUOTA, sns)
-            except ApiError as e:
-                if e.status != 404:
-                    raise
-        t.quotas[sns] = t.ctx.quota
+        elif want is None and current is not None:
+            await self.super.delete(r.RESOURCEQUOTAS, simple.QUOTA, sns, uid=current["metadata"]["uid"])
 
     def _namespace_taken(self, sns: str, t: TenantRuntime) -> bool:
         """A super namespace of that name that TiSpace made for another tenant (the names of two tenants
@@ -691,6 +702,7 @@ class Syncer:
             self.token_secrets,
             self.super_pvs,
             self.vcs,
+            self.super_quotas,
         ]
 
     def informers(self) -> Iterator[Informer]:

@@ -104,8 +104,6 @@ class TenantRuntime:
         self.client = client
         self.weight = weight
         self._enqueue = enqueue
-        self.quotas: dict[str, tuple[tuple[str, str], ...]] = {}
-        """Limits last applied per super namespace (a syncer restart applies them again, once)."""
         self.informers: dict[str, Informer] = {
             kind.name: Informer(client, kind.resource, self._on_change(kind.name), name=f"{name}/{kind.name}")
             for kind in KINDS.values()

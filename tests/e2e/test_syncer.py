@@ -294,6 +294,8 @@ async def test_a_tenants_limits_are_each_super_namespaces_quota_and_follow_the_v
         return (q or {}).get("spec", {}).get("hard") == expect if expect else q is None
 
     await eventually(lambda: quota(hard), what="the tenant's quota on its new super namespace")
+    await super_client.delete(r.RESOURCEQUOTAS, "tenant-quota", sns)  # drift: repaired
+    await eventually(lambda: quota(hard), what="the quota made again after a delete by hand")
     for i in range(3):
         await t.client.create(r.PODS, pod(f"p{i}"), "team")
     await eventually(lambda: running(super_client, sns, 2), what="two pods admitted")

@@ -291,6 +291,11 @@ def instance_usage(statefulset: dict[str, Any]) -> Usage:
     )
 
 
+def owner_usage(by_cluster: dict[str, list[dict[str, Any]]]) -> Usage:
+    """What an owner's dev instances reserve, in all their clusters."""
+    return total(instance_usage(s) for found in by_cluster.values() for s in found)
+
+
 def image_of(statefulset: dict[str, Any]) -> str:
     containers = (((statefulset.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")
     return str((containers or [{}])[0].get("image", "-"))

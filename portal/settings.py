@@ -46,3 +46,8 @@ class Settings:
     instance_storage_class: str = "rook-ceph-block"
     ca_file: Path | None = None
     """Extra CA bundle to trust for the provider (a company CA)."""
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies only over TLS when browsers reach the portal over TLS."""
+        return self.public_url.startswith("https://")

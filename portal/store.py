@@ -1,7 +1,7 @@
 """The portal's I/O: VirtualClusters in the super cluster, dev instances inside each tenant.
 
-Ownership is checked here, on every read and write: a cluster that is not the caller's is
-answered exactly like one that does not exist.
+Ownership is checked here: `cluster()` answers a cluster that is not the caller's exactly like
+one that does not exist, and everything that acts on a cluster takes the object it returned.
 """
 
 from __future__ import annotations
@@ -52,14 +52,14 @@ class Store:
     async def create_cluster(self, vc: dict[str, Any]) -> None:
         await self.super.create(r.VIRTUALCLUSTERS, vc, self.s.namespace)
 
-    async def delete_cluster(self, owner: str, name: str) -> None:
-        vc = await self.cluster(owner, name)
+    async def delete_cluster(self, vc: dict[str, Any]) -> None:
         # The uid precondition: never delete a same-named successor made after the owner's check.
-        await self.super.delete(r.VIRTUALCLUSTERS, name, self.s.namespace, uid=vc["metadata"]["uid"])
+        meta = vc["metadata"]
+        await self.super.delete(r.VIRTUALCLUSTERS, meta["name"], self.s.namespace, uid=meta["uid"])
 
-    async def user_kubeconfig(self, owner: str, name: str) -> dict[str, Any]:
-        await self.cluster(owner, name)
-        return await tenants.user_kubeconfig(self.super, name, self.s.namespace, owner)
+    async def user_kubeconfig(self, vc: dict[str, Any]) -> dict[str, Any]:
+        """A kubeconfig of the cluster's owner (the caller, as `cluster()` checked)."""
+        return await tenants.user_kubeconfig(self.super, vc, vc["spec"]["owner"])
 
     @asynccontextmanager
     async def tenant(self, vc: dict[str, Any]) -> AsyncIterator[Client]:
@@ -67,8 +67,9 @@ class Store:
         uid = vc["metadata"]["uid"]
         creds = self._admin.get(uid)
         if creds is None:
-            config = await tenants.admin_kubeconfig(self.super, vc["metadata"]["name"], self.s.namespace)
-            creds = self._admin[uid] = kubeconfig.credentials(config)
+            creds = self._admin[uid] = kubeconfig.credentials(
+                await tenants.admin_kubeconfig_of(self.super, vc)
+            )
         async with Client(creds, name=vc["metadata"]["name"], attempts=2) as client:
             yield client
 
@@ -92,9 +93,9 @@ class Store:
                 return inst
         raise NotFound(f"cluster {vc['metadata']['name']!r} has no instance named {name!r}")
 
-    async def usage(self, owner: str) -> model.Usage:
-        """The owner's dev instances in all their clusters; a cluster that ran and now does not (Error,
-        Updating) may hold some, so nothing is counted as free until it runs again."""
+    async def owned_instances(self, owner: str) -> dict[str, list[dict[str, Any]]]:
+        """The owner's dev instances in all their clusters, by cluster name; a cluster that ran and now
+        does not (Error, Updating) may hold some, so nothing is counted as free until it runs again."""
         owned = await self.clusters(owner)
         for vc in owned:
             phase = (vc.get("status") or {}).get("phase") or api.Phase.PENDING
@@ -104,7 +105,7 @@ class Store:
                     "quota until it runs again (or is deleted)"
                 )
         sets = await asyncio.gather(*(self.instances(vc) for vc in owned))
-        return model.total(model.instance_usage(s) for group in sets for s in group)
+        return {vc["metadata"]["name"]: found for vc, found in zip(owned, sets, strict=True)}
 
     async def create_instance(
         self, vc: dict[str, Any], service: dict[str, Any], statefulset: dict[str, Any]
@@ -130,8 +131,8 @@ class Store:
                 raise
 
     async def delete_instance(self, vc: dict[str, Any], name: str) -> None:
-        """The StatefulSet (its claim goes with it: retention policy Delete) and the SSH Service."""
-        await self.instance(vc, name)
+        """The StatefulSet (its claim goes with it: retention policy Delete) and the SSH Service of an
+        instance `instance()` found."""
         async with self.tenant(vc) as t:
             for res in (r.STATEFULSETS, r.SERVICES):
                 await t.delete(res, name, model.INSTANCE_NAMESPACE)
@@ -145,8 +146,6 @@ class Store:
             by_root[p["metadata"]["labels"][naming.LABEL_TENANT]].append(p)
         rows = []
         for vc in sorted(vcs, key=lambda v: (v["metadata"]["namespace"], v["metadata"]["name"])):
-            meta = vc["metadata"]
-            root = naming.root_namespace(meta["namespace"], meta["name"], meta["uid"])
-            count, cpu, memory = model.pod_usage(by_root.get(root, []))
+            count, cpu, memory = model.pod_usage(by_root.get(naming.vc_root(vc), []))
             rows.append({"vc": vc, "pods": count, "cpu": cpu, "memory": memory})
         return rows

@@ -175,7 +175,7 @@ async def login_start(request: web.Request) -> web.StreamResponse:
         httponly=True,
         samesite="Lax",
         max_age=session.LOGIN_SECONDS,
-        secure=s.public_url.startswith("https://"),
+        secure=s.secure_cookies,
     )
     raise resp
 
@@ -226,7 +226,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
         request.app[SESSIONS].seal(data),
         httponly=True,
         samesite="Lax",
-        secure=s.public_url.startswith("https://"),
+        secure=s.secure_cookies,
     )
     raise resp
 
@@ -311,12 +311,12 @@ async def _cluster_page(
     form: dict[str, str] | None = None,
 ) -> web.Response:
     st, s = request.app[STORE], request.app[SETTINGS]
-    instances = await st.instances(vc)
     usage: model.Usage | None = None
-    try:
-        usage = await st.usage(owner(request))
+    try:  # one listing serves this cluster's table and the quota line
+        mine = await st.owned_instances(owner(request))
+        instances, usage = mine.get(vc["metadata"]["name"], []), model.owner_usage(mine)
     except model.FormError as e:
-        error = error or str(e)
+        instances, error = await st.instances(vc), error or str(e)
     defaults = {
         "name": "",
         "image": s.instance_image,
@@ -415,7 +415,7 @@ async def download_kubeconfig(request: web.Request) -> web.StreamResponse:
         return problem(
             request, 409, f"Cluster {name} is {_phase(vc)}; its kubeconfig exists once it is Running."
         )
-    config = await request.app[STORE].user_kubeconfig(owner(request), name)
+    config = await request.app[STORE].user_kubeconfig(vc)
     log.info("kubeconfig issued", extra={"owner": owner(request), "tenant": name})
     return web.Response(
         text=kubeconfig.dump(config),
@@ -462,13 +462,11 @@ async def confirm_delete_cluster(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/clusters/{name}/delete")
 async def delete_cluster(request: web.Request) -> web.StreamResponse:
-    name = (await _owned(request))["metadata"]["name"]
+    vc = await _owned(request)
+    name = vc["metadata"]["name"]
     if refused := await confirmed(request, "cluster", name, f"/clusters/{name}"):
         return refused
-    try:
-        await request.app[STORE].delete_cluster(owner(request), name)
-    except NotFound as e:
-        raise web.HTTPNotFound(text=str(e)) from None
+    await request.app[STORE].delete_cluster(vc)
     log.info("cluster deleted", extra={"owner": owner(request), "tenant": name, "kind": "VirtualCluster"})
     raise redirect("/clusters", f"Cluster {name} is being deleted.")
 
@@ -496,7 +494,7 @@ async def create_instance(request: web.Request) -> web.StreamResponse:
     async with st.locks[who]:
         try:
             req = model.parse_instance(form, default_image=s.instance_image)
-            model.check_instance_quota(s.quota, await st.usage(who), req)
+            model.check_instance_quota(s.quota, model.owner_usage(await st.owned_instances(who)), req)
             service, statefulset = model.instance_objects(
                 req, runtime_class=s.instance_runtime_class, storage_class=s.instance_storage_class
             )
@@ -550,10 +548,7 @@ async def delete_instance(request: web.Request) -> web.StreamResponse:
     cluster, name = vc["metadata"]["name"], inst["metadata"]["name"]
     if refused := await confirmed(request, "instance", name, f"/clusters/{cluster}/instances/{name}"):
         return refused
-    try:
-        await request.app[STORE].delete_instance(vc, name)
-    except NotFound as e:
-        raise web.HTTPNotFound(text=str(e)) from None
+    await request.app[STORE].delete_instance(vc, name)
     log.info(
         "instance deleted",
         extra={"owner": owner(request), "tenant": cluster, "kind": "StatefulSet", "object": name},

@@ -548,7 +548,8 @@ def kubeconfig_cmd(
 
     async def work(client: Client) -> None:
         if user:
-            config = await tenants.user_kubeconfig(client, name, namespace, user, days)
+            vc = await client.get(r.VIRTUALCLUSTERS, name, namespace)
+            config = await tenants.user_kubeconfig(client, vc, user, days)
         else:
             config = await tenants.admin_kubeconfig(client, name, namespace)
         if output:

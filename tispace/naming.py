@@ -67,6 +67,12 @@ def root_namespace(vc_namespace: str, vc_name: str, vc_uid: str) -> RootNamespac
     return RootNamespace(root)
 
 
+def vc_root(vc: dict[str, Any]) -> RootNamespace:
+    """The root namespace of a VirtualCluster object (as read from the API: it carries its uid)."""
+    meta = vc["metadata"]
+    return root_namespace(meta["namespace"], meta["name"], meta["uid"])
+
+
 def super_namespace(root: RootNamespace, tenant_ns: TenantNamespace) -> SuperNamespace:
     """Tenant namespace `N` of root `R` -> `R-N`, hashed to 63 characters when longer.
 

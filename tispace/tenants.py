@@ -95,23 +95,24 @@ async def wait_gone(client: Client, name: str, namespace: str, timeout: float = 
 
 
 async def root_of(client: Client, name: str, namespace: str) -> str:
-    vc = await client.get(r.VIRTUALCLUSTERS, name, namespace)
-    return naming.root_namespace(namespace, name, vc["metadata"]["uid"])
+    return naming.vc_root(await client.get(r.VIRTUALCLUSTERS, name, namespace))
 
 
 async def admin_kubeconfig(client: Client, name: str, namespace: str) -> dict[str, Any]:
-    root = await root_of(client, name, namespace)
-    secret = await client.get(r.SECRETS, tenantpki.ADMIN_KUBECONFIG, root)
+    return await admin_kubeconfig_of(client, await client.get(r.VIRTUALCLUSTERS, name, namespace))
+
+
+async def admin_kubeconfig_of(client: Client, vc: dict[str, Any]) -> dict[str, Any]:
+    """The tenant admin's kubeconfig, for a VirtualCluster already read (its uid names the root)."""
+    secret = await client.get(r.SECRETS, tenantpki.ADMIN_KUBECONFIG, naming.vc_root(vc))
     return tenantpki.read_admin_kubeconfig(secret)
 
 
-async def user_kubeconfig(
-    client: Client, name: str, namespace: str, user: str, days: int = 30
-) -> dict[str, Any]:
-    """A kubeconfig for `user`, bound to cluster-admin inside the tenant (and nowhere else)."""
-    root = await root_of(client, name, namespace)
-    admin = await admin_kubeconfig(client, name, namespace)
-    ca = await client.get(r.SECRETS, tenantpki.ROOT_CA, root)
+async def user_kubeconfig(client: Client, vc: dict[str, Any], user: str, days: int = 30) -> dict[str, Any]:
+    """A kubeconfig for `user`, bound to cluster-admin inside the tenant of `vc` (and nowhere else)."""
+    name = vc["metadata"]["name"]
+    admin = await admin_kubeconfig_of(client, vc)
+    ca = await client.get(r.SECRETS, tenantpki.ROOT_CA, naming.vc_root(vc))
     tpki_root = tenantpki.ca_from_secret(ca)
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -56,7 +56,7 @@ class Tenants:
             meta = vc["metadata"]
             if (vc.get("status") or {}).get("phase") != "Running":
                 continue
-            root = naming.root_namespace(meta["namespace"], meta["name"], meta["uid"])
+            root = naming.vc_root(vc)
             if root in self.by_root:  # a tenant's CA lives as long as its uid: read it once
                 found[root] = self.by_root[root]
                 continue

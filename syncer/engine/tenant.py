@@ -14,7 +14,7 @@ from syncer.engine.informer import Informer, Key
 from syncer.resources.classes import PUBLIC_KINDS
 from syncer.resources.context import TenantContext
 from syncer.resources.table import KINDS
-from tispace import kubeconfig, naming, tenantpki
+from tispace import kubeconfig, naming, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -47,7 +47,7 @@ def context_for(vc: dict[str, Any], admin: dict[str, Any], opts: SyncerOptions) 
     meta, spec = vc["metadata"], vc.get("spec") or {}
     server = urlsplit(kubeconfig.credentials(admin).server)
     return TenantContext(
-        root=naming.root_namespace(meta["namespace"], meta["name"], meta["uid"]),
+        root=naming.vc_root(vc),
         vc_name=meta["name"],
         vc_namespace=meta["namespace"],
         cluster_domain=spec.get("clusterDomain") or "cluster.local",
@@ -134,9 +134,7 @@ class TenantRuntime:
         enqueue: Callable[[str, WorkKey], None],
     ) -> TenantRuntime:
         meta = vc["metadata"]
-        root = naming.root_namespace(meta["namespace"], meta["name"], meta["uid"])
-        secret = await super_client.get(r.SECRETS, tenantpki.ADMIN_KUBECONFIG, root)
-        admin = tenantpki.read_admin_kubeconfig(secret)
+        admin = await tenants.admin_kubeconfig_of(super_client, vc)
         name = f"{meta['namespace']}/{meta['name']}"
         client = Client(kubeconfig.credentials(admin), name=name)
         return cls(name, context_for(vc, admin, opts), client, weight_of(vc), enqueue)

@@ -311,7 +311,9 @@ async def test_statefulset_with_claims_and_headless_service_runs_end_to_end(
     # Shared classes are read-only for the tenant's users.
     user = kubeconfig.write(
         tmp_path / "alice.kubeconfig",
-        await tenants.user_kubeconfig(super_client, "svc-a", "default", "alice"),
+        await tenants.user_kubeconfig(
+            super_client, await super_client.get(r.VIRTUALCLUSTERS, "svc-a", "default"), "alice"
+        ),
     )
     with pytest.raises(RuntimeError, match="shared read-only"):
         localcluster.kubectl(user, "label", "storageclass", "rook-ceph-block", "mine=yes")

@@ -134,7 +134,9 @@ async def test_user_kubeconfig_is_admin_in_the_tenant_only(
     tenant_factory, super_client: Client, super_cluster: localcluster.SuperCluster, tmp_path: Path
 ) -> None:
     t: TenantHandle = await tenant_factory("users")
-    config = await tenants.user_kubeconfig(super_client, "users", "default", "alice")
+    config = await tenants.user_kubeconfig(
+        super_client, await super_client.get(r.VIRTUALCLUSTERS, "users", "default"), "alice"
+    )
     path = kubeconfig.write(tmp_path / "alice", config)
     assert (
         localcluster.kubectl(path, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}") == "alice"

@@ -9,6 +9,11 @@ label = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 short = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?\Z")
 
 
+def test_a_virtualclusters_root_is_named_by_its_namespace_name_and_uid() -> None:
+    vc = {"metadata": {"namespace": "team", "name": "dev", "uid": "0b5e-uid"}}
+    assert naming.vc_root(vc) == naming.root_namespace("team", "dev", "0b5e-uid")
+
+
 def test_root_namespace_shape() -> None:
     root = naming.root_namespace("team", "dev", "0b5e-uid")
     ns, digest, name = root.split("-", 2)

@@ -200,3 +200,6 @@ def test_usage_of_hand_edited_statefulsets_and_pods() -> None:
     odd = {"spec": {"containers": [{"resources": {"requests": {"cpu": "1Qx", "memory": "1Gi"}}}]}}
     assert model.pod_usage([odd]) == (1, Decimal(0), 1.0)  # unreadable counts as nothing, never fails
     assert model.total([model.Usage(Decimal(1), 1, 1, 1)] * 3) == model.Usage(Decimal(3), 3, 3, 3)
+    assert model.owner_usage({"a": [sts, sts], "b": [sts], "c": []}) == model.Usage(
+        Decimal("7.5"), 6.0, 0.0, 3
+    )

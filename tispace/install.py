@@ -165,7 +165,8 @@ def install(kubeconfig: Path, overlay: str, progress: Progress, timeout: float =
 
 def uninstall(kubeconfig: Path, progress: Progress, timeout: float = 300) -> list[str]:
     """VirtualClusters first (the manager tears their control planes down), then exactly what the
-    install made, CRDs last. Returns the keys deleted."""
+    install made, CRDs last and waited for (the apiserver deletes their remaining objects first), so
+    the API is gone on return; namespaces finish asynchronously. Returns the keys deleted."""
     rec = _record(kubeconfig)
     if rec is None:
         raise InstallError(
@@ -192,6 +193,7 @@ def uninstall(kubeconfig: Path, progress: Progress, timeout: float = 300) -> lis
         *api_version, kind, ns, name = k.split("/")
         group = api_version[0] if len(api_version) == 2 else ""
         resource = kind.lower() + (f".{group}" if group else "")
+        wait = kind == "CustomResourceDefinition"
         _kubectl(
             kubeconfig,
             "delete",
@@ -199,6 +201,8 @@ def uninstall(kubeconfig: Path, progress: Progress, timeout: float = 300) -> lis
             name,
             *(["-n", ns] if ns else []),
             "--ignore-not-found",
-            "--wait=false",
+            f"--wait={str(wait).lower()}",
+            f"--timeout={int(timeout)}s",
+            timeout=timeout + 30,
         )
     return order

@@ -6,6 +6,7 @@ import asyncio
 import json
 import secrets
 import sys
+import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict
@@ -265,6 +266,21 @@ class Stack:
             await tenants.wait_phase(client, SAMPLE_TENANT, "default", progress=lambda s: progress(f"  {s}"))
             config = await tenants.admin_kubeconfig(client, SAMPLE_TENANT, "default")
         kubeconfig.write(self.tenant_kubeconfig(SAMPLE_TENANT), config)
+        progress("  waiting for the syncer to serve it")
+        await self._served(f"default/{SAMPLE_TENANT}")
+
+    async def _served(self, key: str, timeout: float = 120) -> None:
+        """Ready means a pod made right after `up` goes down to the super cluster: the syncer starts
+        on a tenant when its own watch sees it Running, a moment after we did."""
+        syncer = next(c for c in self.own.load() if c.name == "syncer")
+        deadline = time.monotonic() + timeout
+        while key not in ((await asyncio.to_thread(_syncer_status, syncer)) or {}).get("tenants", []):
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"the syncer does not serve tenant {key} after {timeout:.0f}s: "
+                    f"see {self.dir / 'logs' / 'syncer.log'}"
+                )
+            await asyncio.sleep(0.3)
 
     def down(self) -> None:
         for c in reversed(self.own.load()):
@@ -305,9 +321,14 @@ def _detail(comp: procs.Component) -> str:
     """What a program says about itself: the syncer's tenants and queue depth."""
     if comp.name != "syncer" or not procs.alive(comp.proc):
         return ""
+    st = _syncer_status(comp)
+    return f"{len(st['tenants'])} tenants, queue depth {st['queue']}" if st else "status unavailable"
+
+
+def _syncer_status(comp: procs.Component) -> dict[str, Any] | None:
+    """The syncer's /status (tenants served, queue depth), or None when it does not answer."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{comp.port}/status", timeout=2) as resp:
-            st = json.loads(resp.read())
+        with urllib.request.urlopen(f"http://127.0.0.1:{comp.port}/status", timeout=5) as resp:
+            return dict(json.loads(resp.read()))
     except (OSError, ValueError):
-        return "status unavailable"
-    return f"{len(st['tenants'])} tenants, queue depth {st['queue']}"
+        return None

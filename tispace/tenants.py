@@ -108,6 +108,21 @@ async def admin_kubeconfig_of(client: Client, vc: dict[str, Any]) -> dict[str, A
     return tenantpki.read_admin_kubeconfig(secret)
 
 
+async def _authorized(tenant: Client, user: str, timeout: float = 30) -> None:
+    """Wait until the tenant apiserver's RBAC cache has the new binding, so the kubeconfig we hand
+    out works on its first request instead of answering "forbidden" for a moment."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {"user": user, "resourceAttributes": {"verb": "*", "group": "*", "resource": "*"}},
+    }
+    deadline = time.monotonic() + timeout
+    while not (await tenant.create(r.SUBJECTACCESSREVIEWS, review))["status"].get("allowed"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the tenant apiserver did not authorize {user} within {timeout:.0f}s")
+        await asyncio.sleep(0.2)
+
+
 async def user_kubeconfig(client: Client, vc: dict[str, Any], user: str, days: int = 30) -> dict[str, Any]:
     """A kubeconfig for `user`, bound to cluster-admin inside the tenant of `vc` (and nowhere else)."""
     name = vc["metadata"]["name"]
@@ -123,5 +138,6 @@ async def user_kubeconfig(client: Client, vc: dict[str, Any], user: str, days: i
     }
     async with Client(kubeconfig.credentials(admin), name=name) as tenant:
         await ensure(tenant, r.CLUSTERROLEBINDINGS, binding)
+        await _authorized(tenant, user)
     server = admin["clusters"][0]["cluster"]["server"]
     return tenantpki.user_kubeconfig_from_ca(tpki_root, server=server, user=user, days=days, cluster=name)

@@ -208,7 +208,7 @@ async def tenant_factory(
         await super_client.create(
             r.VIRTUALCLUSTERS, tenants.virtual_cluster(name, namespace, **spec), namespace
         )
-        await tenants.wait_phase(super_client, name, namespace, timeout=120)
+        await tenants.wait_phase(super_client, name, namespace, timeout=180)
         config = await tenants.admin_kubeconfig(super_client, name, namespace)
         path = kubeconfig.write(out / f"{namespace}-{name}.kubeconfig", config)
         handle = TenantHandle(

@@ -79,7 +79,7 @@ def resolver(vc: dict) -> dns.resolver.Resolver:
     res = dns.resolver.Resolver(configure=False)
     res.nameservers = [host]
     res.port = int(port)
-    res.lifetime = 3
+    res.lifetime = 10
     return res
 
 

@@ -34,7 +34,8 @@ async def test_tiup_hosts_are_vms_with_volumes_and_the_names_the_topology_uses(
         assert (spec["hostname"], spec["subdomain"]) == (p["metadata"]["name"], "tiup-hosts")
     claims = await eventually(lambda: bound(super_client, sns, 3), timeout=120, what="3 Ceph claims Bound")
     assert {c["spec"]["storageClassName"] for c in claims} == {"rook-ceph-block"}
-    assert await super_client.get_or_none(r.SECRETS, "tiup-ssh", sns)  # the key reaches the VMs
+    # The key reaches the VMs (the syncer's workers take the secret and the pods in any order).
+    await eventually(lambda: super_client.get_or_none(r.SECRETS, "tiup-ssh", sns), what="tiup-ssh down")
     # Every host named in the topology file resolves, in the tenant's DNS, to its VM's address.
     ips = {p["metadata"]["name"]: p["status"]["podIP"] for p in hosts}
     topology = yaml.safe_load((ROOT / "examples" / "tiup" / "topology.yaml").read_text())

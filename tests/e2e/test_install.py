@@ -134,12 +134,12 @@ async def test_install_runs_tenants_and_uninstall_removes_exactly_what_it_made(
             kc, [tenants.cluster_version(), tenants.virtual_cluster("after-install", "default")]
         )
         async with Client.from_kubeconfig(kc) as sup:
-            vc = await tenants.wait_phase(sup, "after-install", "default", timeout=120)
+            vc = await tenants.wait_phase(sup, "after-install", "default", timeout=180)
             config = await tenants.admin_kubeconfig(sup, "after-install", "default")
             async with Client(kubeconfig.credentials(config)) as tenant:
                 await tenant.create(r.PODS, pod("hello"), "default")
                 sns = f"{vc['status']['clusterNamespace']}-default"
-                await eventually(lambda: running(sup, sns, 1, "app=hello"), timeout=60, what="pod synced")
+                await eventually(lambda: running(sup, sns, 1, "app=hello"), timeout=120, what="pod synced")
         tispace("install", f"--super-kubeconfig={kc}", "--overlay=plain")  # again: nothing more is "made"
         out = tispace("uninstall", f"--super-kubeconfig={kc}", "--yes", "--timeout=120")
         assert "deleting 1 VirtualClusters" in out
@@ -191,12 +191,12 @@ async def test_manager_replicas_elect_one_leader_and_fail_over(
         )
         leader = lease["spec"]["holderIdentity"]
         await super_client.create(r.VIRTUALCLUSTERS, tenants.virtual_cluster("led-1", "default"), "default")
-        await tenants.wait_phase(super_client, "led-1", "default", timeout=120)
+        await tenants.wait_phase(super_client, "led-1", "default", timeout=180)
         victim = replicas[int(leader.rsplit("-", 1)[1])]
         os.kill(victim.proc.pid, signal.SIGKILL)
         killed = time.monotonic()
         await super_client.create(r.VIRTUALCLUSTERS, tenants.virtual_cluster("led-2", "default"), "default")
-        await tenants.wait_phase(super_client, "led-2", "default", timeout=120)
+        await tenants.wait_phase(super_client, "led-2", "default", timeout=180)
         took = time.monotonic() - killed
         lease = await super_client.get(r.LEASES, "vc-manager-leader", rbac.NAMESPACE)
         assert lease["spec"]["holderIdentity"] != leader

@@ -184,7 +184,7 @@ async def test_a_developer_gets_a_cluster_and_an_instance_in_the_browser(
     await page.fill("#create-instance input[name=disk_gib]", "10")
     await page.click("#create-instance button")
     await page.wait_for_url(f"{portal.url}/clusters/web/instances/box")
-    await page.wait_for_selector("#state:text-is('Running')", timeout=90_000)
+    await page.wait_for_selector("#state:text-is('Running')", timeout=180_000)
     assert "port-forward svc/box 2222:22" in await page.inner_text("#connect")
     await shot(page, "04-instance")
     sts = json.loads(localcluster.kubectl(kc, "get", "statefulset", "box", "-o", "json"))

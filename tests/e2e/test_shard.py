@@ -76,7 +76,7 @@ async def test_three_replicas_split_tenants_and_take_over_a_killed_ones(
         ok = full and names <= set(owned) and len(owned) == len(set(owned))
         return {p: v["tenants"] for p, v in views.items()} if ok else None
 
-    owners = await eventually(split, timeout=60, what="every tenant served by exactly one of three replicas")
+    owners = await eventually(split, timeout=120, what="every tenant served by exactly one of three replicas")
     assert sum(1 for p in ports if set(owners[p]) & names) >= 2, f"tenants not spread: {owners}"
     for t in tenants:
         await t.client.create(r.PODS, pod("before"), "default")
@@ -102,7 +102,7 @@ async def test_three_replicas_split_tenants_and_take_over_a_killed_ones(
         return names <= set(owned) and len(owned) == len(set(owned))
 
     await eventually(
-        taken_over, timeout=4 * LEASE_SECONDS + 30, what="the killed replica's tenants taken over"
+        taken_over, timeout=4 * LEASE_SECONDS + 60, what="the killed replica's tenants taken over"
     )
     for t in orphaned:
         await eventually(

@@ -131,8 +131,12 @@ async def test_forbidden_pods_are_refused_and_never_reach_the_super_cluster(
 
         await eventually(refused, what=f"{name} refused")
         assert await super_client.get_or_none(r.PODS, name, f"{t.root}-default") is None
-    events = json.loads(t.kubectl("get", "events", "-n", "default", "-o", "json"))["items"]
-    assert {reason for _, reason in cases.values()} <= {e["reason"] for e in events}
+
+    async def events_posted() -> bool:  # the syncer patches the status first, then posts the event
+        events = json.loads(t.kubectl("get", "events", "-n", "default", "-o", "json"))["items"]
+        return {reason for _, reason in cases.values()} <= {e["reason"] for e in events}
+
+    await eventually(events_posted, what="an event for each refusal")
 
 
 async def test_same_names_in_two_tenants_coexist(
@@ -169,7 +173,9 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     tca = await eventually(
         lambda: super_client.get_or_none(r.CONFIGMAPS, "tenant-kube-root-ca.crt", sns), what="ca"
     )
-    sca = await super_client.get(r.CONFIGMAPS, "kube-root-ca.crt", sns)
+    sca = await eventually(  # published by the super controller-manager, not the syncer
+        lambda: super_client.get_or_none(r.CONFIGMAPS, "kube-root-ca.crt", sns), what="super ca"
+    )
     assert tca["data"]["ca.crt"] != sca["data"]["ca.crt"]
 
     await t.client.patch(r.CONFIGMAPS, "cfg", {"data": {"a": "2"}}, "default")
@@ -276,9 +282,12 @@ async def test_patrol_and_metrics_endpoints(syncer: SyncerProc, tenant_factory) 
         async with s.get(f"http://127.0.0.1:{syncer.port}/metrics") as resp:
             text = await resp.text()
         assert "tispace_syncer_patrol_seconds" in text and "tispace_syncer_sync_seconds_bucket" in text
-        async with s.get(f"http://127.0.0.1:{syncer.port}/status") as resp:
-            status = await resp.json()
-        assert "default/sync-patrol" in status["tenants"]
+
+        async def serving() -> bool:  # the syncer starts on a tenant when its own watch sees it Running
+            async with s.get(f"http://127.0.0.1:{syncer.port}/status") as resp:
+                return "default/sync-patrol" in (await resp.json())["tenants"]
+
+        await eventually(serving, what="the syncer serving the tenant")
 
 
 async def test_a_tenants_limits_are_each_super_namespaces_quota_and_follow_the_virtualcluster(
@@ -290,8 +299,15 @@ async def test_a_tenants_limits_are_each_super_namespaces_quota_and_follow_the_v
     sns = f"{t.root}-team"
 
     async def quota(expect: dict | None) -> bool:
+        """The quota as expected, and counted: admission ignores a quota whose status.hard is still empty."""
         q = await super_client.get_or_none(r.RESOURCEQUOTAS, "tenant-quota", sns)
-        return (q or {}).get("spec", {}).get("hard") == expect if expect else q is None
+        if not expect:
+            return q is None
+        return (
+            q is not None
+            and q["spec"].get("hard") == expect
+            and (q.get("status") or {}).get("hard") == expect
+        )
 
     await eventually(lambda: quota(hard), what="the tenant's quota on its new super namespace")
     await super_client.delete(r.RESOURCEQUOTAS, "tenant-quota", sns)  # drift: repaired

@@ -195,7 +195,10 @@ async def test_manager_restart_adopts_without_duplicates_and_crashed_apiserver_r
 ) -> None:
     t: TenantHandle = await tenant_factory("sturdy")
     before = {p.name: p for p in _tenant_procs(super_cluster, t.root)}
-    running_events = await _events(super_client, "sturdy", "Running")
+    # kopf posts events from a queue: count once the first reconcile's Running event is there.
+    running_events = await eventually(
+        lambda: _events(super_client, "sturdy", "Running"), what="Running event"
+    )
     manager.kill()
     manager.start()
     # Each reconcile ends with a Running event: once the new manager has resumed this tenant...
@@ -256,7 +259,7 @@ async def test_unknown_cluster_version_is_an_error_until_it_exists(
     assert vc["status"]["reason"] == "ClusterVersionNotFound"
     assert "v9.9" in vc["status"]["message"]
     await super_client.create(r.CLUSTERVERSIONS, tenants.cluster_version("v9.9"))
-    await tenants.wait_phase(super_client, "later", "default", timeout=120)
+    await tenants.wait_phase(super_client, "later", "default", timeout=180)
     await super_client.delete(r.VIRTUALCLUSTERS, "later", "default")
     await tenants.wait_gone(super_client, "later", "default")
 
@@ -461,7 +464,7 @@ async def test_manager_killed_while_provisioning_and_while_deleting_leaves_no_ha
     manager.kill()
     killed = time.monotonic()
     manager.start()
-    await tenants.wait_phase(super_client, "jolted", "default", timeout=120)
+    await tenants.wait_phase(super_client, "jolted", "default", timeout=180)
     print(f"manager kill -9 while provisioning: Running {time.monotonic() - killed:.1f}s later")
     for component in ("kube-apiserver", "kube-controller-manager", "coredns"):
         assert len(processes_mentioning(component, f"/tenants/{root}/")) == 1, component

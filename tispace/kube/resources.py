@@ -79,6 +79,9 @@ CLUSTERROLES = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "Clus
 CLUSTERROLEBINDINGS = Resource(
     "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False
 )
+SUBJECTACCESSREVIEWS = Resource(
+    "authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False
+)
 VIRTUALCLUSTERS = Resource("tenancy.x-k8s.io", "v1alpha1", "virtualclusters", "VirtualCluster", True)
 CLUSTERVERSIONS = Resource("tenancy.x-k8s.io", "v1alpha1", "clusterversions", "ClusterVersion", False)
 

@@ -43,6 +43,8 @@ class ProcessProvisioner:
     settings: Settings
     client: Client
     _backoff: dict[tuple[str, str], _Backoff] = field(default_factory=dict)
+    # Roots being torn down: supervision must not respawn what teardown has just stopped.
+    _stopping: set[str] = field(default_factory=set)
 
     # --- layout ----------------------------------------------------------------------------
     def dir(self, tenant: Tenant) -> Path:
@@ -224,6 +226,8 @@ class ProcessProvisioner:
             raise ProvisionError(str(e)) from e
 
     async def supervise(self, tenant: Tenant, tpki: TenantPKI) -> str | None:
+        if tenant.root in self._stopping:
+            return None
         registry = self._registry(tenant)
         comps = registry.load()
         problems = []
@@ -256,11 +260,15 @@ class ProcessProvisioner:
         return "; ".join(problems) or None
 
     async def teardown(self, tenant: Tenant) -> None:
-        for comp in reversed(self._registry(tenant).load()):
-            await asyncio.to_thread(procs.stop, comp.proc)
-        if "etcd" not in self._components(tenant):
-            await delete_etcd_prefix(self.settings.etcd_servers, f"/tenants/{tenant.root}/")
-        shutil.rmtree(self.dir(tenant), ignore_errors=True)
+        self._stopping.add(tenant.root)
+        try:
+            for comp in reversed(self._registry(tenant).load()):
+                await asyncio.to_thread(procs.stop, comp.proc)
+            if "etcd" not in self._components(tenant):
+                await delete_etcd_prefix(self.settings.etcd_servers, f"/tenants/{tenant.root}/")
+            shutil.rmtree(self.dir(tenant), ignore_errors=True)  # no registry left to supervise
+        finally:
+            self._stopping.discard(tenant.root)
         for key in [k for k in self._backoff if k[0] == tenant.root]:
             del self._backoff[key]
 

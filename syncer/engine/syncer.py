@@ -408,6 +408,9 @@ class Syncer:
         if kind.name == "Pod" and sobj is None and self._claims_missing(tobj, sns):
             self.queue.put_after(t.name, key, 1.0)  # a scheduler that sees no claim backs off for minutes
             return
+        if sobj is None and sns and kind.resource.namespaced and not self._quota_counted(t, sns):
+            self.queue.put_after(t.name, key, 0.5)
+            return
         if sobj is None:
             sobj = await self.super.create(kind.resource, desired, sns or None)
             if kind.name not in ("Pod", "Namespace"):
@@ -455,6 +458,14 @@ class Syncer:
         ns = self.super_informers["Namespace"].get("", sns)
         owner = naming.tenant_key(ns) if ns else None
         return ns is not None and (owner is None or owner[0] != t.ctx.root)
+
+    def _quota_counted(self, t: TenantRuntime, sns: str) -> bool:
+        """With limits, nothing is created in a super namespace before its quota is in force:
+        admission ignores a ResourceQuota until the controller-manager has filled its status.hard."""
+        if not t.ctx.quota:
+            return True
+        q = self.super_quotas.get(sns, simple.QUOTA)
+        return q is not None and (q.get("status") or {}).get("hard") == q["spec"].get("hard")
 
     def _claims_missing(self, tenant_pod: dict[str, Any], sns: str) -> bool:
         claims = self.super_informers["PersistentVolumeClaim"]

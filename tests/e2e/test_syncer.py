@@ -296,6 +296,8 @@ async def test_a_tenants_limits_are_each_super_namespaces_quota_and_follow_the_v
     hard = {"pods": "2", "requests.storage": "5Gi"}
     t: TenantHandle = await tenant_factory("sync-limits", resourceQuota={"hard": hard})
     t.kubectl("create", "namespace", "team")
+    for i in range(3):  # at once: held back until the new super namespace's quota is in force
+        await t.client.create(r.PODS, pod(f"p{i}"), "team")
     sns = f"{t.root}-team"
 
     async def quota(expect: dict | None) -> bool:
@@ -310,13 +312,11 @@ async def test_a_tenants_limits_are_each_super_namespaces_quota_and_follow_the_v
         )
 
     await eventually(lambda: quota(hard), what="the tenant's quota on its new super namespace")
-    await super_client.delete(r.RESOURCEQUOTAS, "tenant-quota", sns)  # drift: repaired
-    await eventually(lambda: quota(hard), what="the quota made again after a delete by hand")
-    for i in range(3):
-        await t.client.create(r.PODS, pod(f"p{i}"), "team")
-    await eventually(lambda: running(super_client, sns, 2), what="two pods admitted")
     p2 = await eventually(lambda: _rejected_pod(t, "team"), what="the third refused by the quota")
     assert "exceeded quota: tenant-quota" in p2
+    await eventually(lambda: running(super_client, sns, 2), what="two pods admitted, not three")
+    await super_client.delete(r.RESOURCEQUOTAS, "tenant-quota", sns)  # drift: repaired
+    await eventually(lambda: quota(hard), what="the quota made again after a delete by hand")
 
     vc = f"/apis/tenancy.x-k8s.io/v1alpha1/namespaces/default/virtualclusters/{t.name}"
     await super_client.request(

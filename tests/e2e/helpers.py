@@ -16,8 +16,9 @@ from tispace.kube.client import Client
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout: float = 60, what: str = "") -> T:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
+async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout: float = 120, what: str = "") -> T:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` (a bound sized
+    for a loaded 2-core machine: a passing test never waits for it)."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:

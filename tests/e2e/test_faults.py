@@ -60,7 +60,7 @@ async def test_syncer_killed_mid_burst_loses_nothing_and_duplicates_nothing(
         f"all 40 Running {time.monotonic() - killed:.1f}s later"
     )
     super_pods = await eventually(
-        lambda: running(super_client, sns, 40, "app=burst"), timeout=60, what="40 super pods Running"
+        lambda: running(super_client, sns, 40, "app=burst"), what="40 super pods Running"
     )
     assert sorted(p["metadata"]["name"] for p in super_pods) == sorted(
         p["metadata"]["name"] for p in tenant_pods
@@ -118,7 +118,7 @@ async def test_super_etcd_and_api_server_restarts_lose_nothing(
     await t.client.create(r.PODS, pod("after"), "default")
     await eventually(lambda: running(super_client, sns, 1, "app=after"), timeout=120, what="synced after")
     print(f"super etcd + API server restarted: a new pod synced {time.monotonic() - restarted:.1f}s later")
-    await eventually(lambda: running(t.client, "default", 1, "app=after"), timeout=60, what="status up after")
+    await eventually(lambda: running(t.client, "default", 1, "app=after"), what="status up after")
     assert (await super_client.get(r.PODS, "before", sns))["metadata"]["uid"] == kept["metadata"]["uid"]
     tenant_before = await t.client.get(r.PODS, "before", "default")
     assert tenant_before["status"]["phase"] == "Running"
@@ -158,15 +158,13 @@ async def test_expired_watches_are_relisted_and_nothing_is_lost(
     await asyncio.sleep(2)  # tenants' leases keep writing to etcd: the syncer's revisions fall behind
     await asyncio.to_thread(super_cluster.restart, "kube-apiserver")
     back = time.monotonic()
-    await eventually(
-        lambda: _grew(syncer, expired), timeout=60, what="the syncer's super watches expired and relisted"
-    )
+    await eventually(lambda: _grew(syncer, expired), what="the syncer's super watches expired and relisted")
     await eventually(lambda: running(super_client, sns, 1, "app=during"), timeout=120, what="synced after")
     print(
         f"super API server killed (watches expired): "
         f"pod made meanwhile synced {time.monotonic() - back:.1f}s after"
     )
-    await eventually(lambda: running(t.client, "default", 1, "app=during"), timeout=60, what="status up")
+    await eventually(lambda: running(t.client, "default", 1, "app=during"), what="status up")
     assert (await super_client.get(r.PODS, "before", sns))["metadata"]["uid"] == kept["metadata"]["uid"]
 
 

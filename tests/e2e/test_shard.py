@@ -107,7 +107,6 @@ async def test_three_replicas_split_tenants_and_take_over_a_killed_ones(
     for t in orphaned:
         await eventually(
             lambda t=t: running(super_client, f"{t.root}-default", 1, "app=after"),
-            timeout=60,
             what=f"{t.name} synced after the takeover",
         )
         await eventually(lambda t=t: running(t.client, "default", 1, "app=after"), what="status up")

@@ -255,7 +255,7 @@ async def test_unknown_cluster_version_is_an_error_until_it_exists(
     manager: ManagerProc, super_client: Client
 ) -> None:
     await super_client.create(r.VIRTUALCLUSTERS, tenants.virtual_cluster("later", version="v9.9"), "default")
-    vc = await tenants.wait_phase(super_client, "later", "default", phases=("Error",), timeout=60)
+    vc = await tenants.wait_phase(super_client, "later", "default", phases=("Error",), timeout=180)
     assert vc["status"]["reason"] == "ClusterVersionNotFound"
     assert "v9.9" in vc["status"]["message"]
     await super_client.create(r.CLUSTERVERSIONS, tenants.cluster_version("v9.9"))
@@ -297,7 +297,7 @@ async def test_native_provisioner_renders_a_valid_control_plane(
         r.VIRTUALCLUSTERS, tenants.virtual_cluster("nat", provisioner="native"), "default"
     )
     vc = await tenants.wait_phase(
-        super_client, "nat", "default", phases=("Provisioning", "Running"), timeout=60
+        super_client, "nat", "default", phases=("Provisioning", "Running"), timeout=180
     )
     root = vc["status"]["clusterNamespace"]
     from vc_manager.provisioners import native
@@ -362,7 +362,7 @@ async def test_import_provisioner_adopts_an_existing_cluster(tenant_factory, sup
         tenants.virtual_cluster("imported", provisioner="import", importKubeconfigSecret="source-kubeconfig"),
         "default",
     )
-    await tenants.wait_phase(super_client, "imported", "default", timeout=60)
+    await tenants.wait_phase(super_client, "imported", "default", timeout=180)
     admin = await tenants.admin_kubeconfig(super_client, "imported", "default")
     assert kubeconfig.credentials(admin).server == kubeconfig.load(source.kubeconfig).server
     await super_client.delete(r.VIRTUALCLUSTERS, "imported", "default")
@@ -411,7 +411,7 @@ async def test_crash_loop_and_broken_secrets_are_reported_and_recover(
         cp = await _control_plane(super_client, "shaky")
         return cp if cp["status"] == "False" and "crash-looping" in cp["message"] else None
 
-    cp = await eventually(crash_looping, timeout=60, what="crash loop reported")
+    cp = await eventually(crash_looping, what="crash loop reported")
     assert cp["reason"] == "ControlPlaneDegraded" and "kube-apiserver" in cp["message"]
     key.write_bytes(good)
 

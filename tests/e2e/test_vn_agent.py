@@ -195,7 +195,7 @@ async def test_refusals(
     async def b_logs() -> bool:
         return localcluster.kubectl(b.kubeconfig, "logs", "shell").startswith("tispace:")
 
-    await eventually(b_logs, timeout=60, what="tenant B's logs")
+    await eventually(b_logs, what="tenant B's logs")
 
 
 async def test_run_returns_the_command_output(
@@ -254,7 +254,7 @@ async def test_direct_mode_reaches_the_super_kubelet_itself(
             series = [line for line in body.decode().splitlines() if line and not line.startswith("#")]
             return series if any(line.startswith(want) for line in series) else None
 
-        series = await eventually(scraped, timeout=60, what="tenant A's pod in /metrics/resource")
+        series = await eventually(scraped, what="tenant A's pod in /metrics/resource")
         assert not any(a.root in line or b.root in line for line in series), series
     finally:
         procs.stop(direct.proc)

@@ -49,6 +49,9 @@ class Manager:
             maxsize=100_000, ttl=PKI_RECHECK_SECONDS
         )
         self._versions: TTLCache[str, dict[str, Any] | None] = TTLCache(maxsize=1000, ttl=PKI_RECHECK_SECONDS)
+        # Uids whose delete has begun. kopf only signals the supervise daemon to stop: a pass already
+        # under way (working from its copy of the object) must not write Running over Terminating.
+        self._deleting: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=600)
 
     def provisioner(self, tenant: Tenant) -> provisioners.Provisioner:
         name = tenant.provisioner
@@ -273,6 +276,8 @@ class Manager:
         tenant = await self.tenant(body, fresh=False)
         cached = self._pki_checked.get(tenant.uid)
         found = cached[0] if cached else await self._secrets(tenant)
+        if tenant.uid in self._deleting:
+            return
         try:
             if cached:
                 tpki = cached[1]
@@ -293,6 +298,8 @@ class Manager:
         cp: dict[str, Any] = next(
             (c for c in status.get("conditions") or [] if c["type"] == "ControlPlaneReady"), {}
         )
+        if tenant.uid in self._deleting:
+            return
         if problem is None:
             if cp.get("status") != "True":
                 await self.set_running(body)
@@ -305,6 +312,7 @@ class Manager:
 
     async def delete(self, body: dict[str, Any], post: Any) -> None:
         meta = body["metadata"]
+        self._deleting[meta["uid"]] = True
         with_tenant = True
         try:
             tenant = await self.tenant(body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import logging
 from typing import Any
 
@@ -96,7 +97,8 @@ async def mark_lost(t: TenantRuntime, pod: dict[str, Any]) -> None:
 async def create_token(
     t: TenantRuntime, super_client: Client, tenant_pod: dict[str, Any], super_pod: dict[str, Any]
 ) -> None:
-    """A token signed by the tenant for the pod's service account, as a super secret the pod mounts.
+    """A token signed by the tenant for the pod's service account, as a super secret the pod mounts
+    (the kubelet updates the mounted file when the secret changes, so a renewal reaches the pod).
 
     Owned by the super pod, so the super garbage collector removes it with the pod.
     """
@@ -110,7 +112,9 @@ async def create_token(
             "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
         },
     }
+    issued = datetime.datetime.now(datetime.UTC)
     token = await t.client.request("POST", r.SERVICEACCOUNTS.path(meta["namespace"], sa, "token"), body=req)
+    expires = datetime.datetime.fromisoformat(token["status"]["expirationTimestamp"])
     name = pods.token_secret_name(meta["name"])
     secret: dict[str, Any] = {
         "apiVersion": "v1",
@@ -125,6 +129,7 @@ async def create_token(
                 naming.ANN_UID: meta["uid"],
                 naming.ANN_NAMESPACE: meta["namespace"],
                 naming.ANN_NAME: name,
+                pods.ANN_TOKEN_REFRESH: pods.token_refresh_at(issued, expires),
             },
             "ownerReferences": [
                 {"apiVersion": "v1", "kind": "Pod", "name": smeta["name"], "uid": smeta["uid"]}

@@ -15,7 +15,7 @@ import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from cachetools import TTLCache
@@ -49,6 +49,9 @@ RETRY_STATUSES = frozenset({403, 404, 409, 429, 500, 502, 503, 504})
 # The super cluster said no (invalid, forbidden, over quota): the tenant hears about it.
 REJECTED_STATUSES = frozenset({400, 403, 422})
 NODE_PERIOD = 10.0
+SERVE_PERIOD = 10.0
+"""How often Running VirtualClusters that are not served yet (their first connect failed) are retried."""
+RESTART_DELAY = 1.0
 VNODE_GRACE = 30.0
 
 
@@ -79,6 +82,12 @@ class Metrics:
         )
         self.patrol_seconds = Gauge(
             "tispace_syncer_patrol_seconds", "Duration of the last full patrol", registry=self.registry
+        )
+        self.restarts = Counter(
+            "tispace_syncer_loop_restarts_total",
+            "Background loops restarted after an unexpected error (a bug: see the log)",
+            ["loop"],
+            registry=self.registry,
         )
 
 
@@ -128,8 +137,11 @@ class Syncer:
         self._failures: dict[tuple[str, WorkKey], int] = {}
         self._verified: patroller.Verified = {}
         self._tokens_made: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=60)
-        """Super pod uids whose token secret this process just made (saves a second TokenRequest)."""
+        """Super pod uids whose token secret this process just made, until the informer shows it (saves a
+        second TokenRequest)."""
         self._tasks: list[asyncio.Task[None]] = []
+        self._vc_tasks: set[asyncio.Task[None]] = set()
+        """VirtualCluster events being handled (referenced, so they are not collected mid-way)."""
         self._vc_lock = asyncio.Lock()
         self.super_informers = {
             kind.name: Informer(
@@ -146,7 +158,7 @@ class Syncer:
         self.token_secrets = Informer(
             super_client,
             r.SECRETS,
-            lambda *_: None,
+            self._on_token_secret,
             label_selector=f"{naming.MANAGED_BY}={podsync.TOKEN_MANAGED_BY}",
             name="super/TokenSecret",
         )
@@ -196,6 +208,10 @@ class Syncer:
         if tenant:
             self._enqueue(tenant, ("Event", key[0], key[1]))
 
+    def _on_token_secret(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        for owner in (new or {}).get("metadata", {}).get("ownerReferences") or []:
+            self._tokens_made.pop(owner.get("uid"), None)  # the informer is the truth again
+
     def _on_super_quota(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         """A tenant quota changed or deleted in the super cluster: its namespace is reconciled (drift)."""
         ns = self.super_informers["Namespace"].get("", key[0])
@@ -243,19 +259,31 @@ class Syncer:
                 self._enqueue(t.name, ("Node", "", key[1]))
 
     def _on_vc(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-        asyncio.get_running_loop().create_task(self._reconcile_vc(f"{key[0]}/{key[1]}", new))
+        task = asyncio.get_running_loop().create_task(self._reconcile_vc(f"{key[0]}/{key[1]}"))
+        self._vc_tasks.add(task)
+        task.add_done_callback(self._vc_tasks.discard)
 
-    async def _reconcile_vc(self, name: str, vc: dict[str, Any] | None) -> None:
-        """Serve a tenant while its VirtualCluster is Running; stop serving (never delete) otherwise."""
+    def _unserved(self) -> list[str]:
+        """Running VirtualClusters this replica does not serve (yet)."""
+        return [
+            f"{ns}/{name}"
+            for (ns, name), vc in list(self.vcs.cache.items())
+            if f"{ns}/{name}" not in self.tenants and _running(vc)
+        ]
+
+    async def _reconcile_vc(self, name: str) -> None:
+        """Serve a tenant while its VirtualCluster is Running; stop serving (never delete) otherwise.
+        The VirtualCluster is read under the lock: an event handled late must not act on an old copy."""
         async with self._vc_lock:
-            running = vc is not None and (vc.get("status") or {}).get("phase") == api.Phase.RUNNING
+            vc = self.vcs.get(*name.split("/", 1))
+            running = _running(vc)
             current = self.tenants.get(name)
             if running and current is None and await self._claim(name):
                 assert vc is not None
                 try:
                     t = await TenantRuntime.connect(vc, self.super, self.opts, self._enqueue)
-                except ApiError as e:
-                    log.warning("tenant %s not served yet: %s", name, e)
+                except (ApiError, OSError, TimeoutError) as e:
+                    log.warning("tenant %s not served yet (retried in %.0fs): %s", name, SERVE_PERIOD, e)
                     return
                 self.tenants[name] = t
                 self._by_root[t.ctx.root] = name
@@ -264,16 +292,12 @@ class Syncer:
                 )
                 self._refresh_public_classes()
                 t.start()
-                if (
-                    self.webhook is not None
-                ):  # Service admission asks this syncer (URL and CA change on restart)
-                    base, ca = self.webhook
-                    hook = admission.webhook_configuration(f"{base}/services/{t.name}", ca)
-                    await self._apply_to_tenant(t, [(r.MUTATINGWEBHOOKS, hook)])
-                policy, binding = classes.read_only_policy()
-                await self._apply_to_tenant(
-                    t, [(r.VALIDATINGPOLICIES, policy), (r.VALIDATINGPOLICYBINDINGS, binding)]
-                )
+                try:
+                    await self._configure_tenant(t)
+                except (OSError, TimeoutError) as e:  # its API server went away: try again later
+                    log.warning("tenant %s not served yet (retried in %.0fs): %s", name, SERVE_PERIOD, e)
+                    await self._stop_serving(name)
+                    return
                 for kind in classes.PUBLIC_KINDS.values():
                     for key in list(self.super_public[kind.name].cache):
                         self._enqueue(name, (kind.name, "", key[1]))
@@ -291,6 +315,18 @@ class Syncer:
             elif not running and current is not None:
                 await self._stop_serving(name)
 
+    async def _configure_tenant(self, t: TenantRuntime) -> None:
+        """TiSpace's own objects in a tenant, written whenever it is served: the Service admission
+        webhook (its URL and CA change when the syncer restarts) and the read-only class policy."""
+        if self.webhook is not None:
+            base, ca = self.webhook
+            hook = admission.webhook_configuration(f"{base}/services/{t.name}", ca)
+            await self._apply_to_tenant(t, [(r.MUTATINGWEBHOOKS, hook)])
+        policy, binding = classes.read_only_policy()
+        await self._apply_to_tenant(
+            t, [(r.VALIDATINGPOLICIES, policy), (r.VALIDATINGPOLICYBINDINGS, binding)]
+        )
+
     async def _claim(self, name: str) -> bool:
         """Whether this replica may serve the tenant now (its hash owner, holding its Lease)."""
         return self.shard is None or (self.shard.mine(name) and await self.shard.acquire(name))
@@ -302,9 +338,16 @@ class Syncer:
             return
         self._by_root.pop(current.ctx.root, None)
         self.queue.remove_tenant(name)
+        for key in [k for k in self._failures if k[0] == name]:
+            del self._failures[key]
+        with contextlib.suppress(KeyError):  # a tenant served elsewhere now has no depth here
+            self.metrics.depth.remove(name)
         await current.stop()
         if self.shard is not None:
-            await self.shard.release(name)
+            try:
+                await self.shard.release(name)
+            except (ApiError, OSError, TimeoutError) as e:  # its Lease then expires instead
+                log.warning("tenant %s: Lease not handed back: %s", name, e)
         self.metrics.tenants.set(len(self.tenants))
         log.info("stopped serving tenant %s", name)
 
@@ -415,7 +458,7 @@ class Syncer:
             sobj = await self.super.create(kind.resource, desired, sns or None)
             if kind.name not in ("Pod", "Namespace"):
                 return
-        if kind.name == "Pod" and pods.needs_token(tobj) and self._token_missing(sobj):
+        if kind.name == "Pod" and pods.needs_token(tobj) and self._token_due(sobj):
             await podsync.create_token(t, self.super, tobj, sobj)
             self._tokens_made[sobj["metadata"]["uid"]] = True
         patch = kind.patch_down(desired, sobj)
@@ -471,13 +514,35 @@ class Syncer:
         claims = self.super_informers["PersistentVolumeClaim"]
         return any(claims.get(sns, name) is None for name in pods.claim_names(tenant_pod))
 
-    def _token_missing(self, super_pod: dict[str, Any]) -> bool:
+    def _token_due(self, super_pod: dict[str, Any]) -> bool:
+        """The pod's token secret is missing, left from an earlier pod of that name, or due for renewal."""
         meta = super_pod["metadata"]
         if meta["uid"] in self._tokens_made:  # made moments ago; the informer may not show it yet
             return False
         secret = self.token_secrets.get(meta["namespace"], pods.token_secret_name(meta["name"]))
-        owners = (secret or {}).get("metadata", {}).get("ownerReferences") or [{}]
-        return secret is None or owners[0].get("uid") != meta["uid"]
+        if secret is None:
+            return True
+        owners = secret["metadata"].get("ownerReferences") or [{}]
+        return owners[0].get("uid") != meta["uid"] or pods.token_due(
+            secret, datetime.datetime.now(datetime.UTC)
+        )
+
+    def _tokens_due(self) -> int:
+        """Queue the pods whose token is due for renewal (their reconcile asks the tenant for a new one);
+        returns how many."""
+        now = datetime.datetime.now(datetime.UTC)
+        queued = 0
+        for (sns, _), secret in list(self.token_secrets.cache.items()):
+            if not pods.token_due(secret, now):
+                continue
+            owner = (secret["metadata"].get("ownerReferences") or [{}])[0].get("name", "")
+            super_pod = self.super_informers["Pod"].get(sns, owner)
+            key = naming.tenant_key(super_pod) if super_pod else None
+            tenant = self._by_root.get(key[0]) if key else None
+            if key and tenant:
+                self._enqueue(tenant, ("Pod", key[1], key[2]))
+                queued += 1
+        return queued
 
     async def _delete_down(
         self,
@@ -550,7 +615,12 @@ class Syncer:
                 self._failures.pop((tenant, key), None)
             except ApiError as e:
                 if t is not None and e.status in REJECTED_STATUSES and (tenant, key) not in self._failures:
-                    await self._rejected(t, key, e)
+                    try:
+                        await self._rejected(t, key, e)
+                    except Exception as told:  # noqa: BLE001 - telling is best effort; the retry matters
+                        log.warning(
+                            "could not tell the tenant: %s", told, extra={"tenant": tenant, "kind": key[0]}
+                        )
                 self._fail(tenant, key, str(e.status), e, retry=e.status in RETRY_STATUSES)
             except Exception as e:  # noqa: BLE001 - a bug or transport error must not kill the worker
                 self._fail(tenant, key, type(e).__name__, e, retry=True)
@@ -600,6 +670,8 @@ class Syncer:
                 now = leases.micro_now()
                 for key in list(t.nodes.cache):
                     name = key[1]
+                    if self.tenants.get(t.name) is not t:
+                        break  # no longer served (its client is closed)
                     try:
                         if t.pods_on(name) == 0:
                             idle = t.vnode_idle_since.setdefault(name, time.monotonic())
@@ -610,7 +682,7 @@ class Syncer:
                         else:
                             t.vnode_idle_since.pop(name, None)
                         await self._renew_lease(t, name, now)
-                    except (ApiError, OSError) as e:
+                    except Exception as e:  # noqa: BLE001 - one tenant's trouble must not stop the others' leases
                         log.warning("virtual node %s: %s", name, e, extra={"tenant": t.name})
             for tenant in self.queue.tenants():
                 self.metrics.depth.labels(tenant).set(self.queue.depth(tenant))
@@ -636,7 +708,8 @@ class Syncer:
             await t.client.create(r.LEASES, nodes.lease(name, now), "kube-node-lease")
 
     def patrol(self) -> dict[str, Any]:
-        """One full drift check of every tenant; the repairs go through the queue."""
+        """One full drift check of every tenant, and of pod tokens due for renewal; the repairs go
+        through the queue."""
         t0 = time.perf_counter()
         verified: patroller.Verified = {}
         queued = patroller.patrol(
@@ -648,6 +721,7 @@ class Syncer:
             verified,
         )
         self._verified = verified
+        queued += self._tokens_due()
         seconds = time.perf_counter() - t0
         self.metrics.patrol_seconds.set(seconds)
         return {"queued": queued, "seconds": round(seconds, 4)}
@@ -668,9 +742,9 @@ class Syncer:
                     else:
                         async with self._vc_lock:
                             await self._stop_serving(name)
-                for (ns, vc_name), vc in list(self.vcs.cache.items()):
-                    if f"{ns}/{vc_name}" not in self.tenants and shard.mine(f"{ns}/{vc_name}"):
-                        await self._reconcile_vc(f"{ns}/{vc_name}", vc)
+                for name in self._unserved():
+                    if shard.mine(name):
+                        await self._reconcile_vc(name)
             except (ApiError, OSError, TimeoutError) as e:
                 log.warning("shard heartbeat failed: %s", e)
             for name in list(self.tenants):
@@ -678,8 +752,16 @@ class Syncer:
                 if since > shard.duration * 2 / 3:
                     async with self._vc_lock:
                         await self._stop_serving(name)
-                    renewed.pop(name, None)
+            for name in [n for n in renewed if n not in self.tenants]:
+                del renewed[name]
             await asyncio.sleep(shard.renew_period)
+
+    async def _serve_loop(self) -> None:
+        """Without shards: serve Running VirtualClusters whose first connect failed."""
+        while True:
+            await asyncio.sleep(SERVE_PERIOD)
+            for name in self._unserved():
+                await self._reconcile_vc(name)
 
     async def _patrol_loop(self) -> None:
         while True:
@@ -721,16 +803,30 @@ class Syncer:
         for t in list(self.tenants.values()):
             yield from t.all_informers()
 
+    async def _forever(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run a loop that must not end: a bug or an unexpected error is logged and it starts again
+        (a dead lease loop would take every virtual node NotReady, a dead worker shrinks the pool)."""
+        while True:
+            try:
+                await loop()
+            except Exception:
+                log.exception("%s stopped; restarting it in %.0fs", name, RESTART_DELAY)
+                self.metrics.restarts.labels(name.rstrip("0123456789-")).inc()
+                await asyncio.sleep(RESTART_DELAY)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Start every task (named), run until `stop`, then shut down in order."""
         spawn = [(f"informer:{i.name}", i.run()) for i in self.super_side()]
         spawn += [
-            ("node-loop", self._node_loop()),
-            ("patrol", self._patrol_loop()),
+            ("node-loop", self._forever("node-loop", self._node_loop)),
+            ("patrol", self._forever("patrol", self._patrol_loop)),
         ]
-        spawn += [(f"worker-{n}", self._worker()) for n in range(self.workers)]
+        spawn += [(f"worker-{n}", self._forever(f"worker-{n}", self._worker)) for n in range(self.workers)]
         if self.shard is not None:
-            spawn.append(("shard", self._shard_loop(self.shard)))
+            shard = self.shard
+            spawn.append(("shard", self._forever("shard", lambda: self._shard_loop(shard))))
+        else:
+            spawn.append(("serve", self._forever("serve", self._serve_loop)))
         self._tasks = [asyncio.create_task(coro, name=name) for name, coro in spawn]
         try:
             await stop.wait()
@@ -746,6 +842,10 @@ class Syncer:
                     await self._stop_serving(name)
             if self.shard is not None:
                 await self.shard.leave()
+
+
+def _running(vc: dict[str, Any] | None) -> bool:
+    return vc is not None and (vc.get("status") or {}).get("phase") == api.Phase.RUNNING
 
 
 def _age(obj: dict[str, Any]) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 from typing import Any
 
 from syncer.resources import simple, volumes
@@ -11,6 +12,8 @@ from tispace import naming
 
 DEFAULT_SCHEDULER = "default-scheduler"
 ANN_SCHEDULER = f"{naming.GROUP}/schedulerName"
+ANN_TOKEN_REFRESH = f"{naming.GROUP}/token-refresh"
+"""On a pod's token secret: when the syncer asks the tenant for a new token."""
 TOKEN_KEY = "token"
 # Fields the tenant API server fills for its own cluster that must not reach the super one.
 _DROP_SPEC = ("priority", "priorityClassName", "preemptionPolicy", "nodeName", "serviceAccount")
@@ -87,6 +90,20 @@ def refusal(pod: dict[str, Any]) -> Refused | None:
 
 def token_secret_name(pod_name: str) -> str:
     return f"tispace-token-{pod_name}"[:253]
+
+
+def token_refresh_at(issued: datetime.datetime, expires: datetime.datetime) -> str:
+    """When a pod's token is renewed: at 80% of its life, as the kubelet renews projected tokens."""
+    return (issued + (expires - issued) * 0.8).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def token_due(secret: dict[str, Any], now: datetime.datetime) -> bool:
+    """Whether a token secret needs a new token (one without a readable renewal time does)."""
+    at = (secret["metadata"].get("annotations") or {}).get(ANN_TOKEN_REFRESH)
+    try:
+        return now >= datetime.datetime.fromisoformat(str(at))
+    except (ValueError, TypeError):  # garbled, or without a time zone
+        return True
 
 
 def _env(container: dict[str, Any], ctx: TenantContext) -> list[dict[str, Any]]:

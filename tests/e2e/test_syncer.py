@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
 
+import aiohttp
 import orjson
 
 from syncer.resources import pods
@@ -218,6 +220,28 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     assert claims["kubernetes.io"]["pod"]["name"] == "withtoken"
     assert token_secret["metadata"]["ownerReferences"][0]["uid"] == sp["metadata"]["uid"]
 
+    # Tokens live a day: at 80% of its life the patrol has the tenant sign a new one. Bring it due.
+    refresh = token_secret["metadata"]["annotations"][pods.ANN_TOKEN_REFRESH]
+    assert datetime.datetime.fromisoformat(refresh) > datetime.datetime.now(datetime.UTC)
+    due = {"metadata": {"annotations": {pods.ANN_TOKEN_REFRESH: "2020-01-01T00:00:00Z"}}}
+    await super_client.patch(r.SECRETS, "tispace-token-withtoken", due, sns)
+    async with aiohttp.ClientSession() as s, s.post(f"http://127.0.0.1:{syncer.port}/patrol") as resp:
+        assert (await resp.json())["queued"] >= 1
+
+    async def renewed() -> dict | None:
+        sec = await super_client.get(r.SECRETS, "tispace-token-withtoken", sns)
+        return sec if sec["data"]["token"] != token_secret["data"]["token"] else None
+
+    fresh = await eventually(renewed, what="a new token")
+    again = datetime.datetime.fromisoformat(fresh["metadata"]["annotations"][pods.ANN_TOKEN_REFRESH])
+    assert again > datetime.datetime.now(datetime.UTC)  # due again at 80% of the new token's life
+    jwt = base64.b64decode(fresh["data"]["token"]).decode()
+    claims = orjson.loads(base64.urlsafe_b64decode(jwt.split(".")[1] + "=="))
+    assert (
+        claims["kubernetes.io"]["pod"]["uid"]
+        == (await t.client.get(r.PODS, "withtoken", "default"))["metadata"]["uid"]
+    )
+
     t.kubectl("delete", "configmap", "cfg")
     await eventually(lambda: absent(super_client, r.CONFIGMAPS, "cfg", sns), what="cm delete mirrored")
 
@@ -272,8 +296,6 @@ async def test_objects_without_tispace_marks_are_never_touched(
 
 
 async def test_patrol_and_metrics_endpoints(syncer: SyncerProc, tenant_factory) -> None:
-    import aiohttp
-
     await tenant_factory("sync-patrol")
     async with aiohttp.ClientSession() as s:
         async with s.post(f"http://127.0.0.1:{syncer.port}/patrol") as resp:

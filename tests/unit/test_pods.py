@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import datetime
 
 import pytest
 from hypothesis import given
@@ -303,3 +304,18 @@ def test_debug_containers_the_tenant_adds_go_to_the_super_pod_once() -> None:
     assert added["name"] == "dbg" and {"name": "KUBERNETES_SERVICE_HOST", "value": "10.0.0.9"} in added["env"]
     actual["spec"]["ephemeralContainers"] = [added]
     assert pods.ephemeral_patch(desired, actual) is None
+
+
+def test_a_pod_token_is_renewed_at_80_percent_of_its_life_and_when_its_time_is_unreadable() -> None:
+    issued = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
+    at = pods.token_refresh_at(issued, issued + datetime.timedelta(hours=24))
+    assert at == "2026-12-01T07:12:00Z"  # 19.2 h of 24 h
+    secret = {"metadata": {"annotations": {pods.ANN_TOKEN_REFRESH: at}}}
+    assert not pods.token_due(secret, issued)
+    assert not pods.token_due(secret, datetime.datetime(2026, 12, 1, 7, 11, 59, tzinfo=datetime.UTC))
+    assert pods.token_due(secret, datetime.datetime(2026, 12, 1, 7, 12, tzinfo=datetime.UTC))
+    assert pods.token_due({"metadata": {}}, issued)  # made before renewal existed
+    assert pods.token_due({"metadata": {"annotations": {pods.ANN_TOKEN_REFRESH: "soon"}}}, issued)
+    assert pods.token_due(
+        {"metadata": {"annotations": {pods.ANN_TOKEN_REFRESH: "2026-12-01T07:12:00"}}}, issued
+    )

@@ -416,7 +416,11 @@ class Syncer:
             await self._delete_down(t, kind, tobj, sobj, sns, sname)
             return
         if sobj is not None and not pending and s_uid != tmeta["uid"]:
-            # A recreated tenant object of the same name: the old super copy goes first.
+            # A recreated tenant object of the same name: the old super copy goes first (its DELETED
+            # event queues this key again; the timer is a backstop). A namespace takes a while.
+            if sobj["metadata"].get("deletionTimestamp"):
+                self.queue.put_after(t.name, key, 2.0)
+                return
             await self.super.delete(
                 kind.resource, sname, sns or None, uid=sobj["metadata"]["uid"], grace_period=0
             )

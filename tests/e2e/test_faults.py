@@ -7,11 +7,12 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import SyncerProc, TenantHandle
+from tests.e2e.conftest import ManagerProc, SyncerProc, TenantHandle
 from tests.e2e.helpers import eventually, live_pods, pod, running
 from tispace import localcluster, procs
 from tispace.kube import resources as r
@@ -70,6 +71,33 @@ async def test_syncer_killed_mid_burst_loses_nothing_and_duplicates_nothing(
     assert all(uids[p["metadata"]["name"]] == p["metadata"]["uid"] for p in before)
     for tp in tenant_pods:
         assert tp["spec"]["nodeName"] and tp["status"]["podIP"]
+
+
+async def test_a_tenant_the_syncer_cannot_reach_when_it_starts_is_served_once_it_can(
+    syncer: SyncerProc, manager: ManagerProc, tenant_factory, super_client: Client
+) -> None:
+    """A failed first connect is tried again until it works, not left until the VirtualCluster
+    changes. Here the admin kubeconfig is missing, with the manager that would restore it stopped."""
+    t: TenantHandle = await tenant_factory("fault-late")
+    manager.kill()
+    try:
+        saved = await super_client.get(r.SECRETS, "admin-kubeconfig", t.root)
+        await super_client.delete(r.SECRETS, "admin-kubeconfig", t.root)
+        syncer.kill()
+        syncer.start()
+        log = Path(syncer.comp.proc.log)
+        await eventually(
+            lambda: asyncio.to_thread(lambda: "default/fault-late not served yet" in log.read_text()),
+            what="the syncer's failed connect",
+        )
+        await t.client.create(r.PODS, pod("late"), "default")
+        saved["metadata"] = {k: v for k in ("name", "namespace", "labels") if (v := saved["metadata"].get(k))}
+        await super_client.create(r.SECRETS, saved, t.root)
+        await eventually(
+            lambda: running(super_client, f"{t.root}-default", 1, "app=late"), what="served after all"
+        )
+    finally:
+        manager.start()
 
 
 async def test_a_frozen_tenant_api_server_hurts_no_one_and_deletes_nothing(

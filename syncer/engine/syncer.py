@@ -33,8 +33,8 @@ from syncer.engine.tenant import (
     TenantRuntime,
     WorkKey,
     concurrency_of,
-    quota_of,
     rate_of,
+    spec_context,
     weight_of,
 )
 from syncer.resources import classes, events, nodes, pods, services, simple, volumes
@@ -305,10 +305,11 @@ class Syncer:
                 self.metrics.tenants.set(len(self.tenants))
             elif running and current is not None and vc is not None:
                 current.weight = weight_of(vc)
-                if (quota := quota_of(vc)) != current.ctx.quota:
-                    current.ctx = dataclasses.replace(current.ctx, quota=quota)
-                    for key in list(current.informers["Namespace"].cache):
-                        self._enqueue(name, ("Namespace", "", key[1]))
+                if (ctx := spec_context(current.ctx, vc)) != current.ctx:  # new rules for every object
+                    current.ctx = ctx
+                    for kind_name, inf in current.informers.items():
+                        for ns, obj_name in list(inf.cache):
+                            self._enqueue(name, (kind_name, ns, obj_name))
                 self.queue.set_weight(
                     name, current.weight, concurrency_of(vc, self.opts.tenant_concurrency), rate_of(vc)
                 )
@@ -400,7 +401,7 @@ class Syncer:
         s_uid = (sobj or {}).get("metadata", {}).get("annotations", {}).get(naming.ANN_UID)
         pending = sobj is not None and services.is_pending(sobj)  # made at admission, not yet adopted
 
-        if tobj is None:
+        if tobj is None or not kind.enabled(t.ctx):  # gone, or its kind no longer synced for this tenant
             if sobj is not None:
                 if pending and _age(sobj) < services.PENDING_SECONDS:
                     self.queue.put_after(
@@ -409,7 +410,7 @@ class Syncer:
                     return
                 await self.super.delete(kind.resource, sname, sns or None, uid=sobj["metadata"]["uid"])
             return
-        if kind.skip(tobj) or not kind.enabled(t.ctx):
+        if kind.skip(tobj):
             return
         tmeta = tobj["metadata"]
         if tmeta.get("deletionTimestamp"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,15 +45,12 @@ class SyncerOptions:
 
 
 def context_for(vc: dict[str, Any], admin: dict[str, Any], opts: SyncerOptions) -> TenantContext:
-    meta, spec = vc["metadata"], vc.get("spec") or {}
+    meta = vc["metadata"]
     server = urlsplit(kubeconfig.credentials(admin).server)
-    return TenantContext(
+    base = TenantContext(
         root=naming.vc_root(vc),
         vc_name=meta["name"],
         vc_namespace=meta["namespace"],
-        cluster_domain=spec.get("clusterDomain") or "cluster.local",
-        opaque_prefixes=tuple(spec.get("opaqueMetaPrefixes") or ()),
-        transparent_prefixes=tuple(spec.get("transparentMetaPrefixes") or ()),
         runtime_class=opts.runtime_class,
         dns_ip=opts.dns_ip,
         api_host=server.hostname or "kubernetes.default.svc",
@@ -62,6 +60,18 @@ def context_for(vc: dict[str, Any], admin: dict[str, Any], opts: SyncerOptions) 
         default_storage_class=opts.default_storage_class,
         node_label_prefixes=opts.node_label_prefixes,
         scheduler_policy=opts.scheduler_policy,
+    )
+    return spec_context(base, vc)
+
+
+def spec_context(ctx: TenantContext, vc: dict[str, Any]) -> TenantContext:
+    """The parts of a tenant's context its VirtualCluster spec sets, followed while it is served."""
+    spec = vc.get("spec") or {}
+    return dataclasses.replace(
+        ctx,
+        cluster_domain=spec.get("clusterDomain") or "cluster.local",
+        opaque_prefixes=tuple(spec.get("opaqueMetaPrefixes") or ()),
+        transparent_prefixes=tuple(spec.get("transparentMetaPrefixes") or ()),
         opt_in=frozenset(spec.get("optInKinds") or ()),
         quota=quota_of(vc),
     )

@@ -381,6 +381,26 @@ async def test_ingress_is_opt_in_and_needs_a_shared_class(
         what="later sync",
     )
     assert (await super_client.list(r.INGRESSES, f"{off.root}-default"))["items"] == []
+    # Opting in later, while the tenant is served, takes effect for what is already there.
+    await super_client.request(
+        "PATCH",
+        f"/apis/tenancy.x-k8s.io/v1alpha1/namespaces/{off.namespace}/virtualclusters/{off.name}",
+        body={"spec": {"optInKinds": ["Ingress"]}},
+        content_type="application/merge-patch+json",
+    )
+    await eventually(
+        lambda: super_client.get_or_none(r.INGRESSES, "shop", f"{off.root}-default"), what="opted in later"
+    )
+    await super_client.request(  # and out again: its super copies go, the tenant's objects stay
+        "PATCH",
+        f"/apis/tenancy.x-k8s.io/v1alpha1/namespaces/{off.namespace}/virtualclusters/{off.name}",
+        body={"spec": {"optInKinds": None}},
+        content_type="application/merge-patch+json",
+    )
+    await eventually(
+        lambda: absent(super_client, r.INGRESSES, "shop", f"{off.root}-default"), what="opted out"
+    )
+    assert await off.client.get_or_none(r.INGRESSES, "shop", "default")
     await super_client.delete(r.INGRESSCLASSES, "shared-nginx")
     await eventually(
         lambda: absent(on.client, r.INGRESSCLASSES, "shared-nginx"),

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from syncer.engine.tenant import quota_of
+from syncer.engine.tenant import quota_of, spec_context
 from syncer.resources import nodes, simple
 from syncer.resources.context import TenantContext
 from syncer.resources.table import KINDS
@@ -78,6 +78,30 @@ def test_a_tenants_limits_become_each_super_namespaces_quota() -> None:
     assert q["metadata"]["labels"][naming.LABEL_TENANT] == CTX.root
     assert q["spec"] == {"hard": {"pods": "20", "requests.storage": "100Gi"}}
     assert quota_of({"spec": {}}) == quota_of({"spec": {"resourceQuota": {}}}) == ()
+
+
+def test_a_served_tenants_context_follows_its_virtualcluster_spec_and_keeps_the_rest() -> None:
+    learned = dataclasses.replace(CTX, dns_ip="10.96.7.7", public_storage_classes=frozenset({"ceph"}))
+    spec = {
+        "clusterDomain": "corp.local",
+        "opaqueMetaPrefixes": ["a.corp/"],
+        "transparentMetaPrefixes": ["b.corp/"],
+        "optInKinds": ["Ingress"],
+        "resourceQuota": {"hard": {"pods": "3"}},
+    }
+    ctx = spec_context(learned, {"metadata": {}, "spec": spec})
+    assert (ctx.cluster_domain, ctx.opaque_prefixes, ctx.transparent_prefixes) == (
+        "corp.local",
+        ("a.corp/",),
+        ("b.corp/",),
+    )
+    assert ctx.opt_in == {"Ingress"} and ctx.quota == (("pods", "3"),)
+    assert (ctx.dns_ip, ctx.public_storage_classes, ctx.root) == ("10.96.7.7", {"ceph"}, CTX.root)
+    back = spec_context(ctx, {"metadata": {}, "spec": {}})  # all removed: the defaults again
+    assert back == dataclasses.replace(
+        learned, cluster_domain="cluster.local", opaque_prefixes=(), opt_in=frozenset()
+    )
+    assert spec_context(back, {"metadata": {}}) == back  # no change, no new rules
 
 
 def test_token_secrets_go_down_opaque() -> None:

@@ -9,6 +9,7 @@ super Service once the tenant object exists, or deletes it if admission failed l
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import ssl
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("syncer.admission")
 WEBHOOK_NAME = "tispace-host-first-clusterip"
+ORPHAN_ATTEMPTS, ORPHAN_WAIT = 20, 0.25
+"""Waiting for a deleted Service's super copy to go: 5 s, well inside the webhook's 10 s timeout."""
 
 
 class TLS:
@@ -114,21 +117,43 @@ class Admission:
         return _json(review(req["uid"], patch=services.admission_patch(obj, super_svc)))
 
     async def allocate(self, t: TenantRuntime, obj: dict[str, Any], request_uid: str) -> dict[str, Any]:
-        """The super Service for a tenant Service being admitted (made now, or by a retried request)."""
-        ns = obj["metadata"]["namespace"]
+        """The super Service for a tenant Service being admitted (made now, or by a retried request).
+
+        A delete and create in quick succession (`kubectl replace --force`, helm `--force`) may find
+        the deleted Service's super copy still there when the syncer is busy: it is removed here."""
+        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         await self._ensure_namespace(t, ns)
         desired = services.service_to_super(services.admission_object(obj, request_uid), t.ctx)
         sns = desired["metadata"]["namespace"]
-        try:
-            return await self.syncer.super.create(r.SERVICES, desired, sns)
-        except ApiError as e:
-            if e.status != 409:
-                raise
-            existing = await self.syncer.super.get(r.SERVICES, obj["metadata"]["name"], sns)
-            owner = naming.tenant_key(existing)
-            if services.is_pending(existing) and owner and owner[0] == t.ctx.root:
-                return existing  # an earlier admission of the same create that did not finish
-            raise
+        for _ in range(ORPHAN_ATTEMPTS):
+            try:
+                return await self.syncer.super.create(r.SERVICES, desired, sns)
+            except ApiError as e:
+                if e.status != 409:
+                    raise
+                existing = await self.syncer.super.get_or_none(r.SERVICES, name, sns)
+                if existing is None:
+                    continue  # gone in between
+                owner = naming.tenant_key(existing)
+                if owner is None or owner[0] != t.ctx.root:
+                    raise
+                if services.is_pending(existing):
+                    return existing  # an earlier admission of the same create that did not finish
+                if not await self._orphaned(t, existing, ns, name):
+                    raise
+                if not existing["metadata"].get("deletionTimestamp"):
+                    await self.syncer.super.delete(r.SERVICES, name, sns, uid=existing["metadata"]["uid"])
+                await asyncio.sleep(ORPHAN_WAIT)
+        raise ApiError(
+            409, {"message": f"the super copy of a deleted Service {ns}/{name} is still going; retry"}, "", ""
+        )
+
+    async def _orphaned(self, t: TenantRuntime, super_svc: dict[str, Any], ns: str, name: str) -> bool:
+        """Whether a super Service belongs to a tenant Service that no longer exists (read live: the
+        informer may not have seen the delete yet)."""
+        tenant_svc = await t.client.get_or_none(r.SERVICES, name, ns)
+        mirrored = (super_svc["metadata"].get("annotations") or {}).get(naming.ANN_UID)
+        return tenant_svc is None or tenant_svc["metadata"]["uid"] != mirrored
 
     async def _ensure_namespace(self, t: TenantRuntime, ns: str) -> None:
         """The super namespace may not exist yet when a namespace and its Services come in one apply."""

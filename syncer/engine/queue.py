@@ -90,6 +90,11 @@ class FairQueue(Generic[K]):
     def tenants(self) -> list[str]:
         return list(self._tenants)
 
+    def shares(self, tenant: str) -> dict[str, float]:
+        """The tenant's weight, concurrency cap and rate as the queue applies them (for /status)."""
+        tq = self._tenants.get(tenant)
+        return {"weight": tq.weight, "concurrency": tq.limit, "rate": tq.rate} if tq else {}
+
     async def put(self, tenant: str, key: K) -> None:
         async with self._ready:
             self._put_locked(tenant, key)

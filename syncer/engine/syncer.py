@@ -782,6 +782,7 @@ class Syncer:
                     "root": t.ctx.root,
                     "queue": self.queue.depth(name),
                     "synced": all(i.synced.is_set() for i in t.informers.values()),
+                    **self.queue.shares(name),
                 }
                 for name, t in self.tenants.items()
             },

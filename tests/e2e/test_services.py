@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import aiohttp
 import dns.resolver
 import pytest
 
 from tests.e2e.conftest import SyncerProc, TenantHandle
 from tests.e2e.helpers import absent, answer, bound, eventually, pod, resolver, running
-from tispace import addons, kubeconfig, localcluster, tenants
+from tispace import addons, kubeconfig, localcluster, naming, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -89,6 +90,48 @@ async def test_tenant_services_carry_the_super_cluster_ips(
 
     await eventually(gone, what="super service deleted")
     assert await super_client.get_or_none(r.SERVICES, "s0", f"{b.root}-shop") is not None
+
+
+async def test_a_service_deleted_and_made_again_at_once_is_admitted_while_the_syncer_lags(
+    syncer: SyncerProc, tenant_factory, super_client: Client
+) -> None:
+    """`kubectl replace --force` and helm `--force` delete and create at once: the old super copy
+    may still be there when the syncer is behind on the tenant."""
+    t: TenantHandle = await tenant_factory("svc-again")
+    sns = f"{t.root}-default"
+    _apply(t, service("web", "default"))
+    uid = (await t.client.get(r.SERVICES, "web", "default"))["metadata"]["uid"]
+
+    async def adopted(want: str) -> dict | None:
+        s = await super_client.get_or_none(r.SERVICES, "web", sns)
+        return s if s and s["metadata"]["annotations"][naming.ANN_UID] == want else None
+
+    first = await eventually(lambda: adopted(uid), what="super copy adopted")
+    # The syncer falls behind on this tenant: a key every 5 s, and a few already waiting.
+    vc = f"/apis/tenancy.x-k8s.io/v1alpha1/namespaces/{t.namespace}/virtualclusters/{t.name}"
+
+    async def rate(value: float | None) -> None:
+        body = {"spec": {"syncRate": value}}
+        await super_client.request("PATCH", vc, body=body, content_type="application/merge-patch+json")
+
+        async def applied() -> bool:
+            async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{syncer.port}/status") as resp:
+                return (await resp.json())["tenants"][f"{t.namespace}/{t.name}"]["rate"] == (value or 0)
+
+        await eventually(applied, what=f"syncRate {value} applied by the syncer")
+
+    await rate(0.2)
+    for i in range(3):
+        t.kubectl("create", "configmap", f"busy-{i}")
+    t.kubectl("delete", "service", "web")
+    assert await super_client.get_or_none(r.SERVICES, "web", sns)  # the syncer has not got to it
+    _apply(t, service("web", "default"))  # admitted all the same
+    second = await t.client.get(r.SERVICES, "web", "default")
+    now = await super_client.get(r.SERVICES, "web", sns)
+    assert now["metadata"]["uid"] != first["metadata"]["uid"]
+    assert now["spec"]["clusterIP"] == second["spec"]["clusterIP"]
+    await rate(None)
+    await eventually(lambda: adopted(second["metadata"]["uid"]), what="the new copy adopted")
 
 
 async def test_endpoints_list_super_pod_ips_and_hand_made_endpoints_go_down(

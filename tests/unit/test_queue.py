@@ -130,3 +130,12 @@ async def test_without_fairness_keys_go_out_in_arrival_order() -> None:
     await q.put("quiet", 0)
     order = [await q.get() for _ in range(6)]
     assert order == [*(("noisy", i) for i in range(5)), ("quiet", 0)]  # the quiet key waits its turn
+
+
+def test_shares_report_what_the_queue_applies() -> None:
+    q: FairQueue[str] = FairQueue()
+    assert q.shares("a") == {}
+    q.set_weight("a", 3, limit=8, rate=0.5)
+    assert q.shares("a") == {"weight": 3, "concurrency": 8, "rate": 0.5}
+    q.set_weight("a", 0, limit=-1, rate=-2)  # nonsense is clamped, as applied
+    assert q.shares("a") == {"weight": 1, "concurrency": 0, "rate": 0.0}

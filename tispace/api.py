@@ -53,10 +53,15 @@ _CONDITION = {
     },
 }
 
+_NUMBER = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+QUANTITY_PATTERN = rf"^(\+|-)?{_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_NUMBER}))?$"
+"""A Kubernetes quantity, as upstream CRDs validate resource.Quantity: nonsense is refused when the
+VirtualCluster is written, not later by the super cluster's quota admission."""
+
 _QUANTITIES = {
     "type": "object",
     "additionalProperties": {
-        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "anyOf": [{"type": "integer"}, {"type": "string", "pattern": QUANTITY_PATTERN}],
         "x-kubernetes-int-or-string": True,
     },
 }

@@ -55,6 +55,10 @@ RESTART_DELAY = 1.0
 VNODE_GRACE = 30.0
 
 
+class NotYet(Exception):
+    """The key waits for something another component makes; retried with backoff like a failure."""
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -457,8 +461,7 @@ class Syncer:
             self.queue.put_after(t.name, key, 1.0)  # a scheduler that sees no claim backs off for minutes
             return
         if sobj is None and sns and kind.resource.namespaced and not self._quota_counted(t, sns):
-            self.queue.put_after(t.name, key, 0.5)
-            return
+            raise NotYet(f"the tenant's quota in {sns} is not counted yet")  # a broken one backs off
         if sobj is None:
             sobj = await self.super.create(kind.resource, desired, sns or None)
             if kind.name not in ("Pod", "Namespace"):

@@ -9,13 +9,14 @@ import json
 
 import aiohttp
 import orjson
+import pytest
 
 from syncer.resources import pods
 from tests.e2e.conftest import RACK_PREFIX, SyncerProc, TenantHandle
 from tests.e2e.helpers import absent, eventually, pod, running
 from tispace import naming, procs, tenants
 from tispace.kube import resources as r
-from tispace.kube.client import Client
+from tispace.kube.client import ApiError, Client
 
 DEPLOYMENT = {
     "apiVersion": "apps/v1",
@@ -341,6 +342,14 @@ async def test_a_tenants_limits_are_each_super_namespaces_quota_and_follow_the_v
     await eventually(lambda: quota(hard), what="the quota made again after a delete by hand")
 
     vc = f"/apis/tenancy.x-k8s.io/v1alpha1/namespaces/default/virtualclusters/{t.name}"
+    with pytest.raises(ApiError) as bad:  # not a quantity: refused when written, not by quota admission
+        await super_client.request(
+            "PATCH",
+            vc,
+            body={"spec": {"resourceQuota": {"hard": {"pods": "lots"}}}},
+            content_type="application/merge-patch+json",
+        )
+    assert bad.value.status == 422 and "lots" in bad.value.message
     await super_client.request(
         "PATCH",
         vc,

@@ -61,7 +61,8 @@ VirtualCluster is written, not later by the super cluster's quota admission."""
 _QUANTITIES = {
     "type": "object",
     "additionalProperties": {
-        "anyOf": [{"type": "integer"}, {"type": "string", "pattern": QUANTITY_PATTERN}],
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "pattern": QUANTITY_PATTERN,  # beside anyOf, as for resource.Quantity: a structural schema
         "x-kubernetes-int-or-string": True,
     },
 }

@@ -11,11 +11,12 @@ import asyncio
 import datetime
 import ipaddress
 import logging
+import time
 from typing import Any
 
 from cachetools import TTLCache
 
-from tispace import api, naming, pki, tenantpki
+from tispace import api, kubeconfig, naming, pki, tenantpki
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
 from tispace.tenantpki import TenantPKI
@@ -36,6 +37,25 @@ class TenantError(Exception):
         self.reason = reason
         self.message = message
         self.retry = retry
+
+
+async def _controllers_working(config: dict[str, Any], timeout: float) -> None:
+    """Running means usable: the tenant's controller-manager has made the `default` ServiceAccount
+    (a pod created before it exists is refused, and a ReplicaSet refused backs off for minutes);
+    kind waits for the same."""
+    deadline = time.monotonic() + timeout
+    async with Client(kubeconfig.credentials(config), attempts=2) as tenant:
+        while True:
+            try:
+                if await tenant.get_or_none(r.SERVICEACCOUNTS, "default", "default") is not None:
+                    return
+            except (ApiError, OSError, TimeoutError):
+                pass  # not answering yet: the same wait
+            if time.monotonic() > deadline:
+                raise provisioners.NotReadyYet(
+                    f"the tenant's controller-manager made no default ServiceAccount within {timeout:.0f}s"
+                )
+            await asyncio.sleep(0.2)
 
 
 class Manager:
@@ -236,9 +256,11 @@ class Manager:
             tpki = await self.ensure_pki(tenant)
             post("Normal", "PKIReady", f"certificates valid until {tpki.expires():%Y-%m-%d}")
             server = await prov.provision(tenant, tpki)
-            await self.ensure_admin_kubeconfig(tenant, await prov.admin_kubeconfig(tenant, tpki, server))
+            config = await prov.admin_kubeconfig(tenant, tpki, server)
+            await self.ensure_admin_kubeconfig(tenant, config)
             post("Normal", "ControlPlaneStarted", f"API server at {server}; waiting for /readyz")
             await prov.wait_ready(tenant, server, self.settings.ready_timeout)
+            await _controllers_working(config, self.settings.ready_timeout)
         except TenantError as e:
             await self.set_phase(body, api.Phase.ERROR, reason=e.reason, message=e.message, ready=False)
             post("Warning", e.reason, e.message)

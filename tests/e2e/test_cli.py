@@ -135,10 +135,14 @@ def test_ctrl_c_during_up_leaves_nothing_running(tmp_path: Path) -> None:
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert up.stdout is not None
-    for line in up.stdout:  # interrupt once the control plane is half started
-        if "starting kube-apiserver" in line:
-            break
-    up.send_signal(signal.SIGINT)
-    rest, _ = up.communicate(timeout=60)
-    assert up.returncode == 130 and "interrupted: everything started by this run was stopped" in rest
-    assert processes_mentioning(str(state)) == []
+    try:
+        for line in up.stdout:  # interrupt once the control plane is half started
+            if "starting kube-apiserver" in line:
+                break
+        up.send_signal(signal.SIGINT)
+        rest, _ = up.communicate(timeout=60)
+        assert up.returncode == 130 and "interrupted: everything started by this run was stopped" in rest
+        assert processes_mentioning(str(state)) == []
+    finally:  # had the interrupt been lost, a whole stack would run on after the test
+        up.kill()
+        tispace("down", "--state-dir", str(state), check=False)

@@ -139,6 +139,8 @@ class Syncer:
         self.tenants: dict[str, TenantRuntime] = {}
         self._by_root: dict[str, str] = {}
         self._failures: dict[tuple[str, WorkKey], int] = {}
+        self._told: set[tuple[str, WorkKey]] = set()
+        """Keys whose refusal the tenant has been told (once, until the key syncs or goes)."""
         self._verified: patroller.Verified = {}
         self._tokens_made: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=60)
         """Super pod uids whose token secret this process just made, until the informer shows it (saves a
@@ -345,6 +347,7 @@ class Syncer:
         self.queue.remove_tenant(name)
         for key in [k for k in self._failures if k[0] == name]:
             del self._failures[key]
+        self._told = {k for k in self._told if k[0] != name}
         with contextlib.suppress(KeyError):  # a tenant served elsewhere now has no depth here
             self.metrics.depth.remove(name)
         await current.stop()
@@ -621,10 +624,12 @@ class Syncer:
                 if t is not None:
                     await self.reconcile(t, key)
                 self._failures.pop((tenant, key), None)
+                self._told.discard((tenant, key))
             except ApiError as e:
-                if t is not None and e.status in REJECTED_STATUSES and (tenant, key) not in self._failures:
+                if t is not None and e.status in REJECTED_STATUSES and (tenant, key) not in self._told:
                     try:
                         await self._rejected(t, key, e)
+                        self._told.add((tenant, key))
                     except Exception as told:  # noqa: BLE001 - telling is best effort; the retry matters
                         log.warning(
                             "could not tell the tenant: %s", told, extra={"tenant": tenant, "kind": key[0]}

@@ -84,7 +84,7 @@ PROGRAMS = [
             rule([""], ["pods/ephemeralcontainers"], ["patch"]),  # kubectl debug in a tenant
             rule([""], ["persistentvolumes"], [*READ, "patch"]),
             rule([""], ["nodes", "events"], READ),
-            rule(["storage.k8s.io"], ["storageclasses"], READ),
+            rule(["storage.k8s.io"], ["storageclasses", "volumeattributesclasses"], READ),
             rule(["scheduling.k8s.io"], ["priorityclasses"], READ),
             rule(["node.k8s.io"], ["runtimeclasses"], READ),
             rule(["networking.k8s.io"], ["ingressclasses"], READ),

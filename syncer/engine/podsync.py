@@ -89,9 +89,25 @@ async def refuse(t: TenantRuntime, pod: dict[str, Any], why: Refused) -> None:
     await tenant_event(t, pod, "Warning", why.reason, why.message)
 
 
-async def mark_lost(t: TenantRuntime, pod: dict[str, Any]) -> None:
+async def remove_lost(t: TenantRuntime, pod: dict[str, Any]) -> None:
+    """A super pod that vanished under a running tenant pod: the pod is reported Failed and deleted,
+    as a real cluster deletes the pods of a lost node, so its owner (a ReplicaSet, a StatefulSet,
+    tidb-operator v2, which never replaces a Failed pod) makes a new one. Nothing runs any more, so
+    no grace is left to wait for."""
+    meta = pod["metadata"]
     await set_status(t, pod, pods.lost_status())
     await tenant_event(t, pod, "Warning", "Evicted", pods.lost_status()["message"])
+    try:
+        await t.client.delete(r.PODS, meta["name"], meta["namespace"], grace_period=0, uid=meta["uid"])
+    except ApiError as e:
+        if e.status != 409:  # a new pod of that name: its owner replaced it first
+            raise
+    log.info(
+        "pod %s/%s lost in the super cluster: deleted",
+        meta["namespace"],
+        meta["name"],
+        extra={"tenant": t.name, "kind": "Pod", "object": f"{meta['namespace']}/{meta['name']}"},
+    )
 
 
 async def create_token(

@@ -242,7 +242,7 @@ class Syncer:
 
     def _on_super_public(self, kind: classes.PublicKind) -> Any:
         def changed(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-            if kind.name in ("StorageClass", "IngressClass"):
+            if kind.name in ("StorageClass", "IngressClass", "VolumeAttributesClass"):
                 self._refresh_public_classes()
             for t in self.tenants.values():
                 self._enqueue(t.name, (kind.name, "", key[1]))
@@ -251,12 +251,27 @@ class Syncer:
 
     def _refresh_public_classes(self) -> None:
         """Claims and ingresses may name any public class: every tenant's context learns the current sets."""
-        storage = frozenset(k[1] for k in self.super_public["StorageClass"].cache)
-        ingress = frozenset(k[1] for k in self.super_public["IngressClass"].cache)
+
+        def names(kind: str) -> frozenset[str]:
+            return frozenset(k[1] for k in self.super_public[kind].cache)
+
+        storage, ingress, attributes = (
+            names("StorageClass"),
+            names("IngressClass"),
+            names("VolumeAttributesClass"),
+        )
         for t in self.tenants.values():
-            if (t.ctx.public_storage_classes, t.ctx.public_ingress_classes) != (storage, ingress):
+            c = t.ctx
+            if (c.public_storage_classes, c.public_ingress_classes, c.public_volume_attributes_classes) != (
+                storage,
+                ingress,
+                attributes,
+            ):
                 t.ctx = dataclasses.replace(
-                    t.ctx, public_storage_classes=storage, public_ingress_classes=ingress
+                    c,
+                    public_storage_classes=storage,
+                    public_ingress_classes=ingress,
+                    public_volume_attributes_classes=attributes,
                 )
 
     def _on_super_node(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
@@ -440,7 +455,7 @@ class Syncer:
             # A host IP came up from the super pod: it existed and is gone, as after an eviction. (A
             # nodeName alone may be the tenant's own choice for a pod that never went down.)
             if (tobj.get("status") or {}).get("hostIP"):
-                await podsync.mark_lost(t, tobj)
+                await podsync.remove_lost(t, tobj)
                 return
         try:
             desired = kind.to_super(tobj, t.ctx)
@@ -474,7 +489,7 @@ class Syncer:
             self._tokens_made[sobj["metadata"]["uid"]] = True
         patch = kind.patch_down(desired, sobj)
         if patch:
-            await self.super.patch(kind.resource, sname, patch, sns or None)
+            await self.super.patch(kind.resource, sname, patch, sns or None, patch_type=kind.patch_type)
         if kind.name == "Namespace":
             await self._apply_quota(t, sname)
         if kind.name == "Pod" and (debug := pods.ephemeral_patch(desired, sobj)):

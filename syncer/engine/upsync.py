@@ -56,6 +56,14 @@ async def reconcile_pv(
             extra={"tenant": t.name, "kind": "PersistentVolume", "object": name},
         )
         return
+    if up := volumes.pv_up_patch(tenant_pv, super_pv):
+        await t.client.patch(r.PVS, name, up)
+        log.info(
+            "volume %s follows the super cluster: %s",
+            name,
+            up,
+            extra={"tenant": t.name, "kind": "PersistentVolume", "object": name},
+        )
     patch = volumes.pv_down_patch(tenant_pv, super_pv)
     if patch:
         await super_client.patch(r.PVS, name, patch)

@@ -1,10 +1,12 @@
 """Cluster classes the admin shares with every tenant: read-only copies up. Pure.
 
-A super StorageClass, PriorityClass, RuntimeClass or IngressClass labelled
+A super StorageClass, VolumeAttributesClass, PriorityClass, RuntimeClass or IngressClass labelled
 `tenancy.x-k8s.io/public=true` appears in every tenant under the same name. A StorageClass
 copy names TiSpace as its provisioner: the tenant's own controller manager must not try to
 provision (in-tree plugins would act on the tenant's behalf without the super cluster),
-and its parameters (pool names, secret references) stay in the super cluster.
+and its parameters (pool names, secret references) stay in the super cluster. A
+VolumeAttributesClass copy names TiSpace as its driver the same way; its parameters (IOPS,
+throughput) are what a tenant chooses between, so they are shown.
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ def storage_class(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def volume_attributes_class(obj: dict[str, Any]) -> dict[str, Any]:
+    out = _copy(r.VOLUMEATTRIBUTESCLASSES, "parameters")(obj)
+    out["driverName"] = PROVISIONER
+    out["metadata"]["annotations"][ANN_PROVISIONER] = obj["driverName"]
+    return out
+
+
 @dataclass(frozen=True)
 class PublicKind:
     name: str
@@ -65,6 +74,7 @@ PUBLIC_KINDS: dict[str, PublicKind] = {
     k.name: k
     for k in (
         PublicKind("StorageClass", r.STORAGECLASSES, storage_class),
+        PublicKind("VolumeAttributesClass", r.VOLUMEATTRIBUTESCLASSES, volume_attributes_class),
         PublicKind(
             "PriorityClass",
             r.PRIORITYCLASSES,

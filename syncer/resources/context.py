@@ -35,6 +35,8 @@ class TenantContext:
     """Super classes shared with every tenant (label tenancy.x-k8s.io/public=true); kept current."""
     public_ingress_classes: frozenset[str] = frozenset()
     """Shared IngressClasses, kept current the same way."""
+    public_volume_attributes_classes: frozenset[str] = frozenset()
+    """Shared VolumeAttributesClasses (claims may name them), kept current the same way."""
     node_label_prefixes: tuple[str, ...] = ()
     """Super node label prefixes the admin copies to virtual nodes (custom location labels)."""
     opt_in: frozenset[str] = frozenset()

@@ -222,12 +222,18 @@ def to_super(pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
 
 
 def patch_down(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any] | None:
-    """What may change on a running pod: metadata and container images."""
+    """What may change on a running pod: metadata and the images of its containers, init containers
+    and sidecars (a strategic merge patch: containers are merged by name, the rest of each is kept)."""
     patch = meta_patch(desired, actual) or {}
-    images = {c["name"]: c["image"] for c in desired["spec"].get("containers", [])}
-    have = {c["name"]: c["image"] for c in actual["spec"].get("containers", [])}
-    if images != have:
-        patch["spec"] = {"containers": [{"name": n, "image": i} for n, i in images.items()]}
+    for key in ("containers", "initContainers"):
+        have = {c["name"]: c.get("image") for c in actual["spec"].get(key, [])}
+        changed = [
+            {"name": c["name"], "image": c["image"]}
+            for c in desired["spec"].get(key, [])
+            if c["name"] in have and have[c["name"]] != c.get("image")
+        ]
+        if changed:
+            patch.setdefault("spec", {})[key] = changed
     return patch or None
 
 

@@ -21,7 +21,9 @@ class Kind:
     to_super: Callable[[Obj, TenantContext], Obj]
     """Pure: the desired super object for a tenant object (may raise Refused)."""
     patch_down: Callable[[Obj, Obj], Obj | None]
-    """Pure: merge patch from the actual super object to the desired one, or None."""
+    """Pure: patch from the actual super object to the desired one, or None."""
+    patch_type: str = "merge"
+    """How patch_down's patch is sent ("strategic" where lists merge by key, as pod containers do)."""
     graceful: bool = False
     """Deletion waits for the super object to go, then finalizes the tenant object (as a kubelet does)."""
     status_up: Callable[[Obj, Obj, TenantContext], Obj | None] | None = None
@@ -62,7 +64,15 @@ KINDS: dict[str, Kind] = {
             simple.data_patch,
             skip=simple.is_default_serviceaccount,
         ),
-        Kind("Pod", r.PODS, pods.to_super, pods.patch_down, graceful=True, status_up=pods.status_patch),
+        Kind(
+            "Pod",
+            r.PODS,
+            pods.to_super,
+            pods.patch_down,
+            patch_type="strategic",
+            graceful=True,
+            status_up=pods.status_patch,
+        ),
         Kind(
             "Service",
             r.SERVICES,
@@ -71,7 +81,13 @@ KINDS: dict[str, Kind] = {
             status_up=services.load_balancer_up,
             skip=services.is_tenant_apiserver_service,
         ),
-        Kind("PersistentVolumeClaim", r.PVCS, volumes.claim_to_super, volumes.claim_patch),
+        Kind(
+            "PersistentVolumeClaim",
+            r.PVCS,
+            volumes.claim_to_super,
+            volumes.claim_patch,
+            status_up=volumes.claim_status_patch,
+        ),
         Kind(
             "Ingress",
             r.INGRESSES,

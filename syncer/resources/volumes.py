@@ -25,6 +25,18 @@ _PV_UP = (
     "mountOptions",
     "nodeAffinity",
     "persistentVolumeReclaimPolicy",
+    "volumeAttributesClassName",
+)
+# PV spec fields the super cluster changes on a bound volume (expansion, modification): kept current.
+_PV_FOLLOWS = ("capacity", "volumeAttributesClassName")
+# Claim status fields the super cluster's resizer and modifier write; phase is the tenant PV controller's.
+_CLAIM_STATUS_UP = (
+    "capacity",
+    "conditions",
+    "allocatedResources",
+    "allocatedResourceStatuses",
+    "currentVolumeAttributesClassName",
+    "modifyVolumeStatus",
 )
 _PV_SOURCES = ("csi", "hostPath", "local", "rbd", "cephfs", "nfs", "iscsi", "fc", "flexVolume")
 
@@ -50,10 +62,24 @@ def super_class(claim: dict[str, Any], ctx: TenantContext) -> str:
     )
 
 
+def attributes_class(claim: dict[str, Any], ctx: TenantContext) -> str | None:
+    """The claim's VolumeAttributesClass when it is one the admin shares, else Refused; None when unset."""
+    name = (claim.get("spec") or {}).get("volumeAttributesClassName")
+    if not name or name in ctx.public_volume_attributes_classes:
+        return name or None
+    offered = ", ".join(sorted(ctx.public_volume_attributes_classes)) or "(none)"
+    raise Refused(
+        "VolumeAttributesClassNotAllowed",
+        f"volume attributes class {name!r} is not offered by this TiSpace cluster; use one of: {offered}",
+    )
+
+
 def claim_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     spec = obj.get("spec") or {}
     out_spec = {f: copy.deepcopy(spec[f]) for f in _CLAIM_SPEC if f in spec}
     out_spec["storageClassName"] = super_class(obj, ctx)
+    if vac := attributes_class(obj, ctx):
+        out_spec["volumeAttributesClassName"] = vac
     if "dataSourceRef" in out_spec:  # a clone from another namespace would be another tenant's volume
         out_spec["dataSourceRef"].pop("namespace", None)
     return {
@@ -65,12 +91,32 @@ def claim_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
 
 
 def claim_patch(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any] | None:
-    """Metadata, and a larger storage request (expansion); the rest of a claim spec is immutable."""
+    """Metadata, a larger storage request (expansion) and the attributes class (modification); the
+    rest of a claim spec is immutable."""
     patch: dict[str, Any] = meta_patch(desired, actual) or {}
+    spec: dict[str, Any] = {}
+    aspec = actual.get("spec") or {}
     want = desired["spec"].get("resources", {}).get("requests", {}).get("storage")
-    have = (actual.get("spec") or {}).get("resources", {}).get("requests", {}).get("storage")
+    have = aspec.get("resources", {}).get("requests", {}).get("storage")
     if want and want != have:
-        patch["spec"] = {"resources": {"requests": {"storage": want}}}
+        spec["resources"] = {"requests": {"storage": want}}
+    vac = desired["spec"].get("volumeAttributesClassName")
+    if vac != aspec.get("volumeAttributesClassName"):
+        spec["volumeAttributesClassName"] = vac
+    if spec:
+        patch["spec"] = spec
+    return patch or None
+
+
+def claim_status_patch(
+    super_claim: dict[str, Any], tenant_claim: dict[str, Any], ctx: TenantContext
+) -> dict[str, Any] | None:
+    """What the super cluster's resizer and modifier reported (a merge patch of the tenant claim's
+    status), once both claims are Bound: binding itself is the tenant PV controller's."""
+    sst, tst = super_claim.get("status") or {}, tenant_claim.get("status") or {}
+    if sst.get("phase") != "Bound" or tst.get("phase") != "Bound":
+        return None
+    patch = {f: sst.get(f) for f in _CLAIM_STATUS_UP if sst.get(f) != tst.get(f)}
     return patch or None
 
 
@@ -109,6 +155,14 @@ def pv_up(super_pv: dict[str, Any], tenant_claim: dict[str, Any], ctx: TenantCon
 def is_synced_pv(tenant_pv: dict[str, Any], ctx: TenantContext) -> bool:
     """A tenant PV the syncer made (not one the tenant created itself)."""
     return bool((tenant_pv["metadata"].get("annotations") or {}).get(naming.ANN_CLUSTER) == ctx.root)
+
+
+def pv_up_patch(tenant_pv: dict[str, Any], super_pv: dict[str, Any]) -> dict[str, Any] | None:
+    """The super PV's new size or attributes class onto the tenant's copy (after an expansion or a
+    modification), so the tenant sees what its claim really has."""
+    tspec, sspec = tenant_pv.get("spec") or {}, super_pv.get("spec") or {}
+    spec = {f: sspec.get(f) for f in _PV_FOLLOWS if sspec.get(f) != tspec.get(f)}
+    return {"spec": spec} if spec else None
 
 
 def pv_down_patch(tenant_pv: dict[str, Any], super_pv: dict[str, Any]) -> dict[str, Any] | None:

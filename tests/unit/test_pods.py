@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from syncer.resources import pods, simple
 from syncer.resources.context import Refused, TenantContext
+from syncer.resources.table import KINDS as TABLE
 from tispace import naming
 from tispace.naming import RootNamespace
 
@@ -238,6 +239,28 @@ def test_patch_down_covers_metadata_and_images_only() -> None:
     patch = pods.patch_down(desired, actual)
     assert patch["metadata"]["labels"]["stale"] is None
     assert patch["spec"] == {"containers": [{"name": "c", "image": "nginx"}]}
+    assert TABLE["Pod"].patch_type == "strategic"  # merged by name: env, ports, mounts are kept
+
+
+def test_image_changes_of_init_containers_and_sidecars_go_down_by_name() -> None:
+    """Operators upgrade in place (tidb-operator changes sidecar images): only what changed is sent."""
+    init = [
+        {"name": "setup", "image": "busybox:1"},
+        {"name": "proxy", "image": "envoy:1", "restartPolicy": "Always"},
+    ]
+    spec = {"containers": [{"name": "c", "image": "nginx"}, {"name": "d", "image": "x:1"}]}
+    actual = pods.to_super(tenant_pod(initContainers=init, **spec), CTX)
+    newer = copy.deepcopy(init)
+    newer[1]["image"] = "envoy:2"
+    desired = pods.to_super(tenant_pod(initContainers=newer, **spec), CTX)
+    assert pods.patch_down(desired, actual) == {
+        "spec": {"initContainers": [{"name": "proxy", "image": "envoy:2"}]}
+    }
+    desired["spec"]["containers"][1]["image"] = "x:2"
+    assert pods.patch_down(desired, actual)["spec"] == {
+        "initContainers": [{"name": "proxy", "image": "envoy:2"}],
+        "containers": [{"name": "d", "image": "x:2"}],
+    }
 
 
 def test_status_up_hides_the_super_node_address() -> None:

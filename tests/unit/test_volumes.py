@@ -15,6 +15,7 @@ CTX = TenantContext(
     vc_namespace="t",
     public_storage_classes=frozenset({"rook-ceph-block", "fast"}),
     storage_class_policy={"standard": "rook-ceph-block"},
+    public_volume_attributes_classes=frozenset({"gold", "silver"}),
 )
 
 
@@ -174,3 +175,79 @@ def test_controller_annotations_neither_go_down_nor_get_removed() -> None:
         "metadata": {**down["metadata"], "annotations": {**ann, "pv.kubernetes.io/bind-completed": "yes"}},
     }
     assert volumes.claim_patch(down, bound) is None  # the super PV controller's marks stay
+
+
+def test_shared_attributes_classes_go_down_and_a_change_is_a_modification() -> None:
+    silver = volumes.claim_to_super(claim(volumeAttributesClassName="silver"), CTX)
+    assert silver["spec"]["volumeAttributesClassName"] == "silver"
+    assert "volumeAttributesClassName" not in volumes.claim_to_super(claim(), CTX)["spec"]
+    gold = volumes.claim_to_super(claim(volumeAttributesClassName="gold"), CTX)
+    assert volumes.claim_patch(gold, silver) == {"spec": {"volumeAttributesClassName": "gold"}}
+    assert volumes.claim_patch(silver, silver) is None
+
+
+def test_an_attributes_class_that_is_not_shared_is_refused_with_the_choices() -> None:
+    with pytest.raises(Refused) as err:
+        volumes.claim_to_super(claim(volumeAttributesClassName="platinum"), CTX)
+    assert err.value.reason == "VolumeAttributesClassNotAllowed"
+    assert "'platinum'" in err.value.message and "gold, silver" in err.value.message
+
+
+def _with_status(obj: dict, **status: object) -> dict:
+    return {**obj, "status": status}
+
+
+def test_claim_status_of_a_resize_comes_up_once_both_claims_are_bound() -> None:
+    """A resize or a modification done by the super cluster is what the tenant's operator waits for."""
+    tenant = _with_status(claim(), phase="Bound", capacity={"storage": "1Gi"})
+    resizing = _with_status(
+        claim(),
+        phase="Bound",
+        capacity={"storage": "1Gi"},
+        allocatedResources={"storage": "5Gi"},
+        conditions=[{"type": "Resizing", "status": "True"}],
+        currentVolumeAttributesClassName="gold",
+    )
+    assert volumes.claim_status_patch(resizing, tenant, CTX) == {
+        "allocatedResources": {"storage": "5Gi"},
+        "conditions": [{"type": "Resizing", "status": "True"}],
+        "currentVolumeAttributesClassName": "gold",
+    }
+    tenant_now = _with_status(claim(), **resizing["status"])
+    done = _with_status(
+        claim(), phase="Bound", capacity={"storage": "5Gi"}, allocatedResources={"storage": "5Gi"}
+    )
+    assert volumes.claim_status_patch(done, tenant_now, CTX) == {
+        "capacity": {"storage": "5Gi"},
+        "conditions": None,  # the merge patch removes what the super claim no longer has
+        "currentVolumeAttributesClassName": None,
+    }
+    assert volumes.claim_status_patch(done, _with_status(claim(), **done["status"]), CTX) is None
+    pending = _with_status(claim(), phase="Pending")
+    assert volumes.claim_status_patch(done, pending, CTX) is None  # binding is the tenant PV controller's
+    assert volumes.claim_status_patch(pending, tenant, CTX) is None
+
+
+def test_a_super_pv_grown_or_modified_is_followed_by_the_tenant_copy() -> None:
+    up = volumes.pv_up(SUPER_PV, claim(), CTX)
+    assert volumes.pv_up_patch(up, SUPER_PV) is None
+    grown = {**SUPER_PV, "spec": {**SUPER_PV["spec"], "capacity": {"storage": "5Gi"}}}
+    assert volumes.pv_up_patch(up, grown) == {"spec": {"capacity": {"storage": "5Gi"}}}
+    modified = {**grown, "spec": {**grown["spec"], "volumeAttributesClassName": "gold"}}
+    assert volumes.pv_up(modified, claim(), CTX)["spec"]["volumeAttributesClassName"] == "gold"
+    assert volumes.pv_up_patch(up, modified) == {
+        "spec": {"capacity": {"storage": "5Gi"}, "volumeAttributesClassName": "gold"}
+    }
+
+
+def test_public_attributes_class_copy_names_tispace_as_driver_and_shows_its_parameters() -> None:
+    vac = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "VolumeAttributesClass",
+        "metadata": {"name": "gold", "labels": {naming.LABEL_PUBLIC: "true"}},
+        "driverName": "rook-ceph.rbd.csi.ceph.com",
+        "parameters": {"iops": "6000"},
+    }
+    up = classes.PUBLIC_KINDS["VolumeAttributesClass"].to_tenant(vac)
+    assert up["driverName"] == classes.PROVISIONER and up["parameters"] == {"iops": "6000"}
+    assert up["metadata"]["annotations"] == {classes.ANN_PROVISIONER: "rook-ceph.rbd.csi.ceph.com"}

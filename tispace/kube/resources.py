@@ -53,6 +53,9 @@ MUTATINGWEBHOOKS = Resource(
     False,
 )
 STORAGECLASSES = Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
+VOLUMEATTRIBUTESCLASSES = Resource(
+    "storage.k8s.io", "v1", "volumeattributesclasses", "VolumeAttributesClass", False
+)
 PRIORITYCLASSES = Resource("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False)
 RUNTIMECLASSES = Resource("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False)
 INGRESSES = Resource("networking.k8s.io", "v1", "ingresses", "Ingress", True)

@@ -26,4 +26,5 @@ lint: $(BIN)/tispace
 
 test: install lint
 	bash scripts/install-browser.sh >/dev/null
+	bash scripts/install-tidb-operator.sh >/dev/null
 	$(BIN)/pytest -q tests

@@ -183,23 +183,26 @@ def files() -> dict[str, str]:
     return out
 
 
-def token_kubeconfig(super_kubeconfig: Path, program: str, path: Path, hours: int = 24 * 365) -> Path:
-    """A kubeconfig that acts as the program's service account (a bound token, `hours` long)."""
+def token_kubeconfig(
+    cluster_kubeconfig: Path, program: str, path: Path, hours: int = 24 * 365, namespace: str = NAMESPACE
+) -> Path:
+    """A kubeconfig that acts as a service account of that cluster (a bound token, `hours` long):
+    a TiSpace program's in the super cluster, or an operator's in a tenant."""
     token = subprocess.run(
         [
             binaries.path("kubectl"),
-            f"--kubeconfig={super_kubeconfig}",
+            f"--kubeconfig={cluster_kubeconfig}",
             "create",
             "token",
             program,
-            f"--namespace={NAMESPACE}",
+            f"--namespace={namespace}",
             f"--duration={hours}h",
         ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    creds = kubeconfig.load(super_kubeconfig)
+    creds = kubeconfig.load(cluster_kubeconfig)
     config = kubeconfig.build(name=program, server=creds.server, ca_pem=creds.ca_pem, user=token)
     return kubeconfig.write(path, config)
 

@@ -66,9 +66,8 @@ async def test_a_resize_done_in_the_super_cluster_reaches_the_tenant_claim_and_v
 
     await eventually(tenant_resizing, what="the Resizing condition up")
     await super_client.patch(r.PVS, pv, {"spec": {"capacity": {"storage": "2Gi"}}})
-    await super_client.patch(
-        r.PVCS, "data", {"status": {"conditions": None, "capacity": {"storage": "2Gi"}}}, sns, subresource="status"
-    )
+    done = {"status": {"conditions": None, "capacity": {"storage": "2Gi"}}}
+    await super_client.patch(r.PVCS, "data", done, sns, subresource="status")
 
     async def tenant_resized() -> bool:
         st = (await t.client.get(r.PVCS, "data", "default"))["status"]

@@ -117,7 +117,9 @@ async def test_tidb_operator_v2_reconciles_a_cluster_inside_a_tenant(
     } <= crds
 
     images = [f"--set={k}.image.tag={V2}" for k in ("operator", "backupManager", "prestopChecker")]
+    began = time.monotonic()
     helm_install(tidb_root, t, v2, *images)
+    print(f"v2: helm install to the operator's pod Running: {time.monotonic() - began:.1f}s")
     vaps = {p["metadata"]["name"] for p in (await t.client.list(VAPS))["items"]}
     assert {"delete-pod.policy.pingcap.com", "volume-storage.policy.pingcap.com"} <= vaps
     [chart_pod] = await live_pods(t.client, "tidb-admin", "app.kubernetes.io/component=tidb-operator")
@@ -214,13 +216,18 @@ async def test_tidb_operator_v1_reconciles_a_tidbcluster_inside_a_tenant(
         )
     t: TenantHandle = await tenant_factory("tidb-v1")
     v1 = tidb_root / "v1"
-    # The CRDs as the v1 docs install them: `kubectl create` (TidbCluster alone is 1.28 MB).
-    kubectl(t, "create", "-f", str(v1 / "manifests" / "crd.yaml"))
+    # The CRDs as the v1 docs install them, `kubectl create` (TidbCluster alone is 1.28 MB), then
+    # as an upgrade does, server-side apply.
+    crd_file = str(v1 / "manifests" / "crd.yaml")
+    kubectl(t, "create", "-f", crd_file)
+    kubectl(t, "apply", "--server-side", "--force-conflicts", "-f", crd_file)
     kubectl(t, "wait", "--for=condition=Established", "crd", "--all", "--timeout=180s")
     tc_crd = await t.client.get(r.CRDS, "tidbclusters.pingcap.com")
     assert len(yaml.safe_dump(tc_crd)) > 1_000_000
 
+    began = time.monotonic()
     helm_install(tidb_root, t, v1)
+    print(f"v1: helm install to the operator's pod Running: {time.monotonic() - began:.1f}s")
     deployments = {d["metadata"]["name"] for d in (await t.client.list(DEPLOYMENTS, "tidb-admin"))["items"]}
     assert deployments == {"tidb-controller-manager"}  # scheduler and webhook off, as the chart's defaults
 

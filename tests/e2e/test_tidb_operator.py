@@ -133,6 +133,11 @@ async def test_tidb_operator_v2_reconciles_a_cluster_inside_a_tenant(
         == f"metadata.annotations['{naming.ANN_NAMESPACE}']"
     )
 
+    async def openapi_published() -> bool:  # the operator exits when its CRDs' OpenAPI is not served yet
+        paths = (await t.client.request("GET", "/openapi/v3"))["paths"]
+        return f"apis/{CORE}/v1alpha1" in paths
+
+    await eventually(openapi_published, what="OpenAPI v3 of core.pingcap.com")
     creds = rbac.token_kubeconfig(t.kubeconfig, "tidb-operator", tmp_path / "op.kubeconfig", 2, "tidb-admin")
     port, log = procs.free_port(), tmp_path / "tidb-operator.log"
     argv = [str(tidb_root / "bin" / "tidb-operator"), f"--kubeconfig={creds}", "--leader-elect=false",

@@ -3,7 +3,8 @@
 # archives in ../../shared/vendor/tidb-operator (the Go module proxy refuses
 # github.com/pingcap/tidb-operator, so it cannot be fetched as a module; all of its
 # dependencies, and helm, come from the proxy). Idempotent: a second run only checks stamps
-# and versions (seconds); a cold build takes about 15-20 minutes on 2 cores (v2 about 8, v1 about 6, helm about 4).
+# and versions (seconds); a cold build takes about 15-20 minutes on 2 cores
+# (v2 about 8, v1 about 6, helm about 4).
 #
 # Usage: install-tidb-operator.sh [--source DIR]... [--release] | --print-bin | --help
 #   --source DIR  build from your own checkout instead of the archive: DIR is v2 when it has
@@ -145,7 +146,7 @@ for l in v2 v1; do
 done
 ok helm "helm $HELM_VERSION module" || need_bins+=(helm)
 if [[ ${#need_bins[@]} -eq 0 && ${#need_files[@]} -eq 0 ]]; then say "all present in $ROOT"; echo "$BIN"; exit 0; fi
-say "building: ${need_bins[*]} ${need_files[*]/%/-files} (cold build: about 7-10 minutes on 2 cores; progress follows)"
+say "building: ${need_bins[*]} ${need_files[*]/%/-files} (cold build: about 15-20 minutes on 2 cores; progress follows)"
 
 contains() { local x; for x in "${@:2}"; do [[ "$x" == "$1" ]] && return 0; done; return 1; }
 proxy_hint="if modules failed to download, check that the Go module proxy is reachable (go env GOPROXY = $(go env GOPROXY)) and re-run"

@@ -11,6 +11,7 @@ import json
 from tests.e2e.conftest import SyncerProc, TenantHandle
 from tests.e2e.helpers import eventually, pod
 from tispace import naming
+from tispace.localcluster import STORAGE_CLASS
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -35,6 +36,8 @@ async def test_a_resize_done_in_the_super_cluster_reaches_the_tenant_claim_and_v
     """tidb-operator v1 shows "resizing" until the claim's status capacity grows; v2 waits on it."""
     t: TenantHandle = await tenant_factory("vol-resize")
     sns = f"{t.root}-default"
+    # The shared class that allows expansion, which the tenant's own resize admission checks.
+    await eventually(lambda: t.client.get_or_none(r.STORAGECLASSES, STORAGE_CLASS), what="class up")
     await t.client.create(r.PVCS, claim("data"), "default")
     tenant_claim = await eventually(lambda: _bound(t.client, "data", "default"), what="tenant claim Bound")
     super_claim = await eventually(lambda: _bound(super_client, "data", sns), what="super claim Bound")

@@ -90,10 +90,16 @@ def condition(obj: dict, kind: str) -> str | None:
     )
 
 
-def api_errors(log: Path) -> tuple[list[str], int]:
-    """Lines where the API refused the operator, and how many write conflicts it met."""
-    lines = log.read_text(errors="replace").splitlines()
-    return [ln for ln in lines if API_ERROR.search(ln)], sum(CONFLICT in ln for ln in lines)
+def log_lines(log: Path) -> list[str]:
+    return log.read_text(errors="replace").splitlines()
+
+
+def api_errors(log: Path, settled_at: int) -> tuple[list[str], int]:
+    """Lines where the API refused the operator, and how many write conflicts it met once settled
+    (after line `settled_at`): a few while it makes a cluster's objects are races, later ones a loop."""
+    lines = log_lines(log)
+    conflicts = [ln for ln in lines[settled_at:] if CONFLICT in ln and "error" in ln.lower()]
+    return [ln for ln in lines if API_ERROR.search(ln)], len(conflicts)
 
 
 async def super_pod_of(super_client: Client, t: TenantHandle, tenant_pod: dict) -> dict | None:
@@ -189,11 +195,12 @@ async def test_tidb_operator_v2_reconciles_a_cluster_inside_a_tenant(
         )
 
     await eventually(instances_running_and_synced, timeout=180, what="instances Running=True and Synced=True")
+    settled = len(log_lines(log))
     await asyncio.sleep(max(0.0, 120 - (time.monotonic() - started)))  # two minutes of reconciling
     assert await three_running(), "the pods stay Running"
-    errors, conflicts = api_errors(log)
+    errors, conflicts = api_errors(log, settled)
     assert not errors, "the API refused the operator:\n" + "\n".join(errors[:20])
-    assert conflicts <= 3, f"{conflicts} write conflicts: a loop, not a race"
+    assert conflicts <= 1, f"{conflicts} write conflicts after the cluster settled: a loop"
 
     kubectl(t, "delete", "-n", "db", "cluster", "basic", "--wait=false")
 
@@ -299,6 +306,7 @@ async def test_tidb_operator_v1_reconciles_a_tidbcluster_inside_a_tenant(
         return tc if (tc.get("status") or {}).get("pd", {}).get("statefulSet") else None
 
     tc = await eventually(tc_status, what="TidbCluster status written")
+    settled = len(log_lines(log))
     assert condition(tc, "Ready") == "False"  # PD cannot answer from a fake pod
     # No patch war over the volume: through two of the operator's 30 s resyncs, the PV stays as it is.
     await asyncio.sleep(65)
@@ -307,9 +315,9 @@ async def test_tidb_operator_v1_reconciles_a_tidbcluster_inside_a_tenant(
     ]
     tikv = await t.client.list(STATEFULSETS, "demo", label_selector="app.kubernetes.io/component=tikv")
     assert not tikv["items"]  # the operator waits for a healthy PD before TiKV
-    errors, conflicts = api_errors(log)
+    errors, conflicts = api_errors(log, settled)
     assert not errors, "the API refused the operator:\n" + "\n".join(errors[:20])
-    assert conflicts <= 3, f"{conflicts} write conflicts: a loop, not a race"
+    assert conflicts <= 1, f"{conflicts} write conflicts after the cluster settled: a loop"
 
     kubectl(t, "delete", "-n", "demo", "tidbcluster", "basic")
 

@@ -11,9 +11,9 @@ import json
 from tests.e2e.conftest import SyncerProc, TenantHandle
 from tests.e2e.helpers import eventually, pod
 from tispace import naming
-from tispace.localcluster import STORAGE_CLASS
 from tispace.kube import resources as r
 from tispace.kube.client import Client
+from tispace.localcluster import STORAGE_CLASS
 
 
 def claim(name: str, size: str = "1Gi", **spec: object) -> dict:

@@ -67,6 +67,9 @@ _QUANTITIES = {
     },
 }
 
+NODE_MODES = ("onDemand", "selector")
+SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
 VIRTUALCLUSTER_SPEC = {
     "type": "object",
     "required": ["clusterVersionName"],
@@ -100,6 +103,43 @@ VIRTUALCLUSTER_SPEC = {
             "description": "Kinds synced down only when asked for (Ingress needs a shared IngressClass).",
             "items": {"type": "string", "enum": ["Ingress"]},
             "x-kubernetes-list-type": "set",
+        },
+        "nodes": {
+            "type": "object",
+            "description": "Which super nodes the tenant sees as its nodes. onDemand: a node appears "
+            "when one of the tenant's pods lands on it and goes when none is left. selector: every super "
+            "node matching the selector is a node from the start (an empty selector: all), as conformance "
+            "tests and charts that read capacity or zones expect. Unset: the syncer's --nodes default.",
+            "properties": {
+                "mode": _s("onDemand or selector.", enum=list(NODE_MODES)),
+                "selector": {
+                    "type": "object",
+                    "description": "A label selector over super nodes (mode selector).",
+                    "properties": {
+                        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "matchExpressions": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["key", "operator"],
+                                "properties": {
+                                    "key": _s("Label key.", minLength=1),
+                                    "operator": _s("How the key is matched.", enum=list(SELECTOR_OPERATORS)),
+                                    "values": {"type": "array", "items": {"type": "string"}},
+                                },
+                                "x-kubernetes-validations": [
+                                    {
+                                        "rule": "self.operator in ['Exists', 'DoesNotExist'] ? "
+                                        "!has(self.values) || size(self.values) == 0 : "
+                                        "has(self.values) && size(self.values) > 0",
+                                        "message": "In and NotIn take values, Exists and DoesNotExist none",
+                                    }
+                                ],
+                            },
+                        },
+                    },
+                },
+            },
         },
         "syncConcurrency": {
             "type": "integer",

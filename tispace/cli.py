@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,11 @@ Identity = Annotated[
     str, typer.Option(help="This replica's name among several (default: host name and pid).")
 ]
 ListenHost = Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in a pod).")]
+
+
+class NodeMode(enum.StrEnum):
+    on_demand = "onDemand"
+    all = "all"
 
 
 def _progress(msg: str) -> None:
@@ -248,6 +254,13 @@ def syncer(
         list[str] | None,
         typer.Option(help="Super node label prefix copied to virtual nodes (repeat; e.g. a rack label)."),
     ] = None,
+    nodes: Annotated[
+        NodeMode,
+        typer.Option(
+            help="Nodes of tenants whose VirtualCluster spec.nodes is unset: onDemand (a node while a pod "
+            "runs on it) or all (every super node from the start)."
+        ),
+    ] = NodeMode.on_demand,
     webhook_host: Annotated[
         str, typer.Option(help="Address tenant API servers reach the Service admission webhook at.")
     ] = "127.0.0.1",
@@ -288,6 +301,7 @@ def syncer(
                 vn_agent_host=vn_agent_host,
                 default_storage_class=default_storage_class,
                 node_label_prefixes=tuple(node_label_prefix or ()),
+                node_selector={} if nodes is NodeMode.all else None,
                 vn_agent_port=vn_agent_port,
                 tenant_concurrency=tenant_concurrency,
             ),

@@ -261,7 +261,9 @@ class Stack:
             await tenants.ensure(
                 client,
                 r.VIRTUALCLUSTERS,
-                tenants.virtual_cluster(SAMPLE_TENANT, owner="developer@example.com"),
+                tenants.virtual_cluster(
+                    SAMPLE_TENANT, owner="developer@example.com", nodes={"mode": "selector"}
+                ),  # every local node from the start, as a cluster made with kind shows its nodes
             )
             await tenants.wait_phase(client, SAMPLE_TENANT, "default", progress=lambda s: progress(f"  {s}"))
             config = await tenants.admin_kubeconfig(client, SAMPLE_TENANT, "default")

@@ -276,8 +276,17 @@ class Syncer:
 
     def _on_super_node(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         for t in self.tenants.values():
-            if t.nodes.get("", key[1]) is not None:
+            if t.nodes.get("", key[1]) is not None or (new and nodes.selects(t.ctx.node_selector, new)):
                 self._enqueue(t.name, ("Node", "", key[1]))
+
+    def _enqueue_nodes(self, tenant: str) -> None:
+        """Every super node and virtual node of a tenant whose nodes are selected (spec.nodes): made
+        from the start, and those no longer selected left to the node loop."""
+        t = self.tenants[tenant]
+        if t.ctx.node_selector is None:
+            return
+        for key in {*self.super_nodes.cache, *t.nodes.cache}:
+            self._enqueue(tenant, ("Node", "", key[1]))
 
     def _on_vc(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         task = asyncio.get_running_loop().create_task(self._reconcile_vc(f"{key[0]}/{key[1]}"))
@@ -322,15 +331,18 @@ class Syncer:
                 for kind in classes.PUBLIC_KINDS.values():
                     for key in list(self.super_public[kind.name].cache):
                         self._enqueue(name, (kind.name, "", key[1]))
+                self._enqueue_nodes(name)
                 log.info("serving tenant %s (root %s)", name, t.ctx.root)
                 self.metrics.tenants.set(len(self.tenants))
             elif running and current is not None and vc is not None:
                 current.weight = weight_of(vc)
-                if (ctx := spec_context(current.ctx, vc)) != current.ctx:  # new rules for every object
+                ctx = spec_context(current.ctx, vc, self.opts.node_selector)
+                if ctx != current.ctx:  # new rules for every object
                     current.ctx = ctx
                     for kind_name, inf in current.informers.items():
                         for ns, obj_name in list(inf.cache):
                             self._enqueue(name, (kind_name, ns, obj_name))
+                    self._enqueue_nodes(name)
                 self.queue.set_weight(
                     name, current.weight, concurrency_of(vc, self.opts.tenant_concurrency), rate_of(vc)
                 )
@@ -618,9 +630,19 @@ class Syncer:
                 r.EVENTS, up["metadata"]["name"], {k: up[k] for k in events.MUTABLE if k in up}, owner[1]
             )
 
+    def _selected(self, t: TenantRuntime, name: str) -> bool:
+        super_node = self.super_nodes.get("", name)
+        return super_node is not None and nodes.selects(t.ctx.node_selector, super_node)
+
     async def _reconcile_node(self, t: TenantRuntime, name: str) -> None:
+        if not t.nodes.synced.is_set() or not self.super_nodes.synced.is_set():
+            self.queue.put_after(t.name, ("Node", "", name), 0.5)  # never act on a half-listed cache
+            return
         vnode = t.nodes.get("", name)
         super_node = self.super_nodes.get("", name)
+        if vnode is None and super_node is not None and self._selected(t, name):
+            await podsync.ensure_vnode(t, super_node, name)  # a node of the tenant from the start
+            return
         if vnode is None or super_node is None:
             return
         want = nodes.status(super_node, t.ctx)
@@ -701,7 +723,7 @@ class Syncer:
                     if self.tenants.get(t.name) is not t:
                         break  # no longer served (its client is closed)
                     try:
-                        if t.pods_on(name) == 0:
+                        if t.pods_on(name) == 0 and not self._selected(t, name):
                             idle = t.vnode_idle_since.setdefault(name, time.monotonic())
                             if time.monotonic() - idle > VNODE_GRACE:
                                 await t.client.delete(r.NODES, name)

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from syncer.engine.informer import Informer, Key
+from syncer.resources import nodes
 from syncer.resources.classes import PUBLIC_KINDS
 from syncer.resources.context import TenantContext
 from syncer.resources.table import KINDS
@@ -37,6 +38,8 @@ class SyncerOptions:
     scheduler_policy: dict[str, str] = field(default_factory=dict)
     node_label_prefixes: tuple[str, ...] = ()
     """Super node label prefixes copied to virtual nodes besides topology (e.g. a rack label)."""
+    node_selector: dict[str, Any] | None = None
+    """Nodes of tenants whose VirtualCluster does not say (spec.nodes): None on demand, {} all."""
     default_storage_class: str = "rook-ceph-block"
     """Super class for tenant claims without one."""
     tenant_concurrency: int = 8
@@ -61,11 +64,14 @@ def context_for(vc: dict[str, Any], admin: dict[str, Any], opts: SyncerOptions) 
         node_label_prefixes=opts.node_label_prefixes,
         scheduler_policy=opts.scheduler_policy,
     )
-    return spec_context(base, vc)
+    return spec_context(base, vc, opts.node_selector)
 
 
-def spec_context(ctx: TenantContext, vc: dict[str, Any]) -> TenantContext:
-    """The parts of a tenant's context its VirtualCluster spec sets, followed while it is served."""
+def spec_context(
+    ctx: TenantContext, vc: dict[str, Any], default_nodes: dict[str, Any] | None = None
+) -> TenantContext:
+    """The parts of a tenant's context its VirtualCluster spec sets, followed while it is served
+    (`default_nodes`: the syncer's node selector where the spec sets none)."""
     spec = vc.get("spec") or {}
     return dataclasses.replace(
         ctx,
@@ -74,6 +80,7 @@ def spec_context(ctx: TenantContext, vc: dict[str, Any]) -> TenantContext:
         transparent_prefixes=tuple(spec.get("transparentMetaPrefixes") or ()),
         opt_in=frozenset(spec.get("optInKinds") or ()),
         quota=quota_of(vc),
+        node_selector=nodes.selector_of(spec.get("nodes"), default_nodes),
     )
 
 
@@ -118,7 +125,7 @@ class TenantRuntime:
             kind.name: Informer(client, kind.resource, self._on_change(kind.name), name=f"{name}/{kind.name}")
             for kind in KINDS.values()
         }
-        self.nodes = Informer(client, r.NODES, lambda *_: None, name=f"{name}/Node")
+        self.nodes = Informer(client, r.NODES, self._on_change("Node"), name=f"{name}/Node")
         self.pvs = Informer(
             client, r.PVS, self._on_change("PersistentVolume"), name=f"{name}/PersistentVolume"
         )

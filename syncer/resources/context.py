@@ -39,6 +39,9 @@ class TenantContext:
     """Shared VolumeAttributesClasses (claims may name them), kept current the same way."""
     node_label_prefixes: tuple[str, ...] = ()
     """Super node label prefixes the admin copies to virtual nodes (custom location labels)."""
+    node_selector: dict[str, Any] | None = None
+    """Super nodes that are this tenant's nodes from the start (a label selector; {}: all); None: a
+    node appears only while one of the tenant's pods runs on it (VirtualCluster spec.nodes)."""
     opt_in: frozenset[str] = frozenset()
     """Kinds this tenant asked to have synced (VirtualCluster spec.optInKinds)."""
     quota: tuple[tuple[str, str], ...] = ()

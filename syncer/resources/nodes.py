@@ -18,6 +18,36 @@ COPIED_LABEL_PREFIXES = (
 LEASE_SECONDS = 40
 
 
+def selects(selector: dict[str, Any] | None, super_node: dict[str, Any]) -> bool:
+    """Whether a tenant's node selector (spec.nodes) takes this super node from the start; None
+    (nodes on demand) takes none, an empty selector takes all. Label selector rules as upstream."""
+    if selector is None:
+        return False
+    have = super_node["metadata"].get("labels") or {}
+    if any(have.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        ok = {
+            "In": key in have and have[key] in values,
+            "NotIn": key not in have or have[key] not in values,
+            "Exists": key in have,
+            "DoesNotExist": key not in have,
+        }.get(op, False)
+        if not ok:
+            return False
+    return True
+
+
+def selector_of(spec_nodes: dict[str, Any] | None, default: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The node selector of a VirtualCluster's spec.nodes, or the syncer's default when it is unset."""
+    if not spec_nodes or "mode" not in spec_nodes:
+        return default
+    if spec_nodes["mode"] == "onDemand":
+        return None
+    return dict(spec_nodes.get("selector") or {})
+
+
 def labels(super_node: dict[str, Any], ctx: TenantContext) -> dict[str, str]:
     """Topology and admin-chosen labels (ctx.node_label_prefixes); nothing that names super-cluster
     internals."""

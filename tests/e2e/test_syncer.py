@@ -499,5 +499,42 @@ async def test_admin_chosen_node_labels_reach_virtual_nodes_and_follow_changes(
         await super_client.patch(r.NODES, "node-3", {"metadata": {"labels": {key: None}}})
 
 
-async def _is(check, value: str) -> bool:
+async def _is(check, value: object) -> bool:
     return await check() == value
+
+
+ZONE = "topology.kubernetes.io/zone"
+
+
+async def _node_names(client: Client) -> set[str]:
+    return {n["metadata"]["name"] for n in (await client.list(r.NODES))["items"]}
+
+
+async def test_tenants_see_the_super_nodes_they_select_from_the_start(
+    syncer: SyncerProc, tenant_factory, super_client: Client
+) -> None:
+    """spec.nodes: tools that look at nodes first (conformance, charts reading zones) find them."""
+    supers = (await super_client.list(r.NODES))["items"]
+    zone_a = {n["metadata"]["name"] for n in supers if n["metadata"]["labels"].get(ZONE) == "zone-a"}
+    assert zone_a and zone_a != {n["metadata"]["name"] for n in supers}
+    selector = {"matchLabels": {ZONE: "zone-a"}}
+    some: TenantHandle = await tenant_factory("nodes-zone", nodes={"mode": "selector", "selector": selector})
+    every: TenantHandle = await tenant_factory("nodes-all", nodes={"mode": "selector"})
+    await eventually(lambda: _is(lambda: _node_names(some.client), zone_a), what="zone-a nodes, no pod yet")
+    everything = await _node_names(super_client)
+    await eventually(lambda: _is(lambda: _node_names(every.client), everything), what="every node")
+
+    node = sorted(zone_a)[0]
+    vnode = await some.client.get(r.NODES, node)
+    assert vnode["metadata"]["labels"][ZONE] == "zone-a" and not vnode["spec"].get("unschedulable")
+    assert {c["type"]: c["status"] for c in vnode["status"]["conditions"]}["Ready"] == "True"
+    assert vnode["status"]["capacity"]["cpu"]
+    await eventually(lambda: some.client.get_or_none(r.LEASES, node, "kube-node-lease"), what="node lease")
+    # A node deleted in the tenant is made again (it is the super cluster's, not the tenant's).
+    some.kubectl("delete", "node", node)
+    await eventually(lambda: some.client.get_or_none(r.NODES, node), what="deleted node back")
+    # Back to nodes on demand: the nodes without the tenant's pods go after the idle grace.
+    await super_client.patch(
+        r.VIRTUALCLUSTERS, "nodes-zone", {"spec": {"nodes": {"mode": "onDemand"}}}, "default"
+    )
+    await eventually(lambda: _is(lambda: _node_names(some.client), set()), what="idle nodes removed")

@@ -53,6 +53,7 @@ PROGRAMS = [
             rule([""], ["namespaces"], [*READ, "create", "delete", "patch"]),
             rule([""], ["secrets", "services", "serviceaccounts", "configmaps", "resourcequotas"], WRITE),
             rule(["apps"], ["statefulsets"], WRITE),
+            rule(["networking.k8s.io"], ["networkpolicies"], WRITE),  # a native control plane's fences
             rule([""], ["events"], ["create", "patch"]),
             rule(["events.k8s.io"], ["events"], ["create", "patch"]),
             rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], READ),

@@ -311,6 +311,8 @@ async def test_native_provisioner_renders_a_valid_control_plane(
         assert await super_client.get_or_none(r.STATEFULSETS, name, root)
     for name in ("etcd", "apiserver"):
         assert await super_client.get_or_none(r.SERVICES, name, root)
+    fences = {p["metadata"]["name"] for p in (await super_client.list(r.NETWORKPOLICIES, root))["items"]}
+    assert fences == {"apiserver-egress", "controller-manager-egress", "etcd-ingress"}
     # Server-side dry-run of the rendered objects succeeds against the real API.
     tenant = await manager_tenant(super_client, "nat")
     for obj in native.render(tenant, "10.96.0.0/16"):

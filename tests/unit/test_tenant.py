@@ -51,6 +51,9 @@ def test_native_render_is_complete_and_namespaced() -> None:
     t = _tenant(serviceCidr="10.100.0.0/16")
     objs = native.render(t, "10.96.0.0/16")
     assert [(o["kind"], o["metadata"]["name"]) for o in objs] == [
+        ("NetworkPolicy", "apiserver-egress"),
+        ("NetworkPolicy", "controller-manager-egress"),
+        ("NetworkPolicy", "etcd-ingress"),
         ("Service", "etcd"),
         ("StatefulSet", "etcd"),
         ("Service", "apiserver"),
@@ -58,11 +61,33 @@ def test_native_render_is_complete_and_namespaced() -> None:
         ("StatefulSet", "controller-manager"),
     ]
     assert {o["metadata"]["namespace"] for o in objs} == {t.root}
-    api_cmd = objs[3]["spec"]["template"]["spec"]["containers"][0]["command"]
+    api_cmd = objs[6]["spec"]["template"]["spec"]["containers"][0]["command"]
     assert "--service-cluster-ip-range=10.100.0.0/16" in api_cmd
     assert "--enable-aggregator-routing=true" in api_cmd
-    assert objs[0]["spec"]["clusterIP"] == "None"
-    assert objs[1]["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert objs[3]["spec"]["clusterIP"] == "None"
+    assert objs[4]["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "10Gi"
+
+
+def test_a_native_control_plane_reaches_only_its_own_pods_etcd_and_tispace() -> None:
+    """A webhook or aggregated API URL written by the tenant cannot reach the super API server, other
+    tenants' pods or control planes, or anything else: egress is fenced by NetworkPolicies."""
+    t = _tenant()
+    policies = {p["metadata"]["name"]: p["spec"] for p in native.network_policies(t)}
+    api = policies["apiserver-egress"]
+    assert api["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "apiserver"}
+    assert api["policyTypes"] == ["Egress"]  # with no ipBlock rule: no route to any address by IP
+    peers = [peer for rule in api["egress"] for peer in rule["to"]]
+    assert {"namespaceSelector": {"matchLabels": {naming.LABEL_TENANT: t.root}}} in peers
+    assert not any("ipBlock" in peer for peer in peers)
+    namespaced = [p for p in peers if "namespaceSelector" in p]
+    assert all(p["namespaceSelector"].get("matchLabels") or p.get("podSelector") for p in namespaced)
+    kcm = policies["controller-manager-egress"]
+    assert kcm["egress"][0]["to"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "apiserver"}}}
+    ]
+    assert policies["etcd-ingress"]["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "apiserver"}}}]}
+    ]
 
 
 def test_native_render_refuses_a_version_without_images() -> None:

@@ -59,6 +59,7 @@ VOLUMEATTRIBUTESCLASSES = Resource(
 PRIORITYCLASSES = Resource("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False)
 RUNTIMECLASSES = Resource("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False)
 INGRESSES = Resource("networking.k8s.io", "v1", "ingresses", "Ingress", True)
+NETWORKPOLICIES = Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True)
 INGRESSCLASSES = Resource("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False)
 VALIDATINGPOLICIES = Resource(
     "admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy", False
@@ -108,6 +109,7 @@ BY_KIND = {
         STATEFULSETS,
         CLUSTERROLES,
         CLUSTERROLEBINDINGS,
+        NETWORKPOLICIES,
     )
 }
 """The kinds TiSpace applies from manifests (add-ons, provisioned control planes)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tispace import addons, kubeconfig, tenantpki
+from tispace import addons, kubeconfig, naming, rbac, tenantpki
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
 from tispace.tenantpki import TenantPKI
@@ -194,11 +194,61 @@ def render(tenant: Tenant, service_cidr: str) -> list[dict[str, Any]]:
         10257,
     )
     return [
+        *network_policies(tenant),
         _service(tenant, "etcd", 2379, headless=True),
         etcd,
         _service(tenant, "apiserver", API_PORT, False),
         apiserver,
         kcm,
+    ]
+
+
+def _pods(name: str) -> dict[str, Any]:
+    return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+
+
+def _policy(tenant: Tenant, name: str, to: list[dict[str, Any]]) -> dict[str, Any]:
+    """Egress of one control-plane component: only to `to` (and cluster DNS); nothing else."""
+    dns = {
+        "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{name}-egress", "namespace": tenant.root},
+        "spec": {**_pods(name), "policyTypes": ["Egress"], "egress": [*to, dns]},
+    }
+
+
+def network_policies(tenant: Tenant) -> list[dict[str, Any]]:
+    """What a tenant's control plane may reach, so a webhook or aggregated API URL a tenant writes
+    cannot reach the super API server, another tenant or the super cluster's own services. Pure.
+
+    The API server reaches its etcd, the tenant's own pods (every super namespace labelled with its
+    root: webhooks, aggregated APIs, with --enable-aggregator-routing), and TiSpace's syncer
+    (Service admission webhook) and vn_agent (the kubelet API of virtual nodes). The
+    controller-manager reaches only its API server; etcd takes connections only from the API server.
+    """
+    own_pods = {"namespaceSelector": {"matchLabels": {naming.LABEL_TENANT: tenant.root}}}
+    tispace = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": rbac.NAMESPACE}},
+        "podSelector": {
+            "matchExpressions": [
+                {"key": "app.kubernetes.io/name", "operator": "In", "values": ["syncer", "vn-agent"]}
+            ]
+        },
+    }
+    etcd_ingress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "etcd-ingress", "namespace": tenant.root},
+        "spec": {**_pods("etcd"), "policyTypes": ["Ingress"], "ingress": [{"from": [_pods("apiserver")]}]},
+    }
+    return [
+        _policy(tenant, "apiserver", [{"to": [_pods("etcd")]}, {"to": [own_pods]}, {"to": [tispace]}]),
+        _policy(tenant, "controller-manager", [{"to": [_pods("apiserver")]}]),
+        etcd_ingress,
     ]
 
 

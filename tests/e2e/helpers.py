@@ -71,6 +71,15 @@ async def running(client: Client, ns: str, n: int, label: str = "") -> list[dict
     return ok if len(ok) == n == len(pods) else None
 
 
+async def event(client: Client, ns: str, reason: str, involved: str = "") -> dict | None:
+    """An event in `ns` with that reason (about the object named `involved`, when given)."""
+    items = (await client.list(r.EVENTS, ns))["items"]
+    return next(
+        (e for e in items if e["reason"] == reason and involved in ("", e["involvedObject"].get("name"))),
+        None,
+    )
+
+
 async def absent(client: Client, res: r.Resource, name: str, ns: str | None = None) -> bool:
     return await client.get_or_none(res, name, ns) is None
 

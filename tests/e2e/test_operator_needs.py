@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from tests.e2e.conftest import SyncerProc, TenantHandle
-from tests.e2e.helpers import eventually, pod
+from tests.e2e.helpers import event, eventually, pod
 from tispace import naming
 from tispace.kube import resources as r
 from tispace.kube.client import Client
@@ -112,14 +112,10 @@ async def test_shared_attributes_classes_are_offered_and_claims_carry_them_down(
         await eventually(carried, what="the claim's attributes class down")
         await t.client.create(r.PVCS, claim("odd", volumeAttributesClassName="platinum"), "default")
 
-        async def refused() -> bool:
-            events = (await t.client.list(r.EVENTS, "default"))["items"]
-            return any(
-                e["involvedObject"]["name"] == "odd" and e["reason"] == "VolumeAttributesClassNotAllowed"
-                for e in events
-            )
-
-        await eventually(refused, what="a class not shared is refused with an event")
+        await eventually(
+            lambda: event(t.client, "default", "VolumeAttributesClassNotAllowed", "odd"),
+            what="a class not shared is refused with an event",
+        )
         assert await super_client.get_or_none(r.PVCS, "odd", sns) is None
     finally:
         await super_client.delete(r.VOLUMEATTRIBUTESCLASSES, "gold")

@@ -13,7 +13,7 @@ import pytest
 
 from syncer.resources import pods
 from tests.e2e.conftest import RACK_PREFIX, SyncerProc, TenantHandle
-from tests.e2e.helpers import absent, eventually, pod, running
+from tests.e2e.helpers import absent, event, eventually, pod, running
 from tispace import naming, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
@@ -265,11 +265,9 @@ async def test_a_pod_lost_in_the_super_cluster_is_deleted_so_its_owner_replaces_
     await super_client.delete(r.PODS, name, sns, grace_period=0)
     await eventually(lambda: absent(t.client, r.PODS, name, "default"), what="lost tenant pod deleted")
 
-    async def evicted_event() -> bool:
-        events = (await t.client.list(r.EVENTS, "default"))["items"]
-        return any(e["involvedObject"]["name"] == name and e["reason"] == "Evicted" for e in events)
-
-    await eventually(evicted_event, what="Evicted event on the lost pod")
+    await eventually(
+        lambda: event(t.client, "default", "Evicted", name), what="Evicted event on the lost pod"
+    )
 
     async def replaced() -> bool:
         pods = (await t.client.list(r.PODS, "default", label_selector="app=one"))["items"]

@@ -35,8 +35,6 @@ TIKVS = Resource(CORE, "v1alpha1", "tikvs", "TiKV", True)
 TIDBS = Resource(CORE, "v1alpha1", "tidbs", "TiDB", True)
 CLUSTERS = Resource(CORE, "v1alpha1", "clusters", "Cluster", True)
 TIDBCLUSTERS = Resource("pingcap.com", "v1alpha1", "tidbclusters", "TidbCluster", True)
-STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet", True)
-DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment", True)
 VAPS = r.VALIDATINGPOLICIES
 
 API_ERROR = re.compile(
@@ -240,7 +238,7 @@ async def test_tidb_operator_v1_reconciles_a_tidbcluster_inside_a_tenant(
     began = time.monotonic()
     helm_install(tidb_root, t, v1)
     print(f"v1: helm install to the operator's pod Running: {time.monotonic() - began:.1f}s")
-    deployments = {d["metadata"]["name"] for d in (await t.client.list(DEPLOYMENTS, "tidb-admin"))["items"]}
+    deployments = {d["metadata"]["name"] for d in (await t.client.list(r.DEPLOYMENTS, "tidb-admin"))["items"]}
     assert deployments == {"tidb-controller-manager"}  # scheduler and webhook off, as the chart's defaults
 
     creds = rbac.token_kubeconfig(
@@ -313,7 +311,7 @@ async def test_tidb_operator_v1_reconciles_a_tidbcluster_inside_a_tenant(
     assert (await t.client.get(r.PVS, pv))["metadata"]["resourceVersion"] == tenant_pv["metadata"][
         "resourceVersion"
     ]
-    tikv = await t.client.list(STATEFULSETS, "demo", label_selector="app.kubernetes.io/component=tikv")
+    tikv = await t.client.list(r.STATEFULSETS, "demo", label_selector="app.kubernetes.io/component=tikv")
     assert not tikv["items"]  # the operator waits for a healthy PD before TiKV
     errors, conflicts = api_errors(log, settled)
     assert not errors, "the API refused the operator:\n" + "\n".join(errors[:20])
@@ -322,9 +320,9 @@ async def test_tidb_operator_v1_reconciles_a_tidbcluster_inside_a_tenant(
     kubectl(t, "delete", "-n", "demo", "tidbcluster", "basic")
 
     async def gone_but_the_volume() -> bool:
-        if (await t.client.list(STATEFULSETS, "demo"))["items"] or (await t.client.list(DEPLOYMENTS, "demo"))[
-            "items"
-        ]:
+        if (await t.client.list(r.STATEFULSETS, "demo"))["items"] or (
+            await t.client.list(r.DEPLOYMENTS, "demo")
+        )["items"]:
             return False
         for client, ns in ((t.client, "demo"), (super_client, sns)):
             if (await client.list(r.PODS, ns))["items"] or await client.get_or_none(

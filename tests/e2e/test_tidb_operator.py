@@ -204,7 +204,7 @@ async def test_tidb_operator_v2_reconciles_a_cluster_inside_a_tenant(
 
     async def all_gone() -> bool:
         for client, ns in ((t.client, "db"), (super_client, sns)):
-            for res_ in (r.PODS, r.PVCS, r.SERVICES):
+            for res_ in (r.PODS, r.PVCS, r.SERVICES, r.CONFIGMAPS):
                 if (await client.list(res_, ns, label_selector="pingcap.com/managed-by=tidb-operator"))[
                     "items"
                 ]:
@@ -212,7 +212,9 @@ async def test_tidb_operator_v2_reconciles_a_cluster_inside_a_tenant(
         return await absent(t.client, CLUSTERS, "basic", "db")
 
     await eventually(
-        all_gone, timeout=300, what="the cluster's pods, claims and services gone in both clusters"
+        all_gone,
+        timeout=300,
+        what="the cluster's pods, claims, services and config maps gone in both clusters",
     )
     assert not (await t.client.list(PDS, "db"))["items"]
 

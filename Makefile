@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up test down lint
+.PHONY: install up test down lint conformance
 install: $(BIN)/tispace
 	bash scripts/install-kube.sh
 	bash scripts/install-oidc.sh >/dev/null
@@ -16,6 +16,13 @@ $(BIN)/tispace: pyproject.toml
 
 up: install
 	$(BIN)/tispace up
+
+# Upstream conformance (e2e.test) against a tenant of a running stack (`make up` first);
+# not part of `make test`. CONFORMANCE_ARGS: e.g. --focus REGEX --skip REGEX --kubeconfig F --out DIR.
+CONFORMANCE_ARGS ?=
+conformance: install
+	bash scripts/install-e2e-test.sh >/dev/null
+	$(BIN)/python scripts/conformance.py $(CONFORMANCE_ARGS)
 
 down:
 	$(BIN)/tispace down

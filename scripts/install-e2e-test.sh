@@ -35,7 +35,7 @@ check() {
 }
 
 if check; then echo "$BIN"; exit 0; fi
-say "building e2e.test $KUBE_VERSION (cold build: about 15 minutes on 2 cores; progress follows)"
+say "building e2e.test $KUBE_VERSION (cold build: about 7 minutes on 2 cores; progress follows)"
 mkdir -p "$BIN" "$SRC"
 proxy_hint() { die "fetching Go modules failed; check that the Go module proxy is reachable (go env GOPROXY = $(go env GOPROXY)) and re-run."; }
 

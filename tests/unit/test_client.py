@@ -95,3 +95,28 @@ def test_retries_wait_at_least_what_the_server_asked_up_to_a_bound(asked: float,
     state.set_exception((ApiError, ApiError(429, {}, "GET", "/x", asked), None))
     waited = client_module._wait(state)
     assert least <= waited <= max(least, 5.0) + 1.0
+
+
+async def test_ensure_creates_once_then_reports_the_name_taken() -> None:
+    made: dict[str, dict] = {}
+
+    async def create(request: web.Request) -> web.Response:
+        body = await request.json()
+        name = body["metadata"]["name"]
+        if name == "forbidden":
+            return web.json_response({"reason": "Forbidden", "message": "no"}, status=403)
+        if name in made:
+            return web.json_response({"reason": "AlreadyExists", "message": "exists"}, status=409)
+        made[name] = body
+        return web.json_response(body, status=201)
+
+    app = web.Application()
+    app.router.add_post("/api/v1/namespaces/default/configmaps", create)
+    async with serving(app) as creds, Client(creds, attempts=1) as client:
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}
+        assert await client.ensure(r.CONFIGMAPS, cm, "default") is True
+        assert await client.ensure(r.CONFIGMAPS, {**cm, "data": {"x": "y"}}, "default") is False
+        assert made == {"a": cm}  # the existing object is left as it was
+        with pytest.raises(ApiError) as err:
+            await client.ensure(r.CONFIGMAPS, {**cm, "metadata": {"name": "forbidden"}}, "default")
+        assert err.value.status == 403

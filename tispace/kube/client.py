@@ -265,6 +265,17 @@ class Client:
     ) -> dict[str, Any]:
         return await self.request("POST", res.path(namespace), body=obj)
 
+    async def ensure(self, resource: Resource, body: dict[str, Any], namespace: str | None = None) -> bool:
+        """Create unless it exists: True when created, False when the name was taken (409, whatever
+        the existing object holds); any other failure raises."""
+        try:
+            await self.create(resource, body, namespace)
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            return False
+        return True
+
     async def replace(
         self, res: Resource, obj: dict[str, Any], subresource: str | None = None
     ) -> dict[str, Any]:

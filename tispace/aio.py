@@ -1,0 +1,64 @@
+"""Asyncio helpers every program needs: `poll`, the one way to wait until something is so.
+
+Waiting loops written by hand drifted apart (one checked before sleeping, one after; one
+forgot the last check at the deadline; each phrased its timeout differently). `poll` checks
+at once, then every `interval` seconds, once more exactly at the deadline, and says in its
+TimeoutError what did not happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, overload
+
+T = TypeVar("T")
+
+
+@overload
+async def poll(
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float,
+    what: str | Callable[[], str],
+    interval: float = ...,
+) -> T: ...
+
+
+@overload
+async def poll(
+    check: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str | Callable[[], str],
+    interval: float = ...,
+) -> T: ...
+
+
+async def poll(
+    check: Callable[[], Any],
+    *,
+    timeout: float,
+    what: str | Callable[[], str],
+    interval: float = 0.2,
+) -> Any:
+    """Call `check` (plain or async) until it returns something other than None or False; return that.
+
+    `what` names what is awaited ("VirtualCluster default/dev Running"); a callable is asked only
+    when the time is up, so it can tell the last state seen. After `timeout` seconds: TimeoutError
+    "<what>: not within <timeout>s". Exceptions of `check` propagate: a check that tolerates some
+    failures catches them itself and returns None.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result is not None and result is not False:
+            return result
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise TimeoutError(f"{what() if callable(what) else what}: not within {timeout:g}s")
+        await asyncio.sleep(min(interval, remaining))

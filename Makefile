@@ -29,7 +29,7 @@ down:
 
 lint: $(BIN)/tispace
 	$(BIN)/ruff check .
-	$(BIN)/mypy tispace vc_manager syncer vn_agent portal
+	$(BIN)/mypy tispace tispacectl vc_manager syncer vn_agent portal
 
 test: install lint
 	bash scripts/install-browser.sh >/dev/null

@@ -4,7 +4,7 @@
 # Output: ~/.cache/tispace/<version>/bin. Idempotent: a second run only checks versions.
 set -euo pipefail
 
-# The one place versions are pinned (tispace/versions.py reads this file).
+# The one place versions are pinned (tispace/binaries.py reads this file).
 KUBE_VERSION=v1.36.3
 STAGING_VERSION=v0.36.3
 ETCD_VERSION=v3.6.14

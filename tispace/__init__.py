@@ -1,1 +1,2 @@
-"""TiSpace shared core: naming, PKI, client layer, local control planes, CLI."""
+"""TiSpace shared core, library code only: naming, PKI, kubeconfigs, the client layer, leases,
+the API schema, RBAC rules, processes, logs, asyncio helpers."""

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from tispace import binaries, install, kubeconfig, localcluster, localnet, procs, rbac, stack, tenants
+from tispace import binaries, kubeconfig, localnet, procs, rbac, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
+from tispacectl import install, localcluster, stack
 
 
 @pytest.fixture(scope="session")

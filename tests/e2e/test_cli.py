@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import processes_mentioning
-from tispace import localcluster, procs
+from tispace import procs
+from tispacectl import localcluster
 
 
 def tispace(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     out = subprocess.run(
-        [sys.executable, "-m", "tispace", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "tispacectl", *args], capture_output=True, text=True, timeout=300
     )
     if check and out.returncode != 0:
         raise AssertionError(f"tispace {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
@@ -127,7 +128,7 @@ def test_unreachable_super_cluster_is_a_clear_error(tmp_path: Path) -> None:
 def test_ctrl_c_during_up_leaves_nothing_running(tmp_path: Path) -> None:
     state = tmp_path / "interrupted"
     up = subprocess.Popen(
-        [sys.executable, "-m", "tispace", "up", "--state-dir", str(state), "--nodes", "1"],
+        [sys.executable, "-m", "tispacectl", "up", "--state-dir", str(state), "--nodes", "1"],
         stdout=subprocess.PIPE,
         text=True,
         # As from a terminal: a suite started in the background (nohup, `cmd &`) ignores SIGINT, and

@@ -14,9 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import ManagerProc, SyncerProc, TenantHandle
 from tests.e2e.helpers import eventually, live_pods, pod, running
-from tispace import localcluster, procs
+from tispace import procs
 from tispace.kube import resources as r
 from tispace.kube.client import Client
+from tispacectl import localcluster
 
 
 def _deployment(name: str, replicas: int) -> dict:

@@ -20,9 +20,10 @@ import typer.main
 
 from tests.e2e.conftest import ManagerProc, credentials
 from tests.e2e.helpers import eventually, pod, processes_mentioning, running
-from tispace import cli, install, kubeconfig, localcluster, procs, rbac, stack, tenants
+from tispace import kubeconfig, procs, rbac, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
+from tispacectl import cli, install, localcluster, stack
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = ("Deployment", "DaemonSet")
@@ -98,7 +99,7 @@ def test_every_manifest_of_every_overlay_is_accepted_by_the_api_server(
 
 def tispace(*args: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "tispace", *args], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "tispacectl", *args], capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout

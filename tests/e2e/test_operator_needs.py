@@ -13,7 +13,7 @@ from tests.e2e.helpers import event, eventually, pod
 from tispace import naming
 from tispace.kube import resources as r
 from tispace.kube.client import Client
-from tispace.localcluster import STORAGE_CLASS
+from tispacectl.localcluster import STORAGE_CLASS
 
 
 def claim(name: str, size: str = "1Gi", **spec: object) -> dict:

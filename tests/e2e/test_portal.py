@@ -19,9 +19,10 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from portal import session
-from tispace import localcluster, localidp, naming, private, procs, rbac, stack, tenants
+from tispace import naming, private, procs, rbac, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
+from tispacectl import localcluster, localidp, stack
 
 from .conftest import ManagerProc, SyncerProc, credentials
 

@@ -10,9 +10,11 @@ import pytest
 
 from tests.e2e.conftest import SyncerProc, TenantHandle
 from tests.e2e.helpers import absent, answer, bound, eventually, pod, resolver, running
-from tispace import addons, kubeconfig, localcluster, naming, tenants
+from tispace import kubeconfig, naming, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
+from tispacectl import localcluster
+from vc_manager import addons
 
 
 def service(name: str, ns: str, **spec: object) -> dict:

@@ -14,9 +14,10 @@ import pytest
 
 from tests.e2e.conftest import SyncerProc, TenantHandle, credentials
 from tests.e2e.helpers import eventually, pod, running
-from tispace import binaries, localcluster, localnet, procs, stack
+from tispace import binaries, localnet, procs
 from tispace.kube import resources as r
 from tispace.kube.client import Client
+from tispacectl import localcluster, stack
 
 SYSTEM = "tispace-system"
 LEASE_SECONDS = 6

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 from tests.e2e.helpers import eventually, pod
-from tispace import localcluster
 from tispace.kube import resources as r
 from tispace.kube.client import Client
+from tispacectl import localcluster
 
 
 def test_api_server_answers_kubectl(super_cluster: localcluster.SuperCluster) -> None:

@@ -20,10 +20,11 @@ import yaml
 
 from tests.e2e.conftest import SyncerProc, TenantHandle
 from tests.e2e.helpers import absent, answer, eventually, live_pods, resolver
-from tispace import localcluster, naming, procs, rbac
+from tispace import naming, procs, rbac
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 from tispace.kube.resources import Resource
+from tispacectl import localcluster
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "install-tidb-operator.sh"

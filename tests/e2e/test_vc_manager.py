@@ -17,9 +17,10 @@ import yaml
 
 from tests.e2e.conftest import ManagerProc, TenantHandle
 from tests.e2e.helpers import eventually, processes_mentioning
-from tispace import kubeconfig, localcluster, procs, tenants
+from tispace import kubeconfig, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
+from tispacectl import localcluster
 from vc_manager.provisioners.process import count_etcd_prefix
 
 CRD = {
@@ -155,7 +156,7 @@ async def test_user_kubeconfig_is_admin_in_the_tenant_only(
         [
             sys.executable,
             "-m",
-            "tispace",
+            "tispacectl",
             "kubeconfig",
             "users",
             "--user",

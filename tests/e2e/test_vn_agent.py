@@ -15,9 +15,10 @@ import pytest
 
 from tests.e2e.conftest import SyncerProc, TenantHandle, credentials
 from tests.e2e.helpers import eventually, pod
-from tispace import binaries, localcluster, pki, procs, stack, tenantpki
+from tispace import binaries, pki, procs, tenantpki
 from tispace.kube import resources as r
 from tispace.kube.client import Client
+from tispacectl import localcluster, stack
 
 
 async def _running_pod(t: TenantHandle, name: str, ns: str = "default") -> None:

@@ -1,7 +1,7 @@
 """The tenant DNS add-on: consistent objects, the tenant's domain, kinds the provisioner can apply."""
 
-from tispace import addons
 from tispace.kube import resources as r
+from vc_manager import addons
 
 
 def test_the_dns_add_on_hangs_together() -> None:

@@ -1,4 +1,4 @@
-from tispace import bench
+from tispacectl import bench
 
 
 def test_summarize_percentiles_and_throughput() -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tispace import addons, kubeconfig, naming, rbac, tenantpki
+from tispace import kubeconfig, naming, rbac, tenantpki
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
 from tispace.tenantpki import TenantPKI
+from vc_manager import addons
 from vc_manager.provisioners import NotReadyYet, ProvisionError
 from vc_manager.settings import Settings
 from vc_manager.tenant import Tenant

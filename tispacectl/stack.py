@@ -13,9 +13,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tispace import api, binaries, kubeconfig, localcluster, localidp, localnet, private, procs, rbac, tenants
+from tispace import api, binaries, kubeconfig, localnet, private, procs, rbac, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
+from tispacectl import localcluster, localidp
 
 SAMPLE_TENANT = "dev"
 PORTAL_CLIENT = "tispace-portal"
@@ -51,7 +52,7 @@ def start_program(
     `started` records the component before the wait, so a failed start is still stoppable.
     """
     port = port or procs.free_port()
-    argv = [sys.executable, "-m", "tispace", *args(port)]
+    argv = [sys.executable, "-m", "tispacectl", *args(port)]
     comp = procs.Component(
         procs.spawn(name, argv, log_dir / f"{name}.log"), port, f"{scheme}://127.0.0.1:{port}/healthz"
     )

@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from tispace import binaries, localcluster, pki, rbac
+from tispace import binaries, pki, rbac
+from tispacectl import localcluster
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 PART_OF = "app.kubernetes.io/part-of"

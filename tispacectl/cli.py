@@ -15,9 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 from tispace import kubeconfig as kubeconfig_file
-from tispace import localcluster, procs, stack, tenants
+from tispace import procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
+from tispacectl import localcluster, stack
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 # Piped output (CI logs, scripts) is not wrapped at 80 columns: commands must stay copyable.
@@ -92,7 +93,7 @@ def install(
     state_dir: StateDir = DEFAULT_STATE,
 ) -> None:
     """Install TiSpace on a real super cluster: CRDs, RBAC, the three programs (docs/install.md)."""
-    from tispace import install as install_mod
+    from tispacectl import install as install_mod
 
     t0 = time.monotonic()
     try:
@@ -123,7 +124,7 @@ def uninstall(
     timeout: Annotated[float, typer.Option(help="Seconds VirtualClusters may take to go.")] = 300,
 ) -> None:
     """Remove every VirtualCluster, then exactly what `tispace install` made."""
-    from tispace import install as install_mod
+    from tispacectl import install as install_mod
 
     if not yes:
         typer.confirm(
@@ -483,7 +484,7 @@ def bench(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tispace import bench as bench_mod
+    from tispacectl import bench as bench_mod
 
     if template not in bench_mod.TEMPLATES:
         console.print(

@@ -1,3 +1,0 @@
-from tispace.cli import app
-
-app()

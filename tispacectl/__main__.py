@@ -1,0 +1,3 @@
+from tispacectl.cli import app
+
+app()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -342,9 +343,25 @@ async def _control_plane_rss(sup: Client, state_dir: Path, names: list[str]) -> 
     return round(statistics.mean(totals) / 2**20, 1) if totals else 0.0
 
 
+class PlottingMissing(RuntimeError):
+    """matplotlib, the plot's one need, is an optional extra: the programs never install it."""
+
+
+PLOTTING_MISSING = "the bench's plot needs matplotlib: pip install -e '.[bench]' (or '.[test]')"
+
+
+def require_plotting() -> None:
+    """Fail before a run of many minutes, not after it, when the plot could not be drawn."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise PlottingMissing(PLOTTING_MISSING)
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     """Latency distributions (CDF) of both paths, in one PNG."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise PlottingMissing(PLOTTING_MISSING) from e
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tispace import kubeconfig as kubeconfig_file
@@ -486,6 +487,11 @@ def bench(
 
     from tispacectl import bench as bench_mod
 
+    try:
+        bench_mod.require_plotting()
+    except bench_mod.PlottingMissing as e:
+        console.print(f"[red]{escape(str(e))}[/red]")
+        raise typer.Exit(1) from None
     if template not in bench_mod.TEMPLATES:
         console.print(
             f"[red]unknown template {template!r}[/red]: use one of {', '.join(bench_mod.TEMPLATES)}"

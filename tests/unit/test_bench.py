@@ -1,3 +1,7 @@
+import sys
+
+import pytest
+
 from tispacectl import bench
 
 
@@ -53,6 +57,15 @@ def test_plot_writes_a_png(tmp_path) -> None:
     out = tmp_path / "bench.png"
     bench.plot(result, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_matplotlib_the_bench_says_which_extra_to_install(monkeypatch, tmp_path) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    monkeypatch.setattr(bench.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(bench.PlottingMissing, match=r"\[bench\]"):
+        bench.require_plotting()
+    with pytest.raises(bench.PlottingMissing, match=r"\[bench\]"):
+        bench.plot({}, tmp_path / "bench.png")
 
 
 def test_cpu_accounting_by_group_counts_live_processes_only() -> None:

@@ -30,6 +30,7 @@ down:
 lint: $(BIN)/tispace
 	$(BIN)/ruff check .
 	$(BIN)/mypy tispace tispacectl vc_manager syncer vn_agent portal
+	$(BIN)/lint-imports
 
 test: install lint
 	bash scripts/install-browser.sh >/dev/null

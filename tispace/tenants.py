@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
-from tispace import api, kubeconfig, naming, tenantpki
+from tispace import aio, api, kubeconfig, naming, tenantpki
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
 
@@ -68,30 +66,31 @@ async def wait_phase(
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Poll until the VirtualCluster reaches one of `phases`; TimeoutError says where it stuck."""
-    deadline = time.monotonic() + timeout
     last = ""
-    vc: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    async def reached() -> dict[str, Any] | None:
+        nonlocal last
         vc = await client.get(r.VIRTUALCLUSTERS, name, namespace)
         status = vc.get("status") or {}
         line = f"{status.get('phase', 'Pending')}: {status.get('message', '')}".rstrip(": ")
         if line != last:
             progress(line)
             last = line
-        if status.get("phase") in phases:
-            return vc
-        await asyncio.sleep(0.3)
-    raise TimeoutError(
-        f"VirtualCluster {namespace}/{name} not {'/'.join(phases)} after {timeout:.0f}s: {last}"
+        return vc if status.get("phase") in phases else None
+
+    return await aio.poll(
+        reached,
+        timeout=timeout,
+        interval=0.3,
+        what=lambda: f"VirtualCluster {namespace}/{name} {'/'.join(phases)} (last: {last})",
     )
 
 
 async def wait_gone(client: Client, name: str, namespace: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while await client.get_or_none(r.VIRTUALCLUSTERS, name, namespace) is not None:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"VirtualCluster {namespace}/{name} still exists after {timeout:.0f}s")
-        await asyncio.sleep(0.3)
+    async def gone() -> bool:
+        return await client.get_or_none(r.VIRTUALCLUSTERS, name, namespace) is None
+
+    await aio.poll(gone, timeout=timeout, interval=0.3, what=f"VirtualCluster {namespace}/{name} gone")
 
 
 async def root_of(client: Client, name: str, namespace: str) -> str:
@@ -116,11 +115,11 @@ async def _authorized(tenant: Client, user: str, timeout: float = 30) -> None:
         "kind": "SubjectAccessReview",
         "spec": {"user": user, "resourceAttributes": {"verb": "*", "group": "*", "resource": "*"}},
     }
-    deadline = time.monotonic() + timeout
-    while not (await tenant.create(r.SUBJECTACCESSREVIEWS, review))["status"].get("allowed"):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the tenant apiserver did not authorize {user} within {timeout:.0f}s")
-        await asyncio.sleep(0.2)
+
+    async def allowed() -> bool:
+        return bool((await tenant.create(r.SUBJECTACCESSREVIEWS, review))["status"].get("allowed"))
+
+    await aio.poll(allowed, timeout=timeout, what=f"the tenant apiserver authorizing {user}")
 
 
 async def user_kubeconfig(client: Client, vc: dict[str, Any], user: str, days: int = 30) -> dict[str, Any]:

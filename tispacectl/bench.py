@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from tispace import kubeconfig, procs, tenants
+from tispace import aio, kubeconfig, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 from tispace.kube.resources import Resource
@@ -159,11 +159,12 @@ async def _ready_namespace(client: Client, name: str) -> None:
     await tenants.ensure(
         client, r.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
     )
-    for _ in range(300):  # pods need the namespace's default ServiceAccount
-        if await client.get_or_none(r.SERVICEACCOUNTS, "default", name):
-            return
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"namespace {name}: no default ServiceAccount after 30s")
+    await aio.poll(  # pods need the namespace's default ServiceAccount
+        lambda: client.get_or_none(r.SERVICEACCOUNTS, "default", name),
+        timeout=30,
+        interval=0.1,
+        what=f"the default ServiceAccount of namespace {name}",
+    )
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -208,16 +209,18 @@ async def _resync_seconds(syncer: Syncer, tenant_names: list[str], timeout: floa
     """Restart the syncer; seconds until it serves every tenant, all synced, queue empty."""
     t0 = time.monotonic()
     await asyncio.to_thread(syncer.restart)
-    while time.monotonic() - t0 < timeout:
+
+    async def resynced() -> bool:
         try:
             st = await asyncio.to_thread(_syncer_call, syncer.port(), "/status")
         except OSError:
-            st = {}
+            return False
         served = st.get("tenants", {})
-        if all(served.get(n, {}).get("synced") for n in tenant_names) and st.get("queue") == 0:
-            return time.monotonic() - t0
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"syncer not resynced after {timeout}s")
+        return all(served.get(n, {}).get("synced") for n in tenant_names) and st.get("queue") == 0
+
+    left = timeout - (time.monotonic() - t0)  # the restart counts
+    await aio.poll(resynced, timeout=left, interval=0.1, what="the syncer resynced after its restart")
+    return time.monotonic() - t0
 
 
 def _machine() -> dict[str, Any]:

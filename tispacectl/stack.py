@@ -6,14 +6,13 @@ import asyncio
 import json
 import secrets
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tispace import api, binaries, kubeconfig, localnet, private, procs, rbac, tenants
+from tispace import aio, api, binaries, kubeconfig, localnet, private, procs, rbac, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 from tispacectl import localcluster, localidp
@@ -276,14 +275,14 @@ class Stack:
         """Ready means a pod made right after `up` goes down to the super cluster: the syncer starts
         on a tenant when its own watch sees it Running, a moment after we did."""
         syncer = next(c for c in self.own.load() if c.name == "syncer")
-        deadline = time.monotonic() + timeout
-        while key not in ((await asyncio.to_thread(_syncer_status, syncer)) or {}).get("tenants", []):
-            if time.monotonic() > deadline:
-                raise StackError(
-                    f"the syncer does not serve tenant {key} after {timeout:.0f}s: "
-                    f"see {self.dir / 'logs' / 'syncer.log'}"
-                )
-            await asyncio.sleep(0.3)
+
+        async def serving() -> bool:
+            return key in ((await asyncio.to_thread(_syncer_status, syncer)) or {}).get("tenants", [])
+
+        try:
+            await aio.poll(serving, timeout=timeout, interval=0.3, what=f"the syncer serving tenant {key}")
+        except TimeoutError as e:
+            raise StackError(f"{e}: see {self.dir / 'logs' / 'syncer.log'}") from None
 
     def down(self) -> None:
         for c in reversed(self.own.load()):

@@ -11,12 +11,11 @@ import asyncio
 import datetime
 import ipaddress
 import logging
-import time
 from typing import Any
 
 from cachetools import TTLCache
 
-from tispace import api, kubeconfig, naming, pki, tenantpki
+from tispace import aio, api, kubeconfig, naming, pki, tenantpki
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
 from tispace.tenantpki import TenantPKI
@@ -43,19 +42,22 @@ async def _controllers_working(config: dict[str, Any], timeout: float) -> None:
     """Running means usable: the tenant's controller-manager has made the `default` ServiceAccount
     (a pod created before it exists is refused, and a ReplicaSet refused backs off for minutes);
     kind waits for the same."""
-    deadline = time.monotonic() + timeout
     async with Client(kubeconfig.credentials(config), attempts=2) as tenant:
-        while True:
+
+        async def made() -> bool:
             try:
-                if await tenant.get_or_none(r.SERVICEACCOUNTS, "default", "default") is not None:
-                    return
+                return await tenant.get_or_none(r.SERVICEACCOUNTS, "default", "default") is not None
             except (ApiError, OSError, TimeoutError):
-                pass  # not answering yet: the same wait
-            if time.monotonic() > deadline:
-                raise provisioners.NotReadyYet(
-                    f"the tenant's controller-manager made no default ServiceAccount within {timeout:.0f}s"
-                )
-            await asyncio.sleep(0.2)
+                return False  # not answering yet: the same wait
+
+        try:
+            await aio.poll(
+                made,
+                timeout=timeout,
+                what="the default ServiceAccount made by the tenant's controller-manager",
+            )
+        except TimeoutError as e:
+            raise provisioners.NotReadyYet(str(e)) from None
 
 
 class Manager:
@@ -358,7 +360,8 @@ class Manager:
         # The control plane is gone, so nothing recreates them: the super namespaces the syncer
         # made for the tenant's namespaces go (with every pod, claim and service in them), then the root.
         synced = f"{naming.LABEL_TENANT}={tenant.root}"
-        for _ in range(600):
+
+        async def gone() -> bool:
             left = (await self.client.list(r.NAMESPACES, label_selector=synced))["items"]
             for ns in left:
                 if not ns["metadata"].get("deletionTimestamp"):
@@ -368,12 +371,12 @@ class Manager:
                 root = None  # a namespace of that name made for another object since
             if root is not None and not root["metadata"].get("deletionTimestamp"):
                 await self.client.delete(r.NAMESPACES, tenant.root)
-            if not left and root is None:
-                return
-            await asyncio.sleep(0.2)
-        raise TenantError(
-            "NamespacesStuck", f"namespaces of {tenant.root} still terminating after 120s", retry=True
-        )
+            return not left and root is None
+
+        try:
+            await aio.poll(gone, timeout=120, what=f"the namespaces of {tenant.root} gone")
+        except TimeoutError as e:
+            raise TenantError("NamespacesStuck", str(e), retry=True) from None
 
 
 def check_pki(tenant: Tenant, found: dict[str, dict[str, Any]], at: datetime.datetime) -> TenantPKI:

@@ -6,15 +6,13 @@ its kubeconfig as the tenant's `admin-kubeconfig`, so the syncer serves it like 
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from tispace import kubeconfig
+from tispace import aio, kubeconfig
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
 from tispace.tenantpki import TenantPKI
@@ -53,11 +51,17 @@ class ImportProvisioner:
         return None
 
     async def wait_ready(self, tenant: Tenant, server: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while (problem := await self._ready(tenant)) is not None:
-            if time.monotonic() > deadline:
-                raise ProvisionError(problem)
-            await asyncio.sleep(1)
+        problem: str | None = None
+
+        async def ready() -> bool:
+            nonlocal problem
+            problem = await self._ready(tenant)
+            return problem is None
+
+        try:
+            await aio.poll(ready, timeout=timeout, interval=1, what="the imported cluster ready")
+        except TimeoutError:
+            raise ProvisionError(str(problem)) from None  # the last answer says why
 
     async def supervise(self, tenant: Tenant, tpki: TenantPKI) -> str | None:
         return await self._ready(tenant)

@@ -7,7 +7,7 @@ from typing import Any
 
 from tispace import aio, api, kubeconfig, naming, tenantpki
 from tispace.kube import resources as r
-from tispace.kube.client import ApiError, Client
+from tispace.kube.client import Client
 
 DEFAULT_VERSION = "v1.36"
 
@@ -44,17 +44,6 @@ def virtual_cluster(
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"clusterVersionName": version, "owner": owner, "provisioner": provisioner, **spec},
     }
-
-
-async def ensure(client: Client, res: r.Resource, obj: dict[str, Any]) -> dict[str, Any]:
-    """Create unless it exists (then return the existing one)."""
-    meta = obj["metadata"]
-    try:
-        return await client.create(res, obj, meta.get("namespace"))
-    except ApiError as e:
-        if e.status != 409:
-            raise
-        return await client.get(res, meta["name"], meta.get("namespace"))
 
 
 async def wait_phase(
@@ -136,7 +125,7 @@ async def user_kubeconfig(client: Client, vc: dict[str, Any], user: str, days: i
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
     }
     async with Client(kubeconfig.credentials(admin), name=name) as tenant:
-        await ensure(tenant, r.CLUSTERROLEBINDINGS, binding)
+        await tenant.ensure(r.CLUSTERROLEBINDINGS, binding)
         await _authorized(tenant, user)
     server = admin["clusters"][0]["cluster"]["server"]
     return tenantpki.user_kubeconfig_from_ca(tpki_root, server=server, user=user, days=days, cluster=name)

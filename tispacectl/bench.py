@@ -156,9 +156,7 @@ async def _run_path(
 
 
 async def _ready_namespace(client: Client, name: str) -> None:
-    await tenants.ensure(
-        client, r.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
+    await client.ensure(r.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     await aio.poll(  # pods need the namespace's default ServiceAccount
         lambda: client.get_or_none(r.SERVICEACCOUNTS, "default", name),
         timeout=30,
@@ -254,7 +252,7 @@ async def run(
     names = [f"bench-{stamp}-{i}" for i in range(plan.tenants)]
     direct_ns = [f"bench-direct-{stamp}-{i}" for i in range(plan.tenants)]
     async with Client.from_kubeconfig(super_kubeconfig, name="super") as sup:
-        await tenants.ensure(sup, r.CLUSTERVERSIONS, tenants.cluster_version())
+        await sup.ensure(r.CLUSTERVERSIONS, tenants.cluster_version())
         progress(f"creating {plan.tenants} tenants")
         for name in names:
             await sup.create(r.VIRTUALCLUSTERS, tenants.virtual_cluster(name), "default")

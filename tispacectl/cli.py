@@ -602,7 +602,7 @@ def vc_create(
 
     async def work(client: Client) -> None:
         if version == tenants.DEFAULT_VERSION:
-            await tenants.ensure(client, r.CLUSTERVERSIONS, tenants.cluster_version())
+            await client.ensure(r.CLUSTERVERSIONS, tenants.cluster_version())
         obj = tenants.virtual_cluster(name, namespace, version=version, owner=owner, provisioner=provisioner)
         await client.create(r.VIRTUALCLUSTERS, obj, namespace)
         console.print(f"virtualcluster {namespace}/{name} created")

@@ -257,13 +257,13 @@ class Stack:
 
     async def _sample_tenant(self, progress: localcluster.Progress) -> None:
         async with Client.from_kubeconfig(self.super_kubeconfig) as client:
-            await tenants.ensure(client, r.CLUSTERVERSIONS, tenants.cluster_version())
-            await tenants.ensure(
-                client,
+            await client.ensure(r.CLUSTERVERSIONS, tenants.cluster_version())
+            await client.ensure(
                 r.VIRTUALCLUSTERS,
                 tenants.virtual_cluster(
                     SAMPLE_TENANT, owner="developer@example.com", nodes={"mode": "selector"}
                 ),  # every local node from the start, as a cluster made with kind shows its nodes
+                namespace="default",
             )
             await tenants.wait_phase(client, SAMPLE_TENANT, "default", progress=lambda s: progress(f"  {s}"))
             config = await tenants.admin_kubeconfig(client, SAMPLE_TENANT, "default")

@@ -184,22 +184,18 @@ class Manager:
                 "annotations": {naming.ANN_UID: tenant.uid},
             },
         }
-        try:
-            await self.client.create(r.NAMESPACES, ns)
-        except ApiError as e:
-            if e.status != 409:
-                raise
+        if not await self.client.ensure(r.NAMESPACES, ns):
             existing = await self.client.get(r.NAMESPACES, tenant.root)
             if existing["metadata"].get("annotations", {}).get(naming.ANN_UID) != tenant.uid:
                 raise TenantError(
                     "RootNamespaceTaken",
                     f"namespace {tenant.root} exists but was not made for this VirtualCluster",
                     retry=False,
-                ) from e
+                )
             if existing["metadata"].get("deletionTimestamp"):
                 raise TenantError(
                     "RootNamespaceTerminating", f"namespace {tenant.root} is still terminating", retry=True
-                ) from e
+                )
 
     async def ensure_pki(self, tenant: Tenant) -> TenantPKI:
         found = await self._secrets(tenant)

@@ -28,6 +28,7 @@ from tispace import aio, kubeconfig, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 from tispace.kube.resources import Resource
+from tispacectl import localcluster
 
 CONCURRENCY = 50
 TEMPLATES = ("plain", "claim", "service")
@@ -87,7 +88,7 @@ def objects(template: str, name: str, *, direct: bool) -> list[tuple[Resource, d
         "terminationGracePeriodSeconds": 0,
     }
     if direct:
-        spec["runtimeClassName"] = "kata"
+        spec["runtimeClassName"] = localcluster.RUNTIME_CLASS
     labels = {"bench": "tispace", "pod": name}
     out: list[tuple[Resource, dict[str, Any]]] = []
     if template == "claim":

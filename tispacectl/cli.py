@@ -15,11 +15,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from portal import settings as portal_settings
 from tispace import kubeconfig as kubeconfig_file
 from tispace import procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
 from tispacectl import localcluster, stack
+from vc_manager import settings as manager_settings
+from vn_agent import settings as vn_agent_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 # Piped output (CI logs, scripts) is not wrapped at 80 columns: commands must stay copyable.
@@ -31,6 +34,11 @@ Identity = Annotated[
     str, typer.Option(help="This replica's name among several (default: host name and pid).")
 ]
 ListenHost = Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in a pod).")]
+# Each program's defaults are written once, in its settings module; its command's options show them.
+ManagerSettings = manager_settings.Settings
+PortalSettings = portal_settings.Settings
+PortalQuota = portal_settings.Quota
+VnAgentSettings = vn_agent_settings.Settings
 
 
 class NodeMode(enum.StrEnum):
@@ -201,24 +209,28 @@ def _run(super_path: Path, work: Callable[[Client], Awaitable[None]]) -> None:
 def manager(
     super_kubeconfig: Annotated[Path, typer.Option(help="Super cluster to watch.")],
     state_dir: StateDir = DEFAULT_STATE,
-    etcd_servers: Annotated[str, typer.Option(help="Shared etcd for tenants ('' = own etcd each).")] = "",
-    health_port: Annotated[int, typer.Option(help="Liveness endpoint port.")] = 0,
-    ready_timeout: Annotated[float, typer.Option(help="Seconds a control plane may take to be ready.")] = 120,
-    listen_host: ListenHost = "127.0.0.1",
+    etcd_servers: Annotated[
+        str, typer.Option(help="Shared etcd for tenants ('' = own etcd each).")
+    ] = ManagerSettings.etcd_servers,
+    health_port: Annotated[int, typer.Option(help="Liveness endpoint port.")] = ManagerSettings.health_port,
+    ready_timeout: Annotated[
+        float, typer.Option(help="Seconds a control plane may take to be ready.")
+    ] = ManagerSettings.ready_timeout,
+    listen_host: ListenHost = ManagerSettings.listen_host,
     leader_namespace: Annotated[
         str, typer.Option(help="Namespace of the leader Lease, to run several replicas (one leads).")
-    ] = "",
-    identity: Identity = "",
+    ] = ManagerSettings.leader_namespace,
+    identity: Identity = ManagerSettings.identity,
     egress_socket: Annotated[
         str, typer.Option(help="Local mode: Unix socket of the CONNECT proxy tenant API servers use.")
-    ] = "",
+    ] = ManagerSettings.egress_socket,
     verbose: bool = False,
 ) -> None:
     """Run vc_manager in the foreground (`tispace up` starts it in the background)."""
-    from vc_manager import main, settings
+    from vc_manager import main
 
     main.main(
-        settings.Settings(
+        ManagerSettings(
             super_kubeconfig=super_kubeconfig.resolve(),
             state_dir=state_dir.resolve(),
             etcd_servers=etcd_servers,
@@ -240,8 +252,8 @@ def syncer(
     listen_host: ListenHost = "127.0.0.1",
     workers: Annotated[int, typer.Option(help="Concurrent reconciles across tenants.")] = 50,
     vn_agent_port: Annotated[
-        int, typer.Option(help="Port virtual nodes advertise for the kubelet API.")
-    ] = 10250,
+        int, typer.Option(help="Port virtual nodes advertise for the kubelet API (vn_agent's).")
+    ] = VnAgentSettings.port,
     runtime_class: Annotated[
         str, typer.Option(help="RuntimeClass of every tenant pod ('': none, on a cluster without Kata).")
     ] = "kata",
@@ -324,46 +336,57 @@ def portal(
     public_url: Annotated[
         str, typer.Option(help="URL browsers use; the provider must allow <public-url>/auth/callback.")
     ] = "",
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
-    listen_host: ListenHost = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = PortalSettings.port,
+    listen_host: ListenHost = PortalSettings.listen_host,
     namespace: Annotated[
         str, typer.Option(help="Namespace of the VirtualClusters it creates.")
-    ] = "tispace-portal",
-    owner_claim: Annotated[str, typer.Option(help="ID token claim naming the owner.")] = "email",
-    groups_claim: Annotated[str, typer.Option(help="ID token claim listing the user's groups.")] = "groups",
+    ] = PortalSettings.namespace,
+    owner_claim: Annotated[
+        str, typer.Option(help="ID token claim naming the owner.")
+    ] = PortalSettings.owner_claim,
+    groups_claim: Annotated[
+        str, typer.Option(help="ID token claim listing the user's groups.")
+    ] = PortalSettings.groups_claim,
     admin_group: Annotated[
         str, typer.Option(help="Group whose members see every tenant.")
-    ] = "tispace-admins",
+    ] = PortalSettings.admin_group,
     allowed_group: Annotated[
         list[str] | None, typer.Option(help="Only members of this group may log in (repeat).")
     ] = None,
     allowed_domain: Annotated[
         list[str] | None, typer.Option(help="Only owners in this email domain may log in (repeat).")
     ] = None,
-    session_hours: Annotated[float, typer.Option(help="Hours a login lasts.")] = 12,
-    max_clusters: Annotated[int, typer.Option(help="Clusters per owner.")] = 2,
-    max_instance_cpu: Annotated[float, typer.Option(help="Dev instance cores per owner, all clusters.")] = 16,
-    max_instance_memory_gib: Annotated[int, typer.Option(help="Dev instance memory per owner (GiB).")] = 64,
-    max_instance_disk_gib: Annotated[int, typer.Option(help="Dev instance disk per owner (GiB).")] = 500,
-    instance_image: Annotated[str, typer.Option(help="Default dev instance image (sshd, docker).")] = (
-        "tispace-devbox:latest"
-    ),
-    instance_runtime_class: Annotated[str, typer.Option(help="RuntimeClass of dev instances.")] = "kata",
+    session_hours: Annotated[float, typer.Option(help="Hours a login lasts.")] = PortalSettings.session_hours,
+    max_clusters: Annotated[int, typer.Option(help="Clusters per owner.")] = PortalQuota.clusters,
+    max_instance_cpu: Annotated[
+        float, typer.Option(help="Dev instance cores per owner, all clusters.")
+    ] = PortalQuota.instance_cpu,
+    max_instance_memory_gib: Annotated[
+        int, typer.Option(help="Dev instance memory per owner (GiB).")
+    ] = PortalQuota.instance_memory_gib,
+    max_instance_disk_gib: Annotated[
+        int, typer.Option(help="Dev instance disk per owner (GiB).")
+    ] = PortalQuota.instance_disk_gib,
+    instance_image: Annotated[
+        str, typer.Option(help="Default dev instance image (sshd, docker).")
+    ] = PortalSettings.instance_image,
+    instance_runtime_class: Annotated[
+        str, typer.Option(help="RuntimeClass of dev instances.")
+    ] = PortalSettings.instance_runtime_class,
     instance_storage_class: Annotated[
         str, typer.Option(help="StorageClass of their disks.")
-    ] = "rook-ceph-block",
+    ] = PortalSettings.instance_storage_class,
     ca_file: Annotated[Path | None, typer.Option(help="CA bundle to trust for the provider.")] = None,
     verbose: bool = False,
 ) -> None:
     """Run the self-service portal in the foreground (`tispace up` starts it in the background)."""
     from portal import main, session
-    from portal.settings import Quota, Settings
 
     if not client_secret_file.exists():
         console.print(f"[red]--client-secret-file {client_secret_file} does not exist[/red]")
         raise typer.Exit(2)
     main.main(
-        Settings(
+        PortalSettings(
             super_kubeconfig=super_kubeconfig.resolve(),
             issuer=issuer,
             client_id=client_id,
@@ -379,7 +402,12 @@ def portal(
             allowed_groups=tuple(allowed_group or ()),
             allowed_domains=tuple(allowed_domain or ()),
             session_hours=session_hours,
-            quota=Quota(max_clusters, max_instance_cpu, max_instance_memory_gib, max_instance_disk_gib),
+            quota=PortalQuota(
+                clusters=max_clusters,
+                instance_cpu=max_instance_cpu,
+                instance_memory_gib=max_instance_memory_gib,
+                instance_disk_gib=max_instance_disk_gib,
+            ),
             instance_image=instance_image,
             instance_runtime_class=instance_runtime_class,
             instance_storage_class=instance_storage_class,
@@ -392,28 +420,30 @@ def portal(
 @app.command("vn-agent")
 def vn_agent_cmd(
     super_kubeconfig: Annotated[Path, typer.Option(help="Super cluster whose pods it reaches.")],
-    port: Annotated[int, typer.Option(help="Port virtual nodes advertise as their kubelet's.")] = 10250,
-    listen_host: ListenHost = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port virtual nodes advertise as their kubelet's.")
+    ] = VnAgentSettings.port,
+    listen_host: ListenHost = VnAgentSettings.listen_host,
     state_dir: StateDir = DEFAULT_STATE,
     direct: Annotated[
         bool, typer.Option(help="Reach super kubelets directly, not through the super API server.")
-    ] = False,
+    ] = VnAgentSettings.direct,
     kubelet_client_cert: Annotated[Path | None, typer.Option(help="Direct mode: client cert.")] = None,
     kubelet_client_key: Annotated[Path | None, typer.Option(help="Direct mode: client key.")] = None,
     kubelet_ca: Annotated[Path | None, typer.Option(help="Direct mode: CA of kubelet serving certs.")] = None,
     node_name: Annotated[
         str, typer.Option(help="The one super node this agent serves (as a DaemonSet); empty: every node.")
-    ] = "",
+    ] = VnAgentSettings.node_name,
     egress_socket: Annotated[
         str, typer.Option(help="Local mode: Unix socket of the CONNECT proxy tenant API servers use.")
-    ] = "",
+    ] = VnAgentSettings.egress_socket,
     verbose: bool = False,
 ) -> None:
     """Run vn_agent in the foreground (`tispace up` starts it in the background)."""
     from vn_agent import main
 
     main.main(
-        main.Settings(
+        VnAgentSettings(
             super_kubeconfig=super_kubeconfig.resolve(),
             state_dir=state_dir.resolve(),
             port=port,

@@ -25,6 +25,7 @@ SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
 POD_CIDR = "10.244.0.0/16"
 CLUSTER_DOMAIN = "cluster.local"
+# The classes of the production overlay (kata-rook-ceph), so the programs run on their defaults here.
 RUNTIME_CLASS = "kata"
 STORAGE_CLASS = "rook-ceph-block"
 NODE_ANNOTATION = "kwok.x-k8s.io/node"

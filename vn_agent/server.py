@@ -176,9 +176,9 @@ class Server:
         port: int,
         tls_cert: Path,
         tls_key: Path,
-        direct: ssl.SSLContext | None = None,
-        node_name: str = "",
-        listen_host: str = "127.0.0.1",
+        direct: ssl.SSLContext | None,
+        node_name: str,
+        listen_host: str,
     ) -> None:
         """`direct`: reach super kubelets straight (this TLS context) instead of the super API server.
         `node_name`: the one super node this agent speaks for (a DaemonSet pod); empty: every node."""

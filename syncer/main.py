@@ -99,7 +99,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await web.TCPSite(runner, settings.listen_host, settings.port).start()
     tls = admission.TLS(settings.webhook_host)
     hooks = web.Application()
-    hooks.router.add_post("/services/{namespace}/{name}", admission.Admission(syncer).handle)
+    hooks.router.add_post("/services/{namespace}/{name}", admission.Admission(syncer.tenants, client).handle)
     hook_runner = web.AppRunner(hooks, access_log=None)
     await hook_runner.setup()
     site = web.TCPSite(hook_runner, settings.webhook_host, settings.webhook_port, ssl_context=tls.context)

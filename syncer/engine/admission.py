@@ -13,20 +13,17 @@ import asyncio
 import base64
 import logging
 import ssl
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from aiohttp import web
 
 from syncer.engine.tenant import TenantRuntime
-from syncer.resources import services
-from syncer.resources.table import KINDS
+from syncer.resources import services, simple
 from tispace import naming, pki
 from tispace.kube import resources as r
-from tispace.kube.client import ApiError
-
-if TYPE_CHECKING:
-    from syncer.engine.syncer import Syncer
+from tispace.kube.client import ApiError, Client
 
 log = logging.getLogger("syncer.admission")
 WEBHOOK_NAME = "tispace-host-first-clusterip"
@@ -84,13 +81,15 @@ def review(uid: str, *, patch: list[dict[str, Any]] | None = None, denied: ApiEr
 
 
 class Admission:
-    def __init__(self, syncer: Syncer) -> None:
-        self.syncer = syncer
+    def __init__(self, tenants: Mapping[str, TenantRuntime], super_client: Client) -> None:
+        self.tenants = tenants
+        """The tenants served (a request for another is refused: retry)."""
+        self.super = super_client
 
     async def handle(self, request: web.Request) -> web.Response:
         req = (await request.json(loads=orjson.loads))["request"]
         tenant = f"{request.match_info['namespace']}/{request.match_info['name']}"
-        t = self.syncer.tenants.get(tenant)
+        t = self.tenants.get(tenant)
         obj = req.get("object") or {}
         obj.setdefault("metadata", {}).setdefault("namespace", req.get("namespace"))
         if t is None:
@@ -127,11 +126,11 @@ class Admission:
         sns = desired["metadata"]["namespace"]
         for _ in range(ORPHAN_ATTEMPTS):
             try:
-                return await self.syncer.super.create(r.SERVICES, desired, sns)
+                return await self.super.create(r.SERVICES, desired, sns)
             except ApiError as e:
                 if e.status != 409:
                     raise
-                existing = await self.syncer.super.get_or_none(r.SERVICES, name, sns)
+                existing = await self.super.get_or_none(r.SERVICES, name, sns)
                 if existing is None:
                     continue  # gone in between
                 owner = naming.tenant_key(existing)
@@ -142,7 +141,7 @@ class Admission:
                 if not await self._orphaned(t, existing, ns, name):
                     raise
                 if not existing["metadata"].get("deletionTimestamp"):
-                    await self.syncer.super.delete(r.SERVICES, name, sns, uid=existing["metadata"]["uid"])
+                    await self.super.delete(r.SERVICES, name, sns, uid=existing["metadata"]["uid"])
                 await asyncio.sleep(ORPHAN_WAIT)
         raise ApiError(
             409, {"message": f"the super copy of a deleted Service {ns}/{name} is still going; retry"}, "", ""
@@ -157,13 +156,8 @@ class Admission:
 
     async def _ensure_namespace(self, t: TenantRuntime, ns: str) -> None:
         """The super namespace may not exist yet when a namespace and its Services come in one apply."""
-        kind = KINDS["Namespace"]
         tenant_ns = t.informers["Namespace"].get("", ns) or await t.client.get(r.NAMESPACES, ns)
-        try:
-            await self.syncer.super.create(r.NAMESPACES, kind.to_super(tenant_ns, t.ctx))
-        except ApiError as e:
-            if e.status != 409:
-                raise
+        await self.super.ensure(r.NAMESPACES, simple.namespace_to_super(tenant_ns, t.ctx))
 
 
 def _json(body: bytes) -> web.Response:

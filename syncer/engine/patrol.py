@@ -11,9 +11,9 @@ from collections import Counter
 from collections.abc import Callable
 
 from syncer.engine.informer import Informer
-from syncer.engine.tenant import TenantRuntime, WorkKey
+from syncer.engine.model import SyncedKind, WorkKey
+from syncer.engine.tenant import TenantRuntime
 from syncer.resources.context import Refused
-from syncer.resources.table import KINDS
 from tispace import naming
 
 Verified = dict[tuple[str, str, str, str], tuple[str, str, int]]
@@ -22,6 +22,7 @@ of pairs found in sync: unchanged since, they need no translation on the next pa
 
 
 def drift(
+    kinds: list[SyncedKind],
     t: TenantRuntime,
     super_informers: dict[str, Informer],
     previous: Verified | None = None,
@@ -34,15 +35,14 @@ def drift(
     """
     keys: list[WorkKey] = []
     counts: Counter[str] = Counter()
-    for kind in KINDS.values():
+    for kind in kinds:
+        assert kind.to_super is not None and kind.patch_down is not None
         if not kind.enabled(t.ctx):
             continue
         tenant_cache = t.informers[kind.name].cache
         super_inf = super_informers[kind.name]
         for (ns, name), obj in tenant_cache.items():
-            if kind.skip(obj) or obj["metadata"].get("deletionTimestamp"):
-                continue
-            if kind.name == "Pod" and (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            if kind.skip(obj) or kind.finished(obj) or obj["metadata"].get("deletionTimestamp"):
                 continue
             sns, sname = kind.super_location(ns, name, t.ctx)
             sobj = super_inf.get(sns, sname)
@@ -80,6 +80,7 @@ def drift(
 
 
 def patrol(
+    kinds: list[SyncedKind],
     tenants: list[TenantRuntime],
     super_informers: dict[str, Informer],
     enqueue: Callable[[str, WorkKey], None],
@@ -94,7 +95,7 @@ def patrol(
     for t in tenants:
         if not all(i.synced.is_set() for i in t.informers.values()):
             continue
-        keys, counts = drift(t, super_informers, previous, current)
+        keys, counts = drift(kinds, t, super_informers, previous, current)
         for key in keys:
             enqueue(t.name, key)
         for what, n in counts.items():

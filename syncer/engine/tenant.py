@@ -6,24 +6,19 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from syncer.engine.informer import Informer, Key
+from syncer.engine.model import SyncedKind, WorkKey
 from syncer.resources import nodes
-from syncer.resources.classes import PUBLIC_KINDS
 from syncer.resources.context import TenantContext
-from syncer.resources.table import KINDS
 from tispace import kubeconfig, naming, tenants
-from tispace.kube import resources as r
 from tispace.kube.client import Client
 
 log = logging.getLogger("syncer.tenant")
-
-WorkKey = tuple[str, str, str]
-"""(kind, tenant namespace, tenant name)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +110,7 @@ class TenantRuntime:
         client: Client,
         weight: int,
         enqueue: Callable[[str, WorkKey], None],
+        kinds: Iterable[SyncedKind],
     ) -> None:
         self.name = name
         self.ctx = ctx
@@ -122,22 +118,15 @@ class TenantRuntime:
         self.weight = weight
         self._enqueue = enqueue
         self.informers: dict[str, Informer] = {
-            kind.name: Informer(client, kind.resource, self._on_change(kind.name), name=f"{name}/{kind.name}")
-            for kind in KINDS.values()
-        }
-        self.nodes = Informer(client, r.NODES, self._on_change("Node"), name=f"{name}/Node")
-        self.pvs = Informer(
-            client, r.PVS, self._on_change("PersistentVolume"), name=f"{name}/PersistentVolume"
-        )
-        self.public: dict[str, Informer] = {
-            k.name: Informer(
+            kind.name: Informer(
                 client,
-                k.resource,
-                self._on_change(k.name),
-                label_selector=naming.PUBLIC_SELECTOR,
-                name=f"{name}/{k.name}",
+                kind.resource,
+                self._on_change(kind.name),
+                label_selector=kind.tenant_selector,
+                name=f"{name}/{kind.name}",
             )
-            for k in PUBLIC_KINDS.values()
+            for kind in kinds
+            if kind.tenant_watched
         }
         self.vnode_idle_since: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -149,12 +138,13 @@ class TenantRuntime:
         super_client: Client,
         opts: SyncerOptions,
         enqueue: Callable[[str, WorkKey], None],
+        kinds: Iterable[SyncedKind],
     ) -> TenantRuntime:
         meta = vc["metadata"]
         admin = await tenants.admin_kubeconfig_of(super_client, vc)
         name = f"{meta['namespace']}/{meta['name']}"
         client = Client(kubeconfig.credentials(admin), name=name)
-        return cls(name, context_for(vc, admin, opts), client, weight_of(vc), enqueue)
+        return cls(name, context_for(vc, admin, opts), client, weight_of(vc), enqueue, kinds)
 
     def _on_change(self, kind: str) -> Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]:
         def changed(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
@@ -162,15 +152,12 @@ class TenantRuntime:
 
         return changed
 
-    def all_informers(self) -> list[Informer]:
-        return [*self.informers.values(), self.nodes, self.pvs, *self.public.values()]
-
     def start(self) -> None:
-        for inf in self.all_informers():
+        for inf in self.informers.values():
             self._tasks.append(asyncio.create_task(inf.run(), name=f"informer:{inf.name}"))
 
     async def synced(self) -> None:
-        await asyncio.gather(*(i.synced.wait() for i in self.all_informers()))
+        await asyncio.gather(*(i.synced.wait() for i in self.informers.values()))
 
     def pods_on(self, node: str) -> int:
         return sum(1 for p in self.informers["Pod"].cache.values() if p["spec"].get("nodeName") == node)

@@ -11,8 +11,7 @@ throughput) are what a tenant chooses between, so they are shown.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tispace import naming
@@ -36,7 +35,10 @@ def _meta(obj: dict[str, Any]) -> dict[str, Any]:
     return {"name": meta["name"], "labels": labels, "annotations": annotations}
 
 
-def _copy(res: Resource, *fields: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+Copy = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def copy_fields(res: Resource, *fields: str) -> Copy:
     """A translator copying `fields` (list items carry no apiVersion/kind: the resource names them)."""
 
     def to_tenant(obj: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +50,7 @@ def _copy(res: Resource, *fields: str) -> Callable[[dict[str, Any]], dict[str, A
 
 
 def storage_class(obj: dict[str, Any]) -> dict[str, Any]:
-    out = _copy(
+    out = copy_fields(
         r.STORAGECLASSES, "reclaimPolicy", "volumeBindingMode", "allowVolumeExpansion", "mountOptions"
     )(obj)
     out["provisioner"] = PROVISIONER
@@ -57,35 +59,30 @@ def storage_class(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def volume_attributes_class(obj: dict[str, Any]) -> dict[str, Any]:
-    out = _copy(r.VOLUMEATTRIBUTESCLASSES, "parameters")(obj)
+    out = copy_fields(r.VOLUMEATTRIBUTESCLASSES, "parameters")(obj)
     out["driverName"] = PROVISIONER
     out["metadata"]["annotations"][ANN_PROVISIONER] = obj["driverName"]
     return out
 
 
-@dataclass(frozen=True)
-class PublicKind:
-    name: str
-    resource: Resource
-    to_tenant: Callable[[dict[str, Any]], dict[str, Any]]
+def priority_class(obj: dict[str, Any]) -> dict[str, Any]:
+    return copy_fields(r.PRIORITYCLASSES, "value", "globalDefault", "description", "preemptionPolicy")(obj)
 
 
-PUBLIC_KINDS: dict[str, PublicKind] = {
-    k.name: k
-    for k in (
-        PublicKind("StorageClass", r.STORAGECLASSES, storage_class),
-        PublicKind("VolumeAttributesClass", r.VOLUMEATTRIBUTESCLASSES, volume_attributes_class),
-        PublicKind(
-            "PriorityClass",
-            r.PRIORITYCLASSES,
-            _copy(r.PRIORITYCLASSES, "value", "globalDefault", "description", "preemptionPolicy"),
-        ),
-        PublicKind(
-            "RuntimeClass", r.RUNTIMECLASSES, _copy(r.RUNTIMECLASSES, "handler", "overhead", "scheduling")
-        ),
-        PublicKind("IngressClass", r.INGRESSCLASSES, _copy(r.INGRESSCLASSES, "spec")),
-    )
+def runtime_class(obj: dict[str, Any]) -> dict[str, Any]:
+    return copy_fields(r.RUNTIMECLASSES, "handler", "overhead", "scheduling")(obj)
+
+
+def ingress_class(obj: dict[str, Any]) -> dict[str, Any]:
+    return copy_fields(r.INGRESSCLASSES, "spec")(obj)
+
+
+CONTEXT_CLASSES = {
+    "StorageClass": "public_storage_classes",
+    "IngressClass": "public_ingress_classes",
+    "VolumeAttributesClass": "public_volume_attributes_classes",
 }
+"""Shared classes a tenant object may name, and the TenantContext field that lists them."""
 
 
 def differs(want: dict[str, Any], have: dict[str, Any]) -> bool:
@@ -95,7 +92,7 @@ def differs(want: dict[str, Any], have: dict[str, Any]) -> bool:
     return any((have["metadata"].get(f) or {}) != want["metadata"][f] for f in ("labels", "annotations"))
 
 
-def read_only_policy() -> list[dict[str, Any]]:
+def read_only_policy(resources: Iterable[Resource]) -> list[dict[str, Any]]:
     """A ValidatingAdmissionPolicy (and binding) that keeps the tenant's public copies read-only.
 
     Only TiSpace's own identity may create, change or delete an object carrying the public
@@ -114,12 +111,12 @@ def read_only_policy() -> list[dict[str, Any]]:
                 "matchConstraints": {
                     "resourceRules": [
                         {
-                            "apiGroups": [k.resource.group],
-                            "apiVersions": [k.resource.version],
+                            "apiGroups": [res.group],
+                            "apiVersions": [res.version],
                             "operations": ["CREATE", "UPDATE", "DELETE"],
-                            "resources": [k.resource.plural],
+                            "resources": [res.plural],
                         }
-                        for k in PUBLIC_KINDS.values()
+                        for res in resources
                     ]
                 },
                 "variables": [

@@ -268,6 +268,11 @@ def status_patch(
     return want if want and status_differs(want, tenant_pod) else None
 
 
+def finished(pod: dict[str, Any]) -> bool:
+    """Succeeded, failed or refused: never made again in the super cluster."""
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
 def refused_status(why: Refused) -> dict[str, Any]:
     """How a kubelet reports a pod it will not admit: Failed, with the reason."""
     return {"phase": "Failed", "reason": why.reason, "message": why.message}

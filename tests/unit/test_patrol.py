@@ -3,8 +3,8 @@
 from syncer.engine import patrol
 from syncer.engine.informer import Informer
 from syncer.engine.tenant import TenantRuntime
+from syncer.kinds import DOWN_KINDS, KINDS
 from syncer.resources.context import TenantContext
-from syncer.resources.table import KINDS
 from tispace import kubeconfig, naming
 from tispace.kube.client import Client
 from tispace.naming import RootNamespace
@@ -24,7 +24,7 @@ def cm(name: str, data: dict) -> dict:
 async def test_drift_kinds_are_found_and_queued() -> None:
     client = Client(kubeconfig.Credentials(server="http://127.0.0.1:1", ca_pem=b""))
     try:
-        t = TenantRuntime("t/dev", CTX, client, 1, lambda *_: None)
+        t = TenantRuntime("t/dev", CTX, client, 1, lambda *_: None, KINDS.values())
         supers = {k: Informer(client, KINDS[k].resource, lambda *_: None) for k in KINDS}
         for inf in [*t.informers.values(), *supers.values()]:
             inf.synced.set()
@@ -39,7 +39,7 @@ async def test_drift_kinds_are_found_and_queued() -> None:
         foreign = {"metadata": {"name": "foreign", "namespace": "t-abcdef-dev-app", "labels": {"x": "y"}}}
         scm[("t-abcdef-dev-app", "foreign")] = foreign
 
-        keys, counts = patrol.drift(t, supers)
+        keys, counts = patrol.drift(DOWN_KINDS, t, supers)
         assert sorted(keys) == [
             ("ConfigMap", "app", "changed"),
             ("ConfigMap", "app", "missing"),
@@ -50,7 +50,10 @@ async def test_drift_kinds_are_found_and_queued() -> None:
         queued: list = []
         recorded: list = []
         assert (
-            patrol.patrol([t], supers, lambda n, k: queued.append((n, k)), lambda *a: recorded.append(a)) == 3
+            patrol.patrol(
+                DOWN_KINDS, [t], supers, lambda n, k: queued.append((n, k)), lambda *a: recorded.append(a)
+            )
+            == 3
         )
         assert {n for n, _ in queued} == {"t/dev"} and len(recorded) == 3
 
@@ -59,19 +62,19 @@ async def test_drift_kinds_are_found_and_queued() -> None:
         tcm[("app", "same")]["metadata"]["resourceVersion"] = "5"
         scm[("t-abcdef-dev-app", "same")]["metadata"]["resourceVersion"] = "9"
         first: patrol.Verified = {}
-        patrol.drift(t, supers, {}, first)
+        patrol.drift(DOWN_KINDS, t, supers, {}, first)
         assert first == {("t/dev", "ConfigMap", "app", "same"): ("5", "9", id(t.ctx))}
         scm[("t-abcdef-dev-app", "same")]["data"] = {"a": "tampered"}  # same rv: trusted, skipped
         second: patrol.Verified = {}
-        keys, _ = patrol.drift(t, supers, first, second)
+        keys, _ = patrol.drift(DOWN_KINDS, t, supers, first, second)
         assert ("ConfigMap", "app", "same") not in keys and second == first
         scm[("t-abcdef-dev-app", "same")]["metadata"]["resourceVersion"] = "10"  # changed: checked again
-        keys, _ = patrol.drift(t, supers, second, {})
+        keys, _ = patrol.drift(DOWN_KINDS, t, supers, second, {})
         assert ("ConfigMap", "app", "same") in keys
 
         # Nothing happens while any cache is still listing.
         supers["Pod"].synced.clear()
-        assert patrol.patrol([t], supers, lambda *_: None, lambda *_: None) == 0
+        assert patrol.patrol(DOWN_KINDS, [t], supers, lambda *_: None, lambda *_: None) == 0
         assert naming.tenant_key(foreign) is None
     finally:
         await client.close()

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncer.kinds import KINDS as TABLE
 from syncer.resources import pods, simple
 from syncer.resources.context import Refused, TenantContext
-from syncer.resources.table import KINDS as TABLE
 from tispace import naming
 from tispace.naming import RootNamespace
 

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncer.kinds import DOWN_KINDS, KINDS
 from syncer.resources import pods, volumes
 from syncer.resources.context import CONTROLLER_OWNED, Refused, TenantContext
-from syncer.resources.table import KINDS
 from tispace import naming
 from tispace.naming import RootNamespace
 
@@ -103,7 +103,7 @@ def hostile(kind: str, namespace: str, name: str, labels: dict, annotations: dic
     return obj
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", sorted(k.name for k in DOWN_KINDS))
 @settings(max_examples=60, deadline=None)
 @given(namespace=namespaces, name=dns_label, labels=meta_map, annotations=meta_map, owners=owner_refs)
 def test_a_super_copy_stays_in_its_tenant_and_carries_only_its_marks(

@@ -159,8 +159,8 @@ def ingress(cls: str | None) -> dict:
 
 
 def test_ingress_goes_down_only_with_a_shared_class_and_only_when_opted_in() -> None:
+    from syncer.kinds import KINDS
     from syncer.resources.context import Refused
-    from syncer.resources.table import KINDS
 
     ctx = dataclasses.replace(CTX, public_ingress_classes=frozenset({"nginx"}), opt_in=frozenset({"Ingress"}))
     down = services.ingress_to_super(ingress("nginx"), ctx)

@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 
 from syncer.engine.tenant import quota_of, spec_context
+from syncer.kinds import DOWN_KINDS, KINDS
 from syncer.resources import nodes, simple
 from syncer.resources.context import TenantContext
-from syncer.resources.table import KINDS
 from tispace import naming
 from tispace.naming import RootNamespace
 
@@ -27,21 +27,29 @@ def obj(kind: str, name: str = "x", ns: str = "app", **fields: object) -> dict:
     return {"apiVersion": "v1", "kind": kind, "metadata": meta, **fields}
 
 
-def test_table_lists_the_synced_kinds() -> None:
-    assert list(KINDS) == [
-        "Namespace",
-        "ConfigMap",
-        "Secret",
-        "ServiceAccount",
-        "Pod",
-        "Service",
-        "PersistentVolumeClaim",
-        "Ingress",
-        "Endpoints",
-    ]
+def test_table_lists_the_synced_kinds_with_their_direction() -> None:
+    assert {k.name: k.direction.value for k in KINDS.values()} == {
+        "Namespace": "down",
+        "ConfigMap": "down",
+        "Secret": "down",
+        "ServiceAccount": "down",
+        "Pod": "down",
+        "Service": "down",
+        "PersistentVolumeClaim": "down",
+        "Ingress": "down",
+        "Endpoints": "down",
+        "Event": "up",
+        "PersistentVolume": "up",
+        "Node": "up",
+        "StorageClass": "public",
+        "VolumeAttributesClass": "public",
+        "PriorityClass": "public",
+        "RuntimeClass": "public",
+        "IngressClass": "public",
+    }
 
 
-@pytest.mark.parametrize("kind", [k for k in KINDS if k != "Pod"])
+@pytest.mark.parametrize("kind", [k.name for k in DOWN_KINDS if k.name != "Pod"])
 def test_every_kind_round_trips_through_its_patch(kind: str) -> None:
     row = KINDS[kind]
     fields = {"data": {"k": "dg=="}} if kind in ("ConfigMap", "Secret") else {}
@@ -196,7 +204,7 @@ def test_lease_shape() -> None:
     assert lease["spec"]["leaseDurationSeconds"] == nodes.LEASE_SECONDS
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("kind", [k.name for k in DOWN_KINDS])
 def test_no_kind_carries_forged_ownership_marks_down(kind: str) -> None:
     """A tenant cannot make its super copy look like another tenant's (or like no tenant's)."""
     o = obj(kind, spec={"containers": [{"name": "c", "image": "i"}]}) if kind == "Pod" else obj(kind)

@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from syncer.kinds import PUBLIC_KINDS
 from syncer.resources import classes, volumes
 from syncer.resources.context import Refused, TenantContext
 from tispace import naming
@@ -112,7 +113,7 @@ def test_public_storage_class_copy_names_tispace_as_provisioner() -> None:
         "reclaimPolicy": "Delete",
         "volumeBindingMode": "Immediate",
     }
-    up = classes.PUBLIC_KINDS["StorageClass"].to_tenant(sc)
+    up = classes.storage_class(sc)
     assert up["provisioner"] == classes.PROVISIONER and "parameters" not in up
     assert up["metadata"]["annotations"] == {
         "storageclass.kubernetes.io/is-default-class": "true",
@@ -136,22 +137,21 @@ def test_other_public_kinds_copy_their_fields() -> None:
         "value": 1000,
         "description": "d",
     }
-    assert classes.PUBLIC_KINDS["PriorityClass"].to_tenant(pc)["value"] == 1000
+    assert classes.priority_class(pc)["value"] == 1000
     rc = {
         "apiVersion": "node.k8s.io/v1",
         "kind": "RuntimeClass",
         "metadata": {"name": "kata"},
         "handler": "kata",
     }
-    assert classes.PUBLIC_KINDS["RuntimeClass"].to_tenant(rc)["handler"] == "kata"
+    assert classes.runtime_class(rc)["handler"] == "kata"
 
 
 def test_read_only_policy_covers_every_public_kind() -> None:
-    policy, binding = classes.read_only_policy()
+    policy, binding = classes.read_only_policy(k.resource for k in PUBLIC_KINDS)
     rules = policy["spec"]["matchConstraints"]["resourceRules"]
-    assert sorted(r["resources"][0] for r in rules) == sorted(
-        k.resource.plural for k in classes.PUBLIC_KINDS.values()
-    )
+    assert sorted(r["resources"][0] for r in rules) == sorted(k.resource.plural for k in PUBLIC_KINDS)
+    assert len(PUBLIC_KINDS) == 5
     assert binding["spec"]["policyName"] == policy["metadata"]["name"]
     assert binding["spec"]["validationActions"] == ["Deny"]
 
@@ -248,6 +248,6 @@ def test_public_attributes_class_copy_names_tispace_as_driver_and_shows_its_para
         "driverName": "rook-ceph.rbd.csi.ceph.com",
         "parameters": {"iops": "6000"},
     }
-    up = classes.PUBLIC_KINDS["VolumeAttributesClass"].to_tenant(vac)
+    up = classes.volume_attributes_class(vac)
     assert up["driverName"] == classes.PROVISIONER and up["parameters"] == {"iops": "6000"}
     assert up["metadata"]["annotations"] == {classes.ANN_PROVISIONER: "rook-ceph.rbd.csi.ceph.com"}

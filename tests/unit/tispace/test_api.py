@@ -4,7 +4,7 @@ import yaml
 
 from tispace import api, rbac
 
-CONFIG = Path(__file__).resolve().parents[2] / "config" / "crd"
+CONFIG = Path(__file__).resolve().parents[3] / "config" / "crd"
 
 
 def test_committed_crds_match_the_code() -> None:
@@ -24,7 +24,7 @@ def test_virtualcluster_columns_and_status() -> None:
 
 
 def test_samples_use_only_fields_the_schema_knows() -> None:
-    samples = Path(__file__).resolve().parents[2] / "config" / "samples"
+    samples = Path(__file__).resolve().parents[3] / "config" / "samples"
     schemas = {"VirtualCluster": api.VIRTUALCLUSTER_SPEC, "ClusterVersion": api.CLUSTERVERSION_SPEC}
     for f in samples.glob("*.yaml"):
         doc = yaml.safe_load(f.read_text())

@@ -1,0 +1,184 @@
+"""Which tenants this replica serves: every Running VirtualCluster (or, with shards, those that hash
+to it and whose Lease it holds). Serving starts a tenant's informers; stopping deletes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from syncer.engine.informer import Informer, Key
+from syncer.engine.metrics import Metrics
+from syncer.engine.model import SyncedKind, WorkKey
+from syncer.engine.queue import FairQueue
+from syncer.engine.shard import Shard
+from syncer.engine.tenant import (
+    SyncerOptions,
+    TenantRuntime,
+    concurrency_of,
+    rate_of,
+    spec_context,
+    weight_of,
+)
+from tispace import api
+from tispace.kube import resources as r
+from tispace.kube.client import ApiError, Client
+
+log = logging.getLogger("syncer")
+SERVE_PERIOD = 10.0
+"""How often Running VirtualClusters that are not served yet (their first connect failed) are retried."""
+
+
+def running(vc: dict[str, Any] | None) -> bool:
+    return vc is not None and (vc.get("status") or {}).get("phase") == api.Phase.RUNNING
+
+
+class Serving:
+    def __init__(
+        self,
+        super_client: Client,
+        opts: SyncerOptions,
+        queue: FairQueue[WorkKey],
+        metrics: Metrics,
+        kinds: Iterable[SyncedKind],
+        shard: Shard | None,
+        *,
+        enqueue: Callable[[str, WorkKey], None],
+        started: Callable[[TenantRuntime], Awaitable[None]],
+        changed: Callable[[TenantRuntime], None],
+        stopped: Callable[[str], None],
+    ) -> None:
+        self.super = super_client
+        self.opts = opts
+        self.queue = queue
+        self.metrics = metrics
+        self.kinds = list(kinds)
+        self.shard = shard
+        """With several replicas: which tenants are this one's (None: every tenant)."""
+        self._enqueue = enqueue
+        self._started = started
+        """Called before a tenant's informers start; an OSError or TimeoutError there stops serving it."""
+        self._changed = changed
+        """Called when a served tenant's context changed (new rules for every object)."""
+        self._stopped = stopped
+        self.tenants: dict[str, TenantRuntime] = {}
+        self.by_root: dict[str, str] = {}
+        self.vcs = Informer(super_client, r.VIRTUALCLUSTERS, self._on_vc, name="super/VirtualCluster")
+        self._lock = asyncio.Lock()
+        self._vc_tasks: set[asyncio.Task[None]] = set()
+        """VirtualCluster events being handled (referenced, so they are not collected mid-way)."""
+
+    def _on_vc(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        task = asyncio.get_running_loop().create_task(self.reconcile_vc(f"{key[0]}/{key[1]}"))
+        self._vc_tasks.add(task)
+        task.add_done_callback(self._vc_tasks.discard)
+
+    def unserved(self) -> list[str]:
+        """Running VirtualClusters this replica does not serve (yet)."""
+        return [
+            f"{ns}/{name}"
+            for (ns, name), vc in list(self.vcs.cache.items())
+            if f"{ns}/{name}" not in self.tenants and running(vc)
+        ]
+
+    async def reconcile_vc(self, name: str) -> None:
+        """Serve a tenant while its VirtualCluster is Running; stop serving (never delete) otherwise.
+        The VirtualCluster is read under the lock: an event handled late must not act on an old copy."""
+        async with self._lock:
+            vc = self.vcs.get(*name.split("/", 1))
+            current = self.tenants.get(name)
+            if running(vc) and current is None and await self._claim(name):
+                assert vc is not None
+                await self._serve(name, vc)
+            elif running(vc) and current is not None and vc is not None:
+                current.weight = weight_of(vc)
+                ctx = spec_context(current.ctx, vc, self.opts.node_selector)
+                if ctx != current.ctx:
+                    current.ctx = ctx
+                    self._changed(current)
+                self.queue.set_weight(
+                    name, current.weight, concurrency_of(vc, self.opts.tenant_concurrency), rate_of(vc)
+                )
+            elif not running(vc) and current is not None:
+                await self._stop(name)
+
+    async def _serve(self, name: str, vc: dict[str, Any]) -> None:
+        try:
+            t = await TenantRuntime.connect(vc, self.super, self.opts, self._enqueue, self.kinds)
+        except (ApiError, OSError, TimeoutError) as e:
+            log.warning("tenant %s not served yet (retried in %.0fs): %s", name, SERVE_PERIOD, e)
+            return
+        self.tenants[name] = t
+        self.by_root[t.ctx.root] = name
+        self.queue.set_weight(name, t.weight, concurrency_of(vc, self.opts.tenant_concurrency), rate_of(vc))
+        try:
+            await self._started(t)
+        except (OSError, TimeoutError) as e:  # its API server went away: try again later
+            log.warning("tenant %s not served yet (retried in %.0fs): %s", name, SERVE_PERIOD, e)
+            await self._stop(name)
+            return
+        t.start()
+        log.info("serving tenant %s (root %s)", name, t.ctx.root)
+        self.metrics.tenants.set(len(self.tenants))
+
+    async def _claim(self, name: str) -> bool:
+        """Whether this replica may serve the tenant now (its hash owner, holding its Lease)."""
+        return self.shard is None or (self.shard.mine(name) and await self.shard.acquire(name))
+
+    async def stop(self, name: str) -> None:
+        async with self._lock:
+            await self._stop(name)
+
+    async def _stop(self, name: str) -> None:
+        """Stop the tenant's informers and hand its Lease back; nothing in either cluster is deleted."""
+        current = self.tenants.pop(name, None)
+        if current is None:
+            return
+        self.by_root.pop(current.ctx.root, None)
+        self.queue.remove_tenant(name)
+        self._stopped(name)
+        await current.stop()
+        if self.shard is not None:
+            try:
+                await self.shard.release(name)
+            except (ApiError, OSError, TimeoutError) as e:  # its Lease then expires instead
+                log.warning("tenant %s: Lease not handed back: %s", name, e)
+        self.metrics.tenants.set(len(self.tenants))
+        log.info("stopped serving tenant %s", name)
+
+    async def shard_loop(self, shard: Shard) -> None:
+        """Heartbeat; serve the tenants that hash to this replica, hand back the others.
+
+        A replica that cannot renew a tenant's Lease in time stops serving it, as a leader that
+        cannot renew stops leading: by then another replica may own it.
+        """
+        renewed: dict[str, float] = {}
+        while True:
+            try:
+                await shard.heartbeat()
+                for name in list(self.tenants):
+                    if shard.mine(name) and await shard.acquire(name):
+                        renewed[name] = time.monotonic()
+                    else:
+                        await self.stop(name)
+                for name in self.unserved():
+                    if shard.mine(name):
+                        await self.reconcile_vc(name)
+            except (ApiError, OSError, TimeoutError) as e:
+                log.warning("shard heartbeat failed: %s", e)
+            for name in list(self.tenants):
+                since = time.monotonic() - renewed.setdefault(name, time.monotonic())
+                if since > shard.duration * 2 / 3:
+                    await self.stop(name)
+            for name in [n for n in renewed if n not in self.tenants]:
+                del renewed[name]
+            await asyncio.sleep(shard.renew_period)
+
+    async def serve_loop(self) -> None:
+        """Without shards: serve Running VirtualClusters whose first connect failed."""
+        while True:
+            await asyncio.sleep(SERVE_PERIOD)
+            for name in self.unserved():
+                await self.reconcile_vc(name)

@@ -1,0 +1,69 @@
+"""Virtual nodes' heartbeat: every node's Lease renewed, idle on-demand nodes removed.
+
+A virtual node's status comes from its super node (the Node row of the table); what a kubelet
+does on its own, the Lease, is done here for every tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+
+from syncer.engine.informer import Informer
+from syncer.engine.tenant import TenantRuntime
+from syncer.resources import nodes
+from tispace import leases
+from tispace.kube import resources as r
+from tispace.kube.client import ApiError
+
+log = logging.getLogger("syncer.nodes")
+NODE_PERIOD = 10.0
+VNODE_GRACE = 30.0
+"""An on-demand node without pods stays this long (a pod replaced right away keeps it)."""
+
+
+def selected(t: TenantRuntime, super_node: dict | None) -> bool:  # type: ignore[type-arg]
+    return super_node is not None and nodes.selects(t.ctx.node_selector, super_node)
+
+
+async def node_loop(tenants: Mapping[str, TenantRuntime], super_nodes: Informer) -> None:
+    """Renew every virtual node's Lease; remove nodes no tenant pod uses any more."""
+    while True:
+        for t in list(tenants.values()):
+            vnodes = t.informers["Node"]
+            if not vnodes.synced.is_set():
+                continue
+            now = leases.micro_now()
+            for _, name in list(vnodes.cache):
+                if tenants.get(t.name) is not t:
+                    break  # no longer served (its client is closed)
+                try:
+                    if t.pods_on(name) == 0 and not selected(t, super_nodes.get("", name)):
+                        idle = t.vnode_idle_since.setdefault(name, time.monotonic())
+                        if time.monotonic() - idle > VNODE_GRACE:
+                            await t.client.delete(r.NODES, name)
+                            t.vnode_idle_since.pop(name, None)
+                            continue
+                    else:
+                        t.vnode_idle_since.pop(name, None)
+                    await renew_lease(t, name, now)
+                except Exception as e:  # noqa: BLE001 - one tenant's trouble must not stop the others' leases
+                    log.warning(
+                        "virtual node %s: %s",
+                        name,
+                        e,
+                        extra={"tenant": t.name, "kind": "Node", "object": name},
+                    )
+        await asyncio.sleep(NODE_PERIOD)
+
+
+async def renew_lease(t: TenantRuntime, name: str, now: str) -> None:
+    spec = {"renewTime": now, "holderIdentity": name, "leaseDurationSeconds": nodes.LEASE_SECONDS}
+    try:
+        await t.client.patch(r.LEASES, name, {"spec": spec}, "kube-node-lease")
+    except ApiError as e:
+        if e.status != 404:
+            raise
+        await t.client.create(r.LEASES, nodes.lease(name, now), "kube-node-lease")

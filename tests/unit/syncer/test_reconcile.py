@@ -1,0 +1,500 @@
+"""The one reconcile, run in memory over every kind of the table with a fake View and fake Effects.
+
+A new kind gets these cases by being a row: a down kind is created, left alone when in sync,
+patched when changed, deleted when its tenant object goes, replaced when the tenant object was
+recreated, never touched when another tenant owns the super copy, and told when refused; an up or
+public kind is copied, left alone, replaced or removed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import pytest
+
+from syncer.engine import reconcile as rec
+from syncer.engine.model import Direction, Later, NotYet, Obj, SyncedKind, Write
+from syncer.kinds import DOWN_KINDS, KINDS, PUBLIC_KINDS
+from syncer.resources.context import TenantContext
+from tispace import naming
+from tispace.kube.client import ApiError
+from tispace.naming import RootNamespace
+
+CTX = TenantContext(
+    root=RootNamespace("t-abcdef-dev"),
+    vc_name="dev",
+    vc_namespace="t",
+    opt_in=frozenset(k.name for k in KINDS.values() if k.opt_in),
+)
+OTHER = RootNamespace("t-123456-other")
+
+SPECS: dict[str, dict[str, Any]] = {
+    "ConfigMap": {"data": {"a": "1"}},
+    "Secret": {"data": {"k": "dg=="}, "type": "Opaque"},
+    "Pod": {"spec": {"containers": [{"name": "c", "image": "busybox:1"}]}},
+    "Service": {"spec": {"ports": [{"port": 80}], "selector": {"app": "web"}}},
+    "PersistentVolumeClaim": {
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    },
+    "Ingress": {"spec": {"rules": [{"host": "web.example"}]}},
+    "Endpoints": {"subsets": [{"addresses": [{"ip": "10.0.0.1"}]}]},
+}
+"""What a tenant object of each kind carries besides metadata (a new kind without a line gets none)."""
+
+
+def tenant_obj(kind: SyncedKind, uid: str = "uid-1") -> Obj:
+    meta: dict[str, Any] = {"name": "web", "uid": uid, "labels": {"app": "web"}, "resourceVersion": "1"}
+    if kind.resource.namespaced:
+        meta["namespace"] = "app"
+    obj = {"apiVersion": kind.resource.api_version, "kind": kind.resource.kind, "metadata": meta}
+    return {**obj, **copy.deepcopy(SPECS.get(kind.name, {}))}
+
+
+class FakeView:
+    def __init__(self, ctx: TenantContext = CTX) -> None:
+        self.ctx = ctx
+        self.tenant_objs: dict[tuple[str, str, str], Obj] = {}
+        self.super_objs: dict[tuple[str, str, str], Obj] = {}
+        self.is_synced = True
+
+    def tenant(self, kind: str, namespace: str, name: str) -> Obj | None:
+        return self.tenant_objs.get((kind, namespace, name))
+
+    def super(self, kind: str, namespace: str, name: str) -> Obj | None:
+        return self.super_objs.get((kind, namespace, name))
+
+    def synced(self, kind: SyncedKind) -> bool:
+        return self.is_synced
+
+    def namespace_taken(self, super_ns: str) -> bool:
+        ns = self.super("Namespace", "", super_ns)
+        return ns is not None and (naming.tenant_key(ns) or ("",))[0] != self.ctx.root
+
+    def quota_in_force(self, super_ns: str) -> bool:
+        return True
+
+    def token_due(self, super_pod: Obj) -> bool:
+        return False
+
+
+class FakeEffects:
+    def __init__(self, conflicts: bool = False) -> None:
+        self.writes: list[Write] = []
+        self.conflicts = conflicts
+        """Creates find the object there (409)."""
+
+    async def write(self, w: Write) -> Obj | None:
+        self.writes.append(w)
+        if w.verb == "create" and self.conflicts:
+            if w.conflict_ok:
+                return None
+            raise ApiError(409, {"message": "exists"}, "POST", w.name)
+        if w.verb == "create":
+            assert w.body is not None
+            made = copy.deepcopy(w.body)
+            made.setdefault("metadata", {})["uid"] = "made-" + w.name
+            return made
+        return None
+
+    def update_context(self, **changes: Any) -> None:
+        pass
+
+    def token_made(self, uid: str) -> None:
+        pass
+
+    def on(self, side: str) -> list[tuple[str, str]]:
+        return [(w.verb, w.resource.kind) for w in self.writes if w.side == side]
+
+
+def super_copy(
+    kind: SyncedKind, tobj: Obj, root: RootNamespace = CTX.root
+) -> tuple[tuple[str, str, str], Obj]:
+    assert kind.to_super is not None
+    ctx = dataclasses.replace(CTX, root=root)
+    sobj = kind.to_super(tobj, ctx)
+    sobj["metadata"]["uid"] = "super-uid"
+    sns, sname = kind.super_location(tobj["metadata"].get("namespace", ""), tobj["metadata"]["name"], CTX)
+    return (kind.name, sns, sname), sobj
+
+
+def key_of(obj: Obj) -> tuple[str, str]:
+    return obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+
+
+def with_tenant(kind: SyncedKind, tobj: Obj | None = None) -> FakeView:
+    view = FakeView()
+    tobj = tobj or tenant_obj(kind)
+    view.tenant_objs[(kind.name, *key_of(tobj))] = tobj
+    return view
+
+
+DOWN = [pytest.param(k, id=k.name) for k in DOWN_KINDS]
+
+
+@pytest.mark.parametrize("kind", DOWN)
+async def test_a_new_tenant_object_is_created_in_its_super_namespace_with_our_marks(kind: SyncedKind) -> None:
+    view, fx = with_tenant(kind), FakeEffects()
+    await rec.reconcile(kind, key_of(tenant_obj(kind)), view, fx)
+    creates = [w for w in fx.writes if w.side == "super" and w.verb == "create"]
+    assert len(creates) == 1
+    body = creates[0].body
+    assert body is not None
+    assert body["metadata"]["labels"][naming.LABEL_TENANT] == CTX.root
+    assert body["metadata"]["annotations"][naming.ANN_UID] == "uid-1"
+    assert creates[0].namespace == (CTX.super_ns("app") if kind.resource.namespaced else None)
+    assert not [w for w in fx.writes if w.side == "super" and w.verb == "delete"]
+
+
+@pytest.mark.parametrize("kind", DOWN)
+async def test_a_copy_in_sync_is_left_alone_and_a_change_is_patched(kind: SyncedKind) -> None:
+    tobj = tenant_obj(kind)
+    view = with_tenant(kind, tobj)
+    key, sobj = super_copy(kind, tobj)
+    view.super_objs[key] = sobj
+    fx = FakeEffects()
+    await rec.reconcile(kind, key_of(tobj), view, fx)
+    assert fx.writes == []
+
+    tobj["metadata"]["labels"]["team"] = "db"
+    fx = FakeEffects()
+    await rec.reconcile(kind, key_of(tobj), view, fx)
+    assert fx.on("super") == [("patch", kind.resource.kind)]
+    assert fx.writes[0].body["metadata"]["labels"]["team"] == "db"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("kind", DOWN)
+async def test_a_tenant_object_gone_takes_its_super_copy_with_it(kind: SyncedKind) -> None:
+    tobj = tenant_obj(kind)
+    view = FakeView()
+    key, sobj = super_copy(kind, tobj)
+    view.super_objs[key] = sobj
+    fx = FakeEffects()
+    await rec.reconcile(kind, key_of(tobj), view, fx)
+    assert fx.on("super") == [("delete", kind.resource.kind)]
+    assert fx.writes[0].uid == "super-uid"  # never a namesake made in between
+
+
+@pytest.mark.parametrize("kind", DOWN)
+async def test_a_tenant_object_being_deleted_deletes_down_with_its_grace(kind: SyncedKind) -> None:
+    tobj = tenant_obj(kind)
+    tobj["metadata"] |= {"deletionTimestamp": "2026-01-01T00:00:00Z", "deletionGracePeriodSeconds": 7}
+    view = with_tenant(kind, tobj)
+    key, sobj = super_copy(kind, tobj)
+    view.super_objs[key] = sobj
+    fx = FakeEffects()
+    await rec.reconcile(kind, key_of(tobj), view, fx)
+    assert [(w.side, w.verb, w.grace) for w in fx.writes] == [("super", "delete", 7)]
+
+    del view.super_objs[key]  # the super copy is gone: a graceful kind finishes the tenant delete
+    fx = FakeEffects()
+    await rec.reconcile(kind, key_of(tobj), view, fx)
+    assert fx.on("tenant") == ([("delete", kind.resource.kind)] if kind.graceful else [])
+
+
+@pytest.mark.parametrize("kind", DOWN)
+async def test_a_recreated_tenant_object_replaces_the_old_super_copy_first(kind: SyncedKind) -> None:
+    old = tenant_obj(kind, uid="old-uid")
+    view = with_tenant(kind, tenant_obj(kind, uid="new-uid"))
+    key, sobj = super_copy(kind, old)
+    view.super_objs[key] = sobj
+    fx = FakeEffects()
+    with pytest.raises(Later):
+        await rec.reconcile(kind, key_of(old), view, fx)
+    assert [(w.side, w.verb, w.uid, w.grace) for w in fx.writes] == [("super", "delete", "super-uid", 0)]
+
+
+@pytest.mark.parametrize("kind", DOWN)
+async def test_a_super_object_of_another_tenant_is_never_touched(kind: SyncedKind) -> None:
+    tobj = tenant_obj(kind)
+    for view in (with_tenant(kind, tobj), FakeView()):  # whether or not our tenant has that object
+        key, sobj = super_copy(kind, tobj, root=OTHER)
+        view.super_objs[key] = sobj
+        fx = FakeEffects()
+        await rec.reconcile(kind, key_of(tobj), view, fx)
+        assert fx.writes == []
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, id=k.name) for k in DOWN_KINDS if k.resource.namespaced])
+async def test_nothing_is_made_in_a_super_namespace_another_tenant_owns(kind: SyncedKind) -> None:
+    view = with_tenant(kind)
+    ns = KINDS["Namespace"]
+    _, foreign = super_copy(ns, tenant_obj(ns) | {"metadata": {"name": "app", "uid": "x"}}, root=OTHER)
+    view.super_objs[("Namespace", "", CTX.super_ns("app"))] = foreign
+    fx = FakeEffects()
+    await rec.reconcile(kind, key_of(tenant_obj(kind)), view, fx)
+    assert fx.on("super") == []
+    assert [w.body["reason"] for w in fx.writes] == ["NamespaceTaken"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("kind", DOWN)
+async def test_a_refusal_by_the_super_cluster_is_told_to_the_tenant(kind: SyncedKind) -> None:
+    view, fx = with_tenant(kind), FakeEffects()
+    err = ApiError(422, {"message": "spec.x: Invalid value"}, "POST", "web")
+    await rec.rejected(kind, key_of(tenant_obj(kind)), view, fx, err)
+    event = fx.writes[0]
+    assert (event.side, event.verb, event.resource.kind, event.best_effort) == (
+        "tenant",
+        "create",
+        "Event",
+        True,
+    )
+    assert event.body is not None and event.body["reason"] == "SyncRejected"
+    assert "spec.x: Invalid value" in event.body["message"]
+    assert event.body["involvedObject"]["uid"] == "uid-1"
+
+
+@pytest.mark.parametrize("kind", list(KINDS.values()), ids=list(KINDS))
+async def test_nothing_is_done_on_half_listed_caches(kind: SyncedKind) -> None:
+    view, fx = with_tenant(kind) if kind.direction is Direction.DOWN else FakeView(), FakeEffects()
+    view.is_synced = False
+    with pytest.raises(Later):
+        await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert fx.writes == []
+
+
+async def test_a_kind_a_tenant_did_not_opt_into_is_removed_from_the_super_cluster() -> None:
+    kind = next(k for k in DOWN_KINDS if k.opt_in)
+    tobj = tenant_obj(kind)
+    view = with_tenant(kind, tobj)
+    view.ctx = dataclasses.replace(CTX, opt_in=frozenset())
+    key, sobj = super_copy(kind, tobj)
+    view.super_objs[key] = sobj
+    fx = FakeEffects()
+    await rec.reconcile(kind, key_of(tobj), view, fx)
+    assert fx.on("super") == [("delete", kind.resource.kind)]
+
+
+REFUSED = {
+    "Pod": {"spec": {"hostNetwork": True, "containers": [{"name": "c", "image": "busybox:1"}]}},
+    "Ingress": {"spec": {"ingressClassName": "private"}},
+    "PersistentVolumeClaim": {"spec": {"storageClassName": "private", "resources": {}}},
+}
+"""Objects of the kinds whose translation refuses some (host access, classes not shared)."""
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+async def test_a_refused_translation_is_told_to_the_tenant_and_nothing_goes_down(name: str) -> None:
+    kind = KINDS[name]
+    tobj = tenant_obj(kind) | copy.deepcopy(REFUSED[name])
+    view, fx = with_tenant(kind, tobj), FakeEffects()
+    await rec.reconcile(kind, key_of(tobj), view, fx)
+    assert fx.on("super") == []
+    events = [w.body for w in fx.writes if w.resource.kind == "Event"]
+    assert len(events) == 1 and events[0] is not None and events[0]["type"] == "Warning"
+    if kind.hooks.on_refused:  # a pod is reported Failed with the reason, as a kubelet does
+        status = [w.body for w in fx.writes if w.subresource == "status"]
+        assert status and status[0]["status"]["phase"] == "Failed"  # type: ignore[index]
+
+
+# --- public and up kinds ---------------------------------------------------------------------------
+def shared_class(kind: SyncedKind, **extra: Any) -> Obj:
+    return {
+        "apiVersion": kind.resource.api_version,
+        "kind": kind.resource.kind,
+        "metadata": {"name": "fast", "uid": "s-uid", "labels": {naming.LABEL_PUBLIC: "true"}},
+        "provisioner": "rbd.csi.ceph.com",
+        "driverName": "rbd.csi.ceph.com",
+        "value": 1000,
+        "handler": "kata",
+        "spec": {"controller": "nginx"},
+        **extra,
+    }
+
+
+PUBLIC = [pytest.param(k, id=k.name) for k in PUBLIC_KINDS]
+
+
+@pytest.mark.parametrize("kind", PUBLIC)
+async def test_a_shared_class_is_copied_left_alone_replaced_when_stale_and_removed(kind: SyncedKind) -> None:
+    assert kind.to_tenant is not None
+    view = FakeView()
+    source = shared_class(kind)
+    view.super_objs[(kind.name, "", "fast")] = source
+    fx = FakeEffects()
+    await rec.reconcile(kind, ("", "fast"), view, fx)
+    assert fx.on("tenant") == [("create", kind.resource.kind)]
+    copy_ = fx.writes[0].body
+    assert copy_ is not None and copy_["metadata"]["labels"][naming.LABEL_PUBLIC] == "true"
+
+    view.tenant_objs[(kind.name, "", "fast")] = copy_ | {"metadata": copy_["metadata"] | {"uid": "t-uid"}}
+    fx = FakeEffects()
+    await rec.reconcile(kind, ("", "fast"), view, fx)
+    assert fx.writes == []
+
+    view.super_objs[(kind.name, "", "fast")]["metadata"]["annotations"] = {
+        "storageclass.kubernetes.io/is-default-class": "true",
+        "ingressclass.kubernetes.io/is-default-class": "true",
+    }
+    fx = FakeEffects()
+    await rec.reconcile(kind, ("", "fast"), view, fx)
+    assert fx.on("tenant") == [("delete", kind.resource.kind), ("create", kind.resource.kind)]
+
+    del view.super_objs[(kind.name, "", "fast")]
+    fx = FakeEffects()
+    await rec.reconcile(kind, ("", "fast"), view, fx)
+    assert [(w.verb, w.uid) for w in fx.writes] == [("delete", "t-uid")]
+
+
+@pytest.mark.parametrize("kind", PUBLIC)
+async def test_a_tenant_class_of_the_same_name_is_reported_not_overwritten(kind: SyncedKind) -> None:
+    view = FakeView()
+    view.super_objs[(kind.name, "", "fast")] = shared_class(kind)
+    with pytest.raises(ApiError, match="the tenant has its own"):
+        await rec.reconcile(kind, ("", "fast"), view, FakeEffects(conflicts=True))
+
+
+def super_node(name: str = "n1", zone: str = "a") -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "uid": "n-uid", "labels": {"topology.kubernetes.io/zone": zone}},
+        "status": {"capacity": {"cpu": "8"}, "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+async def test_a_selected_super_node_is_a_virtual_node_that_follows_it() -> None:
+    kind = KINDS["Node"]
+    view = FakeView(dataclasses.replace(CTX, node_selector={}))
+    view.super_objs[("Node", "", "n1")] = super_node()
+    fx = FakeEffects()
+    await rec.reconcile(kind, ("", "n1"), view, fx)
+    assert fx.on("tenant") == [("create", "Node")]
+    vnode = fx.writes[0].body
+    assert vnode is not None
+    view.tenant_objs[("Node", "", "n1")] = vnode
+
+    fx = FakeEffects()
+    await rec.reconcile(kind, ("", "n1"), view, fx)
+    assert fx.writes == []
+
+    view.super_objs[("Node", "", "n1")] = super_node(zone="b")
+    view.super_objs[("Node", "", "n1")]["status"]["capacity"] = {"cpu": "16"}
+    fx = FakeEffects()
+    await rec.reconcile(kind, ("", "n1"), view, fx)
+    assert [(w.verb, w.subresource) for w in fx.writes] == [("patch", "status"), ("patch", None)]
+
+    del view.super_objs[("Node", "", "n1")]  # idle nodes are the node loop's to remove
+    fx = FakeEffects()
+    await rec.reconcile(kind, ("", "n1"), view, fx)
+    assert fx.writes == []
+
+
+async def test_an_unselected_super_node_is_not_made_in_a_tenant_on_demand() -> None:
+    view = FakeView()
+    view.super_objs[("Node", "", "n1")] = super_node()
+    fx = FakeEffects()
+    await rec.reconcile(KINDS["Node"], ("", "n1"), view, fx)
+    assert fx.writes == []
+
+
+def bound_volume(view: FakeView) -> Obj:
+    """A tenant claim, its super copy, and the super PV bound to it."""
+    claim_kind = KINDS["PersistentVolumeClaim"]
+    claim = tenant_obj(claim_kind)
+    view.tenant_objs[("PersistentVolumeClaim", "app", "web")] = claim
+    key, super_claim = super_copy(claim_kind, claim)
+    view.super_objs[key] = super_claim
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": "pv-1", "uid": "pv-uid"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "csi": {"driver": "rbd", "volumeHandle": "h"},
+            "persistentVolumeReclaimPolicy": "Delete",
+            "claimRef": {"namespace": key[1], "name": key[2], "uid": "super-uid"},
+        },
+    }
+    view.super_objs[("PersistentVolume", "", "pv-1")] = pv
+    return pv
+
+
+async def test_a_volume_bound_to_a_tenant_claim_comes_up_follows_and_goes() -> None:
+    kind = KINDS["PersistentVolume"]
+    view = FakeView()
+    pv = bound_volume(view)
+    fx = FakeEffects()
+    await rec.reconcile(kind, ("", "pv-1"), view, fx)
+    assert fx.on("tenant") == [("create", "PersistentVolume")]
+    tenant_pv = fx.writes[0].body
+    assert tenant_pv is not None and tenant_pv["spec"]["claimRef"]["uid"] == "uid-1"
+    view.tenant_objs[("PersistentVolume", "", "pv-1")] = tenant_pv | {
+        "metadata": tenant_pv["metadata"] | {"uid": "tpv"}
+    }
+
+    pv["spec"]["capacity"] = {"storage": "2Gi"}  # resized in the super cluster
+    view.tenant_objs[("PersistentVolume", "", "pv-1")]["spec"]["persistentVolumeReclaimPolicy"] = "Retain"
+    fx = FakeEffects()
+    await rec.reconcile(kind, ("", "pv-1"), view, fx)
+    assert [(w.side, w.verb) for w in fx.writes] == [("tenant", "patch"), ("super", "patch")]
+    assert fx.writes[0].body == {"spec": {"capacity": {"storage": "2Gi"}}}
+    assert fx.writes[1].body == {"spec": {"persistentVolumeReclaimPolicy": "Retain"}}
+
+    del view.super_objs[("PersistentVolume", "", "pv-1")]
+    fx = FakeEffects()
+    await rec.reconcile(kind, ("", "pv-1"), view, fx)
+    assert [(w.verb, w.uid) for w in fx.writes] == [("delete", "tpv")]
+
+
+async def test_a_tenant_own_volume_is_never_touched() -> None:
+    view = FakeView()
+    bound_volume(view)
+    view.tenant_objs[("PersistentVolume", "", "pv-1")] = {
+        "metadata": {"name": "pv-1", "uid": "own"},
+        "spec": {},
+    }
+    fx = FakeEffects()
+    await rec.reconcile(KINDS["PersistentVolume"], ("", "pv-1"), view, fx)
+    assert fx.writes == []
+
+
+async def test_an_event_about_a_synced_pod_comes_up_and_a_repeat_updates_it() -> None:
+    kind = KINDS["Event"]
+    view = FakeView()
+    pod_kind = KINDS["Pod"]
+    pod = tenant_obj(pod_kind)
+    view.tenant_objs[("Pod", "app", "web")] = pod
+    key, super_pod = super_copy(pod_kind, pod)
+    view.super_objs[key] = super_pod
+    event = {
+        "metadata": {"name": "web.1", "namespace": key[1]},
+        "involvedObject": {"kind": "Pod", "name": "web", "namespace": key[1]},
+        "reason": "Pulled",
+        "message": f"pulled for {key[1]}/web",
+        "count": 1,
+        "lastTimestamp": "2026-01-01T00:00:00Z",
+    }
+    view.super_objs[("Event", key[1], "web.1")] = event
+    fx = FakeEffects()
+    await rec.reconcile(kind, (key[1], "web.1"), view, fx)
+    assert [(w.verb, w.namespace) for w in fx.writes] == [("create", "app")]
+    assert fx.writes[0].body["message"] == "pulled for app/web"  # type: ignore[index]
+
+    event["count"] = 2
+    fx = FakeEffects(conflicts=True)
+    await rec.reconcile(kind, (key[1], "web.1"), view, fx)
+    assert [w.verb for w in fx.writes] == ["create", "patch"]
+    assert fx.writes[1].body["count"] == 2  # type: ignore[index]
+
+
+async def test_an_event_about_another_tenant_object_stays_in_the_super_cluster() -> None:
+    view = FakeView()
+    pod_kind = KINDS["Pod"]
+    key, super_pod = super_copy(pod_kind, tenant_obj(pod_kind), root=OTHER)
+    view.super_objs[key] = super_pod
+    event = {"metadata": {"name": "e", "namespace": key[1]}, "involvedObject": {"kind": "Pod", "name": "web"}}
+    view.super_objs[("Event", key[1], "e")] = event
+    fx = FakeEffects()
+    await rec.reconcile(KINDS["Event"], (key[1], "e"), view, fx)
+    assert fx.writes == []
+
+
+async def test_a_quota_not_in_force_holds_back_namespaced_creates() -> None:
+    kind = KINDS["ConfigMap"]
+    view = with_tenant(kind)
+    view.quota_in_force = lambda super_ns: False  # type: ignore[method-assign]
+    with pytest.raises(NotYet):
+        await rec.reconcile(kind, ("app", "web"), view, FakeEffects())

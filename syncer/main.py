@@ -6,8 +6,6 @@ import asyncio
 import cProfile
 import os
 import signal
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,36 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from syncer.engine import admission
 from syncer.engine.shard import Shard
 from syncer.engine.syncer import Syncer
-from syncer.engine.tenant import SyncerOptions
+from syncer.settings import Settings
 from tispace import leases, logs
 from tispace.kube.client import Client
-
-
-@dataclass(frozen=True)
-class Settings:
-    super_kubeconfig: Path
-    """Credentials of the super cluster."""
-    port: int = 0
-    """Port of /healthz, /metrics and /status (0: none)."""
-    listen_host: str = "127.0.0.1"
-    """Their address (0.0.0.0 in a pod, for probes and Prometheus)."""
-    workers: int = 50
-    """Concurrent reconciles across all tenants."""
-    patrol_period: float = 60.0
-    """Seconds between full drift checks (POST /patrol runs one now)."""
-    webhook_host: str = "127.0.0.1"
-    """Address tenant API servers use to reach the admission webhook (host-first ClusterIPs)."""
-    webhook_port: int = 0
-    """Its TLS port (0: any free port)."""
-    shard_namespace: str = ""
-    """Namespace of the replicas' Leases; set it to run several replicas that split the tenants."""
-    identity: str = ""
-    """This replica's name among them (default: host name and pid)."""
-    lease_seconds: float = 15.0
-    """How long a dead replica's tenants wait before another replica takes them."""
-    fair: bool = True
-    """Fair queuing across tenants; False serves keys in arrival order (the benchmark's baseline)."""
-    options: SyncerOptions = field(default_factory=SyncerOptions)
 
 
 def app(syncer: Syncer) -> web.Application:

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from portal import settings as portal_settings
+from syncer import settings as syncer_settings
 from tispace import kubeconfig as kubeconfig_file
 from tispace import procs, tenants
 from tispace.kube import resources as r
@@ -256,14 +257,14 @@ def syncer(
     ] = VnAgentSettings.port,
     runtime_class: Annotated[
         str, typer.Option(help="RuntimeClass of every tenant pod ('': none, on a cluster without Kata).")
-    ] = "kata",
+    ] = syncer_settings.RUNTIME_CLASS,
     vn_agent_host: Annotated[
         str,
         typer.Option(help="Address virtual nodes advertise ('': each super node's own, vn_agent DaemonSet)."),
     ] = "127.0.0.1",
     default_storage_class: Annotated[
         str, typer.Option(help="Super StorageClass of tenant claims that name none.")
-    ] = "rook-ceph-block",
+    ] = syncer_settings.STORAGE_CLASS,
     node_label_prefix: Annotated[
         list[str] | None,
         typer.Option(help="Super node label prefix copied to virtual nodes (repeat; e.g. a rack label)."),
@@ -296,10 +297,9 @@ def syncer(
 ) -> None:
     """Run the syncer in the foreground (`tispace up` starts it in the background)."""
     from syncer import main
-    from syncer.engine.tenant import SyncerOptions
 
     main.main(
-        main.Settings(
+        syncer_settings.Settings(
             super_kubeconfig=super_kubeconfig.resolve(),
             port=port,
             workers=workers,
@@ -310,7 +310,7 @@ def syncer(
             identity=identity,
             lease_seconds=lease_seconds,
             fair=not fifo,
-            options=SyncerOptions(
+            options=syncer_settings.SyncerOptions(
                 runtime_class=runtime_class,
                 vn_agent_host=vn_agent_host,
                 default_storage_class=default_storage_class,

@@ -15,13 +15,13 @@ from syncer.engine.model import SyncedKind, WorkKey
 from syncer.engine.queue import FairQueue
 from syncer.engine.shard import Shard
 from syncer.engine.tenant import (
-    SyncerOptions,
     TenantRuntime,
     concurrency_of,
     rate_of,
     spec_context,
     weight_of,
 )
+from syncer.settings import SyncerOptions
 from tispace import api
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client

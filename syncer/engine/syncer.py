@@ -28,11 +28,12 @@ from syncer.engine.model import Direction, Obj, Route, SyncedKind, View, WorkKey
 from syncer.engine.queue import FairQueue
 from syncer.engine.serving import Serving
 from syncer.engine.shard import Shard
-from syncer.engine.tenant import SyncerOptions, TenantRuntime
+from syncer.engine.tenant import TenantRuntime
 from syncer.engine.vnodes import node_loop
 from syncer.engine.worker import Worker
 from syncer.kinds import KINDS, PUBLIC_KINDS
 from syncer.resources import classes
+from syncer.settings import SyncerOptions
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
 

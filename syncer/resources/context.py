@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from syncer import settings
 from tispace import naming
 from tispace.naming import RootNamespace, SuperNamespace, TenantNamespace
 
@@ -19,15 +20,15 @@ class TenantContext:
     cluster_domain: str = "cluster.local"
     opaque_prefixes: tuple[str, ...] = ()
     transparent_prefixes: tuple[str, ...] = ()
-    runtime_class: str = "kata"
-    dns_ip: str = "10.96.0.10"
+    runtime_class: str = settings.RUNTIME_CLASS
+    dns_ip: str = settings.DNS_IP
     api_host: str = "kubernetes.default.svc"
     api_port: int = 443
     vn_agent_host: str = "127.0.0.1"
-    vn_agent_port: int = 10250
+    vn_agent_port: int = settings.VN_AGENT_PORT
     scheduler_policy: dict[str, str] = field(default_factory=dict)
     """Tenant schedulerName -> super schedulerName; unlisted names go to the default scheduler."""
-    default_storage_class: str = "rook-ceph-block"
+    default_storage_class: str = settings.STORAGE_CLASS
     """Super class for claims without a class."""
     storage_class_policy: dict[str, str] = field(default_factory=dict)
     """Tenant storage class -> super class, for names other than the public classes."""

@@ -389,13 +389,19 @@ async def test_an_unselected_super_node_is_not_made_in_a_tenant_on_demand() -> N
     assert fx.writes == []
 
 
+def synced_pair(view: FakeView, kind_name: str) -> tuple[str, str, str]:
+    """A tenant object of the kind and its super copy in the caches; returns the super key."""
+    kind = KINDS[kind_name]
+    tobj = tenant_obj(kind)
+    view.tenant_objs[(kind_name, *key_of(tobj))] = tobj
+    key, sobj = super_copy(kind, tobj)
+    view.super_objs[key] = sobj
+    return key
+
+
 def bound_volume(view: FakeView) -> Obj:
     """A tenant claim, its super copy, and the super PV bound to it."""
-    claim_kind = KINDS["PersistentVolumeClaim"]
-    claim = tenant_obj(claim_kind)
-    view.tenant_objs[("PersistentVolumeClaim", "app", "web")] = claim
-    key, super_claim = super_copy(claim_kind, claim)
-    view.super_objs[key] = super_claim
+    key = synced_pair(view, "PersistentVolumeClaim")
     pv = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
@@ -454,11 +460,7 @@ async def test_a_tenant_own_volume_is_never_touched() -> None:
 async def test_an_event_about_a_synced_pod_comes_up_and_a_repeat_updates_it() -> None:
     kind = KINDS["Event"]
     view = FakeView()
-    pod_kind = KINDS["Pod"]
-    pod = tenant_obj(pod_kind)
-    view.tenant_objs[("Pod", "app", "web")] = pod
-    key, super_pod = super_copy(pod_kind, pod)
-    view.super_objs[key] = super_pod
+    key = synced_pair(view, "Pod")
     event = {
         "metadata": {"name": "web.1", "namespace": key[1]},
         "involvedObject": {"kind": "Pod", "name": "web", "namespace": key[1]},

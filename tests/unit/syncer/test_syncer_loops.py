@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from syncer.engine import syncer as engine
-from syncer.engine.tenant import SyncerOptions
+from syncer.settings import SyncerOptions
 from tispace import kubeconfig
 from tispace.kube.client import Client
 

@@ -16,13 +16,19 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
+import signal
 import statistics
+import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tispace import aio, kubeconfig, procs, tenants
 from tispace.kube import resources as r
@@ -187,6 +193,77 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     return {g: round(after[g] - before.get(g, 0.0), 2) for g in after}
 
 
+def request_counts(metrics_text: str) -> Counter[str]:
+    """An API server's requests so far, by "VERB resource[/subresource]" (apiserver_request_total)."""
+    out: Counter[str] = Counter()
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name != "apiserver_request_total":
+                continue
+            labels = sample.labels
+            what = labels.get("resource", "") + (
+                f"/{labels['subresource']}" if labels.get("subresource") else ""
+            )
+            out[f"{labels.get('verb', '?')} {what or labels.get('path', '?')}"] += int(sample.value)
+    return out
+
+
+async def _requests(clients: list[Client]) -> Counter[str]:
+    """Requests so far summed over API servers (the bench's own scrapes of /metrics included, a few)."""
+    total: Counter[str] = Counter()
+    for c in clients:
+        total += request_counts(await c.get_text("/metrics"))
+    return total
+
+
+def per_pod(before: Counter[str], after: Counter[str], pods: int) -> dict[str, Any]:
+    """Requests per pod by verb and resource (those above 0.01 per pod), and their total."""
+    delta = after - before
+    rows = {
+        k: round(v / pods, 2) for k, v in sorted(delta.items(), key=lambda kv: -kv[1]) if v / pods >= 0.01
+    }
+    return {"total": round(sum(delta.values()) / pods, 2), "by_verb_resource": rows}
+
+
+@contextlib.contextmanager
+def flame_graph(pid: int | None, path: Path | None) -> Iterator[None]:
+    """py-spy samples the syncer while the block runs and writes a flame graph (SVG) to `path`."""
+    if pid is None or path is None:
+        yield
+        return
+    spy = shutil.which("py-spy")
+    if spy is None:
+        raise ProfilerMissing("--profile needs py-spy: pip install -e '.[bench]'")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--output", str(path), "--rate", "200", "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)  # py-spy writes the graph when interrupted
+        proc.wait(timeout=120)
+
+
+class ProfilerMissing(RuntimeError):
+    """py-spy, the profile's one need, is an optional extra like matplotlib."""
+
+
+async def idle_cost(pids: list[int], seconds: float) -> dict[str, float]:
+    """CPU (millicores) and RSS (MiB) of a set of processes left alone for `seconds`."""
+    before = cpu_by_group({"cp": pids})["cp"]
+    await asyncio.sleep(seconds)
+    used = cpu_by_group({"cp": pids})["cp"] - before
+    rss = sum(procs.rss_bytes(p) for p in pids)
+    return {
+        "seconds": seconds,
+        "millicores": round(1000 * used / seconds, 1),
+        "rss_mib": round(rss / 2**20, 1),
+    }
+
+
 class Syncer(Protocol):
     """The running syncer the bench measures and restarts."""
 
@@ -247,8 +324,12 @@ async def run(
     progress: Callable[[str], None] = lambda _: None,
     tick: Tick = lambda path, n: None,
     processes: Callable[[], dict[str, list[int]]] = dict,
+    profile: Path | None = None,
+    idle: float = 0,
 ) -> dict[str, Any]:
-    """Run the plan; `processes()` names groups of pids whose CPU use each phase reports."""
+    """Run the plan; `processes()` names groups of pids whose CPU use each phase reports; `profile`:
+    a flame graph of the syncer through the tenants phase; `idle`: seconds one tenant's control plane
+    is watched, untouched, before the pods (its CPU and RSS)."""
     stamp = time.strftime("%H%M%S")
     names = [f"bench-{stamp}-{i}" for i in range(plan.tenants)]
     direct_ns = [f"bench-direct-{stamp}-{i}" for i in range(plan.tenants)]
@@ -266,20 +347,34 @@ async def run(
                 clients.append(Client(kubeconfig.credentials(config), name=name))
             for c in clients:
                 await _ready_namespace(c, "bench")
+            if idle and state_dir:
+                progress(f"one idle tenant control plane, {idle:.0f} s")
+                extra["idle_tenant_control_plane"] = await idle_cost(
+                    await _control_plane_pids(sup, state_dir, names[0]), idle
+                )
             cpu0 = _cpu_seconds(syncer.pid()) if syncer else 0.0
             progress(f"through tenants: {plan.total} pods ({plan.template})")
+            requests0 = (await _requests([sup]), await _requests(clients))
             groups0 = cpu_by_group(processes())
             t0 = time.monotonic()
-            per_tenant = await asyncio.gather(
-                *(
-                    _run_path(c, "bench", plan.pods_of(i), plan, lambda n: tick("through", n), direct=False)
-                    for i, c in enumerate(clients)
+            with flame_graph(syncer.pid() if syncer else None, profile):
+                per_tenant = await asyncio.gather(
+                    *(
+                        _run_path(
+                            c, "bench", plan.pods_of(i), plan, lambda n: tick("through", n), direct=False
+                        )
+                        for i, c in enumerate(clients)
+                    )
                 )
-            )
             through = summarize([x for lat in per_tenant for x in lat], time.monotonic() - t0)
             extra["cpu_seconds_through_tenants"] = cpu_delta(groups0, cpu_by_group(processes()))
+            extra["requests_per_pod_through_tenants"] = {
+                "super": per_pod(requests0[0], await _requests([sup]), plan.total),
+                "tenants": per_pod(requests0[1], await _requests(clients), plan.total),
+            }
             if syncer:
                 extra["syncer_cpu_seconds"] = round(_cpu_seconds(syncer.pid()) - cpu0, 2)
+                extra["syncer_cpu_ms_per_pod"] = round(1000 * extra["syncer_cpu_seconds"] / plan.total, 2)
                 extra["syncer_peak_rss_mib"] = round(procs.rss_bytes(syncer.pid(), peak=True) / 2**20, 1)
             if plan.noisy and plan.tenants > 1:
                 quiet = [x for lat in per_tenant[1:] for x in lat]
@@ -300,6 +395,7 @@ async def run(
             for ns in direct_ns:
                 await _ready_namespace(sup, ns)
             progress(f"directly: {plan.total} pods ({plan.template})")
+            direct0 = await _requests([sup])
             groups0 = cpu_by_group(processes())
             t0 = time.monotonic()
             per_ns = await asyncio.gather(
@@ -310,6 +406,7 @@ async def run(
             )
             direct = summarize([x for lat in per_ns for x in lat], time.monotonic() - t0)
             extra["cpu_seconds_direct"] = cpu_delta(groups0, cpu_by_group(processes()))
+            extra["requests_per_pod_direct"] = {"super": per_pod(direct0, await _requests([sup]), plan.total)}
         finally:
             for c in clients:
                 await c.close()
@@ -335,13 +432,15 @@ async def run(
     }
 
 
+async def _control_plane_pids(sup: Client, state_dir: Path, name: str) -> list[int]:
+    """The processes of one tenant's control plane (process provisioner)."""
+    root = await tenants.root_of(sup, name, "default")
+    return [c.proc.pid for c in procs.Registry(state_dir / "tenants" / root / "procs.json").load()]
+
+
 async def _control_plane_rss(sup: Client, state_dir: Path, names: list[str]) -> float:
-    """Mean RSS of one tenant's control plane processes (process provisioner), in MiB."""
-    totals = []
-    for name in names:
-        root = await tenants.root_of(sup, name, "default")
-        registry = procs.Registry(state_dir / "tenants" / root / "procs.json")
-        totals.append(sum(procs.rss_bytes(c.proc.pid) for c in registry.load()))
+    """Mean RSS of one tenant's control plane processes, in MiB."""
+    totals = [sum(procs.rss_bytes(p) for p in await _control_plane_pids(sup, state_dir, n)) for n in names]
     return round(statistics.mean(totals) / 2**20, 1) if totals else 0.0
 
 

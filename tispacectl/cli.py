@@ -507,6 +507,13 @@ def bench(
     output: Annotated[
         Path, typer.Option(help="JSON file with every figure (a PNG is written next to it).")
     ] = Path("bench-results/bench.json"),
+    profile: Annotated[
+        bool,
+        typer.Option(help="py-spy flame graph of the syncer through the tenants phase (SVG next to it)."),
+    ] = False,
+    idle: Annotated[
+        float, typer.Option(help="Seconds one new tenant's control plane is watched idle first (CPU, RSS).")
+    ] = 0,
     state_dir: StateDir = DEFAULT_STATE,
 ) -> None:
     """Pods through tenants vs directly in the super cluster, in one run (needs `tispace up`)."""
@@ -557,6 +564,8 @@ def bench(
                 progress=lambda m: bar.console.print(f"[dim]{m}[/dim]"),
                 tick=lambda path, n: bar.advance(tasks[path], n),
                 processes=lambda: _process_groups(s),
+                profile=output.with_suffix(".svg") if profile else None,
+                idle=idle,
             )
         )
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -575,7 +584,10 @@ def bench(
         f"drift check {result['drift_check_seconds']} s (again {result['drift_check_again_seconds']} s); "
         f"resynced {result['resync_after_restart_seconds']} s "
         f"after a restart; tenant control plane {result['tenant_control_plane_rss_mib']} MiB; "
-        f"written to {output} and {png}"
+        f"syncer {result['syncer_cpu_ms_per_pod']} ms CPU per pod; requests per pod: super "
+        f"{result['requests_per_pod_through_tenants']['super']['total']} through tenants vs "
+        f"{result['requests_per_pod_direct']['super']['total']} direct, tenants "
+        f"{result['requests_per_pod_through_tenants']['tenants']['total']}; written to {output} and {png}"
     )
 
 

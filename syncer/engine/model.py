@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from syncer.resources.context import TenantContext
+from syncer.resources.context import Refused, TenantContext
 from tispace import naming
 from tispace.kube import resources as r
 from tispace.kube.resources import Resource
@@ -163,7 +163,6 @@ class Routes(Protocol):
 
 Route = Callable[[Key, Obj | None, Obj | None, Routes], Iterable[tuple[str, WorkKey]]]
 """A super object changed: the (tenant, key) pairs to reconcile."""
-Hook = Callable[..., Awaitable[Any]]
 
 
 def _identity(name: str) -> str:
@@ -214,16 +213,16 @@ class Hooks:
     """A super copy made ahead of its tenant object (at admission), not yet adopted."""
     adopt_seconds: float = 0.0
     """How long such a copy waits for its tenant object before it is removed."""
-    missing: Hook | None = None
+    missing: Callable[[Obj, View, Effects], Awaitable[bool]] | None = None
     """(tenant obj, view, effects) -> handled: the super copy of an unfinished object is missing; True
     when it is handled here instead of made (a lost pod)."""
     wait_for: Callable[[Obj, str, View], bool] | None = None
     """(tenant obj, super namespace, view): something the super copy needs is not there yet."""
-    on_refused: Hook | None = None
+    on_refused: Callable[[Obj, Refused, Effects], Awaitable[None]] | None = None
     """(tenant obj, Refused, effects): the translation refused the object (default: an Event)."""
-    on_rejected: Hook | None = None
+    on_rejected: Callable[[Obj, str, Effects], Awaitable[None]] | None = None
     """(tenant obj, message, effects): the super cluster refused it (besides the Event)."""
-    after_apply: Hook | None = None
+    after_apply: Callable[[Obj, Obj, Obj, View, Effects], Awaitable[None]] | None = None
     """(tenant obj, desired, super obj, view, effects): after create or patch; a kind with this hook is
     carried on to it right after its create."""
     watches: tuple[Watch, ...] = ()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 
 from syncer.engine.informer import Informer
+from syncer.engine.model import Obj
 from syncer.engine.tenant import TenantRuntime
 from syncer.resources import nodes
 from tispace import leases
@@ -24,7 +25,7 @@ VNODE_GRACE = 30.0
 """An on-demand node without pods stays this long (a pod replaced right away keeps it)."""
 
 
-def selected(t: TenantRuntime, super_node: dict | None) -> bool:  # type: ignore[type-arg]
+def selected(t: TenantRuntime, super_node: Obj | None) -> bool:
     return super_node is not None and nodes.selects(t.ctx.node_selector, super_node)
 
 

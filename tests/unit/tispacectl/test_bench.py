@@ -74,3 +74,28 @@ def test_cpu_accounting_by_group_counts_live_processes_only() -> None:
     groups = bench.cpu_by_group({"me": [os.getpid()], "gone": [2**22 + 12345]})
     assert groups["me"] > 0 and groups["gone"] == 0.0
     assert bench.cpu_delta({"me": 1.0}, {"me": 1.5, "new": 0.25}) == {"me": 0.5, "new": 0.25}
+
+
+# Real lines of kube-apiserver's /metrics (long by nature).
+METRICS = """# HELP apiserver_request_total [STABLE] Counter of apiserver requests
+# TYPE apiserver_request_total counter
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="pods",scope="resource",subresource="",verb="POST",version="v1"} 10
+apiserver_request_total{code="409",component="apiserver",dry_run="",group="",resource="pods",scope="resource",subresource="",verb="POST",version="v1"} 2
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",scope="resource",subresource="status",verb="PATCH",version="v1"} 30
+apiserver_request_total{code="200",component="",dry_run="",group="",resource="",scope="",subresource="",verb="GET",version=""} 4
+# HELP apiserver_request_duration_seconds x
+# TYPE apiserver_request_duration_seconds histogram
+apiserver_request_duration_seconds_count{verb="POST",resource="pods"} 99
+"""
+
+
+def test_request_counts_sum_codes_by_verb_and_resource() -> None:
+    counts = bench.request_counts(METRICS)
+    assert counts == {"POST pods": 12, "PATCH pods/status": 30, "GET ?": 4}
+
+
+def test_requests_per_pod_are_the_change_divided_by_the_pods() -> None:
+    before = bench.request_counts(METRICS)
+    after = before + bench.request_counts(METRICS.replace("} 10", "} 20").replace("} 30", "} 0"))
+    out = bench.per_pod(before, after, 10)
+    assert out == {"total": 2.6, "by_verb_resource": {"POST pods": 2.2, "GET ?": 0.4}}

@@ -20,6 +20,7 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
@@ -231,7 +232,7 @@ def flame_graph(pid: int | None, path: Path | None) -> Iterator[None]:
     if pid is None or path is None:
         yield
         return
-    spy = shutil.which("py-spy")
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
         raise ProfilerMissing("--profile needs py-spy: pip install -e '.[bench]'")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -196,7 +196,7 @@ async def _up(kind: SyncedKind, key: Key, view: View, fx: Effects) -> None:
                 409, {"message": f"the tenant has its own {kind.name} {where[1]!r}"}, "POST", where[1]
             ) from e
         if made is not None:
-            log.info(
+            log.debug(
                 "%s %s made in the tenant",
                 kind.name,
                 where[1],

@@ -68,9 +68,11 @@ CONTROLLER_OWNED = (
     "deployment.kubernetes.io/",
     "endpoints.kubernetes.io/",
     "control-plane.alpha.kubernetes.io/",
+    "kubernetes.io/metadata.name",
 )
-"""Label/annotation prefixes each cluster's own controllers write (binding, provisioning, revisions):
-never copied from a tenant object, never removed from a super one."""
+"""Label/annotation prefixes each cluster's own controllers or API server write (binding,
+provisioning, revisions, a namespace's own name label): never copied from a tenant object, never
+removed from a super one. Without the namespace label every patrol found each namespace changed."""
 
 
 def _controller_owned(key: str) -> bool:

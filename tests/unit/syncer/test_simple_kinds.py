@@ -77,6 +77,17 @@ def test_namespace_labels_name_the_tenant() -> None:
     assert ns["metadata"]["labels"][naming.LABEL_TENANT] == CTX.root
 
 
+def test_a_namespace_as_its_api_server_labels_it_is_in_sync() -> None:
+    """Each API server writes kubernetes.io/metadata.name itself: it is neither copied nor undone."""
+    tenant_ns = obj("Namespace", "app")
+    tenant_ns["metadata"]["labels"]["kubernetes.io/metadata.name"] = "app"
+    desired = simple.namespace_to_super(tenant_ns, CTX)
+    assert "kubernetes.io/metadata.name" not in desired["metadata"]["labels"]
+    actual = {**desired, "metadata": {**desired["metadata"], "labels": dict(desired["metadata"]["labels"])}}
+    actual["metadata"]["labels"]["kubernetes.io/metadata.name"] = "t-abcdef-dev-app"
+    assert KINDS["Namespace"].patch_down(desired, actual) is None
+
+
 def test_a_tenants_limits_become_each_super_namespaces_quota() -> None:
     vc = {"metadata": {}, "spec": {"resourceQuota": {"hard": {"pods": 20, "requests.storage": "100Gi"}}}}
     ctx = dataclasses.replace(CTX, quota=quota_of(vc))

@@ -49,7 +49,18 @@ ROOT="$CACHE/tidb-operator-$TIDB_OPERATOR_V2-$TIDB_OPERATOR_V1"
 BIN="$ROOT/bin"
 SRC="$ROOT/src"
 STAMPS="$ROOT/stamps"
-ARCHIVES="${TIDB_OPERATOR_ARCHIVES:-$(dirname "${BASH_SOURCE[0]}")/../../shared/vendor/tidb-operator}"
+# The archives sit in shared/vendor/tidb-operator next to the repository; a clone made elsewhere
+# (a CI checkout of a local repository) finds them next to the repository it was cloned from.
+find_archives() {
+  local repo origin
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  origin=$(git -C "$repo" remote get-url origin 2>/dev/null || true)
+  for d in "$repo/../shared/vendor/tidb-operator" "$origin/../shared/vendor/tidb-operator"; do
+    [[ -f "$d/tidb-operator-$TIDB_OPERATOR_V2.tar.xz" ]] && { (cd "$d" && pwd); return; }
+  done
+  echo "$repo/../shared/vendor/tidb-operator"
+}
+ARCHIVES="${TIDB_OPERATOR_ARCHIVES:-$(find_archives)}"
 [[ -d "$ARCHIVES" ]] && ARCHIVES=$(cd "$ARCHIVES" && pwd)
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
@@ -158,7 +169,7 @@ tree_from_archive() { # line
   v=$(line_version "$l") want=$(line_sha "$l") tree="$SRC/tidb-operator-$(line_version "$l")"
   if [[ "$(cat "$tree/.tispace-archive-sha256" 2>/dev/null)" == "$want" ]]; then echo "$tree"; return; fi
   a="$ARCHIVES/tidb-operator-$v.tar.xz"
-  [[ -f "$a" ]] || die "$a not found. Set TIDB_OPERATOR_ARCHIVES=DIR to the folder holding tidb-operator-$TIDB_OPERATOR_V2.tar.xz and tidb-operator-$TIDB_OPERATOR_V1.tar.xz (shared/vendor/tidb-operator next to this repository), or build from a checkout with --source DIR."
+  [[ -f "$a" ]] || die "$a not found. Set TIDB_OPERATOR_ARCHIVES=DIR to the folder holding tidb-operator-$TIDB_OPERATOR_V2.tar.xz and tidb-operator-$TIDB_OPERATOR_V1.tar.xz (shared/vendor/tidb-operator next to this repository or the one it was cloned from), or build from a checkout with --source DIR."
   sum=$(sha256sum "$a" | cut -d' ' -f1)
   [[ "$sum" == "$want" ]] || die "$a has sha256 $sum, expected $want: not the pinned $v release archive (corrupt or replaced); restore the original and re-run."
   say "$l: extracting $(basename "$a") (sha256 ok) into $tree"

@@ -37,6 +37,8 @@ class Proc:
     pid: int
     argv: tuple[str, ...]
     log: str
+    env: tuple[tuple[str, str], ...] = ()
+    """Variables set on top of the caller's environment (kept for a restart)."""
 
 
 def free_port() -> int:
@@ -64,7 +66,7 @@ def spawn(name: str, argv: list[str], log: Path, env: dict[str, str] | None = No
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
-    return Proc(name=name, pid=p.pid, argv=tuple(argv), log=str(log))
+    return Proc(name=name, pid=p.pid, argv=tuple(argv), log=str(log), env=tuple(sorted((env or {}).items())))
 
 
 def _reap(pid: int) -> None:
@@ -181,7 +183,7 @@ def wait_healthy(component: Component, timeout: float = START_TIMEOUT) -> None:
 def respawn(comp: Component, argv: list[str] | None = None) -> Component:
     """Start a (stopped or dead) component again: same log and port, same command line unless given."""
     cmd = list(comp.proc.argv) if argv is None else argv
-    return Component(spawn(comp.name, cmd, Path(comp.proc.log)), comp.port, comp.health)
+    return Component(spawn(comp.name, cmd, Path(comp.proc.log), dict(comp.proc.env)), comp.port, comp.health)
 
 
 class Registry:
@@ -195,7 +197,13 @@ class Registry:
             return []
         return [
             Component(
-                proc=Proc(**{**c["proc"], "argv": tuple(c["proc"]["argv"])}),
+                proc=Proc(
+                    **{
+                        **c["proc"],
+                        "argv": tuple(c["proc"]["argv"]),
+                        "env": tuple((k, v) for k, v in c["proc"].get("env", ())),
+                    }
+                ),
                 port=c["port"],
                 health=c["health"],
             )

@@ -1,3 +1,4 @@
+import json
 import socket
 import sys
 import time
@@ -61,6 +62,36 @@ def test_registry_round_trip(tmp_path: Path) -> None:
     assert reg.load() == [c]
     reg.clear()
     assert reg.load() == []
+
+
+def test_a_restart_keeps_the_environment_it_was_started_with(tmp_path: Path) -> None:
+    """Tenant control planes run with GOGC/GOMEMLIMIT: a restart after a crash must not drop them."""
+    script = "import os,time; print(os.environ['TISPACE_T'], flush=True); time.sleep(60)"
+    reg = procs.Registry(tmp_path / "state.json")
+    first = procs.spawn("e", [sys.executable, "-c", script], tmp_path / "log", {"TISPACE_T": "kept"})
+    reg.save([procs.Component(first, 1, "")])
+    while procs.tail(first.log) != "kept":
+        time.sleep(0.05)
+    procs.stop(first)
+    (loaded,) = reg.load()
+    assert loaded.proc.env == (("TISPACE_T", "kept"),)
+    again = procs.respawn(loaded)
+    try:
+        for _ in range(200):
+            if procs.tail(again.proc.log).endswith("kept\nkept"):
+                break
+            time.sleep(0.05)
+        assert procs.tail(again.proc.log, 2).splitlines() == ["kept", "kept"]
+    finally:
+        procs.stop(again.proc)
+
+
+def test_a_registry_written_before_env_was_recorded_loads(tmp_path: Path) -> None:
+    proc = {"name": "a", "pid": 1, "argv": ["x"], "log": "/l"}
+    (tmp_path / "state.json").write_text(
+        json.dumps({"components": [{"proc": proc, "port": 5, "health": ""}]})
+    )
+    assert procs.Registry(tmp_path / "state.json").load()[0].proc.env == ()
 
 
 def test_tail_of_missing_log() -> None:

@@ -75,12 +75,19 @@ provisioning, revisions, a namespace's own name label): never copied from a tena
 removed from a super one. Without the namespace label every patrol found each namespace changed."""
 
 
-def _controller_owned(key: str) -> bool:
-    return key.startswith(CONTROLLER_OWNED)
+POD_OWNED = (*CONTROLLER_OWNED, "topology.kubernetes.io/zone", "topology.kubernetes.io/region")
+"""A pod's zone and region labels are written by each API server on binding, from its own node
+(PodTopologyLabelsAdmission); a virtual node carries its super node's, so both sides agree. Copied
+or undone, they cost two pod patches per pod."""
 
 
 def super_meta(
-    tenant_obj: dict[str, Any], ctx: TenantContext, *, namespace: str | None, name: str | None = None
+    tenant_obj: dict[str, Any],
+    ctx: TenantContext,
+    *,
+    namespace: str | None,
+    name: str | None = None,
+    owned: tuple[str, ...] = CONTROLLER_OWNED,
 ) -> dict[str, Any]:
     """Metadata of the super copy: filtered labels and annotations plus the ownership marks."""
     meta = tenant_obj["metadata"]
@@ -93,8 +100,8 @@ def super_meta(
         meta.get("annotations"), opaque=ctx.opaque_prefixes, transparent=ctx.transparent_prefixes
     )
     annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
-    labels = {k: v for k, v in labels.items() if not _controller_owned(k)}
-    annotations = {k: v for k, v in annotations.items() if not _controller_owned(k)}
+    labels = {k: v for k, v in labels.items() if not k.startswith(owned)}
+    annotations = {k: v for k, v in annotations.items() if not k.startswith(owned)}
     annotations.update(
         naming.owner_annotations(
             root=ctx.root, vc_name=ctx.vc_name, vc_namespace=ctx.vc_namespace, tenant_obj=tenant_obj
@@ -108,12 +115,14 @@ def super_meta(
     return out
 
 
-def meta_patch(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any] | None:
+def meta_patch(
+    desired: dict[str, Any], actual: dict[str, Any], owned: tuple[str, ...] = CONTROLLER_OWNED
+) -> dict[str, Any] | None:
     """A merge patch that brings actual labels/annotations to desired (None when equal)."""
     patch: dict[str, Any] = {}
     for field_ in ("labels", "annotations"):
         want = desired["metadata"].get(field_) or {}
-        have = {k: v for k, v in (actual["metadata"].get(field_) or {}).items() if not _controller_owned(k)}
+        have = {k: v for k, v in (actual["metadata"].get(field_) or {}).items() if not k.startswith(owned)}
         if want != have:
             patch[field_] = {**{k: None for k in have if k not in want}, **want}
     return {"metadata": patch} if patch else None

@@ -7,7 +7,7 @@ import datetime
 from typing import Any
 
 from syncer.resources import simple, volumes
-from syncer.resources.context import Refused, TenantContext, meta_patch, super_meta
+from syncer.resources.context import POD_OWNED, Refused, TenantContext, meta_patch, super_meta
 from tispace import naming
 
 DEFAULT_SCHEDULER = "default-scheduler"
@@ -193,7 +193,7 @@ def to_super(pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     spec = copy.deepcopy(pod["spec"])
     for f in _DROP_SPEC:
         spec.pop(f, None)
-    out_meta = super_meta(pod, ctx, namespace=ctx.super_ns(meta["namespace"]))
+    out_meta = super_meta(pod, ctx, namespace=ctx.super_ns(meta["namespace"]), owned=POD_OWNED)
     if pod["spec"].get("nodeName"):  # a pod that names its (virtual = super) node
         _pin_to_node(spec, pod["spec"]["nodeName"])
     scheduler = spec.get("schedulerName", DEFAULT_SCHEDULER)
@@ -224,7 +224,7 @@ def to_super(pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
 def patch_down(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any] | None:
     """What may change on a running pod: metadata and the images of its containers, init containers
     and sidecars (a strategic merge patch: containers are merged by name, the rest of each is kept)."""
-    patch = meta_patch(desired, actual) or {}
+    patch = meta_patch(desired, actual, POD_OWNED) or {}
     for key in ("containers", "initContainers"):
         have = {c["name"]: c.get("image") for c in actual["spec"].get(key, [])}
         changed = [

@@ -242,6 +242,23 @@ def test_patch_down_covers_metadata_and_images_only() -> None:
     assert TABLE["Pod"].patch_type == "strategic"  # merged by name: env, ports, mounts are kept
 
 
+def test_the_zone_and_region_each_api_server_writes_on_binding_are_left_to_it() -> None:
+    """Both API servers label a bound pod with its node's zone and region; neither side's copy
+    is a change to sync (each was a pod patch per pod)."""
+    bound = tenant_pod()
+    bound["metadata"]["labels"].update(
+        {"topology.kubernetes.io/zone": "a", "topology.kubernetes.io/region": "r"}
+    )
+    desired = pods.to_super(bound, CTX)
+    assert desired["metadata"]["labels"] == pods.to_super(tenant_pod(), CTX)["metadata"]["labels"]
+    super_pod = copy.deepcopy(desired)
+    super_pod["metadata"]["labels"].update(
+        {"topology.kubernetes.io/zone": "a", "topology.kubernetes.io/region": "r"}
+    )
+    assert pods.patch_down(desired, super_pod) is None
+    assert pods.patch_down(pods.to_super(tenant_pod(), CTX), super_pod) is None
+
+
 def test_image_changes_of_init_containers_and_sidecars_go_down_by_name() -> None:
     """Operators upgrade in place (tidb-operator changes sidecar images): only what changed is sent."""
     init = [

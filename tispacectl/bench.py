@@ -275,7 +275,8 @@ class Syncer(Protocol):
     def restart(self) -> None: ...
 
 
-def _syncer_call(port: int, path: str, method: str = "GET") -> dict[str, Any]:
+def syncer_call(port: int, path: str, method: str = "GET") -> dict[str, Any]:
+    """The syncer's own HTTP endpoint (/status: tenants served, synced, queue depth)."""
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
     with urllib.request.urlopen(req, timeout=60) as resp:
         result: dict[str, Any] = json.loads(resp.read())
@@ -289,7 +290,7 @@ async def _resync_seconds(syncer: Syncer, tenant_names: list[str], timeout: floa
 
     async def resynced() -> bool:
         try:
-            st = await asyncio.to_thread(_syncer_call, syncer.port(), "/status")
+            st = await asyncio.to_thread(syncer_call, syncer.port(), "/status")
         except OSError:
             return False
         served = st.get("tenants", {})
@@ -386,7 +387,7 @@ async def run(
             if syncer:
                 progress(f"one full drift check over {plan.total} pods")
                 for field in ("drift_check_seconds", "drift_check_again_seconds"):  # cold, then memoized
-                    extra[field] = (await asyncio.to_thread(_syncer_call, syncer.port(), "/patrol", "POST"))[
+                    extra[field] = (await asyncio.to_thread(syncer_call, syncer.port(), "/patrol", "POST"))[
                         "seconds"
                     ]
                 progress("restarting the syncer, timing the resync")

@@ -15,6 +15,9 @@ COPIED_LABEL_PREFIXES = (
     "node.kubernetes.io/instance-type",
     "failure-domain.beta.kubernetes.io/",
 )
+BETA_LABELS = {"kubernetes.io/arch": "beta.kubernetes.io/arch", "kubernetes.io/os": "beta.kubernetes.io/os"}
+"""Written by a kubelet next to the stable ones, and reconciled to them by the node lifecycle
+controller: set from the start, they cost no controller patch per new node."""
 LEASE_SECONDS = 40
 
 
@@ -53,6 +56,7 @@ def labels(super_node: dict[str, Any], ctx: TenantContext) -> dict[str, str]:
     internals."""
     prefixes = COPIED_LABEL_PREFIXES + ctx.node_label_prefixes
     out = {k: v for k, v in (super_node["metadata"].get("labels") or {}).items() if k.startswith(prefixes)}
+    out.update({beta: out[stable] for stable, beta in BETA_LABELS.items() if stable in out})
     out[LABEL_VIRTUAL] = "true"
     return out
 
@@ -62,7 +66,7 @@ def label_patch(
 ) -> dict[str, Any] | None:
     """A merge patch bringing the virtual node's copied labels to the super node's (a zone or rack
     relabelled by the admin); labels the tenant set itself are left alone."""
-    prefixes = COPIED_LABEL_PREFIXES + ctx.node_label_prefixes + (LABEL_VIRTUAL,)
+    prefixes = COPIED_LABEL_PREFIXES + ctx.node_label_prefixes + (LABEL_VIRTUAL, *BETA_LABELS.values())
     want = labels(super_node, ctx)
     have = {k: v for k, v in (vnode["metadata"].get("labels") or {}).items() if k.startswith(prefixes)}
     if want == have:

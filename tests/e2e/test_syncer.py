@@ -6,6 +6,7 @@ import asyncio
 import base64
 import datetime
 import json
+from collections import Counter
 
 import aiohttp
 import orjson
@@ -17,6 +18,7 @@ from tests.e2e.helpers import absent, event, eventually, pod, running
 from tispace import naming, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
+from tispacectl import bench
 
 DEPLOYMENT = {
     "apiVersion": "apps/v1",
@@ -536,3 +538,39 @@ async def test_tenants_see_the_super_nodes_they_select_from_the_start(
         r.VIRTUALCLUSTERS, "nodes-zone", {"spec": {"nodes": {"mode": "onDemand"}}}, "default"
     )
     await eventually(lambda: _is(lambda: _node_names(some.client), set()), what="idle nodes removed")
+
+
+async def test_a_pod_costs_the_super_cluster_its_create_and_token_and_no_patch(
+    syncer: SyncerProc, tenant_factory, super_client: Client
+) -> None:
+    """Counted on both API servers (apiserver_request_total), as the bench reports them: on the way
+    to Running a tenant pod costs the super cluster its create and its token Secret, never a pod
+    patch (zone and region labels are each API server's own), and its tenant one binding, one token
+    and no more status writes than the super pod had."""
+    t: TenantHandle = await tenant_factory("sync-cost")
+    first = pod("warm")  # the namespace and a virtual node exist before counting
+    await t.client.create(r.PODS, first, "default")
+    await eventually(lambda: running(t.client, "default", 1, "app=warm"), what="the first pod Running")
+    n = 8
+
+    async def counts() -> tuple[Counter[str], Counter[str]]:
+        return (
+            bench.request_counts(await super_client.get_text("/metrics")),
+            bench.request_counts(await t.client.get_text("/metrics")),
+        )
+
+    async def settled() -> bool:
+        st = await asyncio.to_thread(bench.syncer_call, syncer.port, "/status")
+        return st.get("queue") == 0 and bool(await running(t.client, "default", n, "app=cost"))
+
+    super_before, tenant_before = await counts()
+    for i in range(n):
+        body = {**pod(f"cost-{i}"), "metadata": {"name": f"cost-{i}", "labels": {"app": "cost"}}}
+        await t.client.create(r.PODS, body, "default")
+    await eventually(settled, what=f"{n} pods Running and the syncer idle")
+    super_after, tenant_after = await counts()
+    up, down = tenant_after - tenant_before, super_after - super_before
+    assert down["POST pods"] == n and down["POST secrets"] == n
+    assert down["PATCH pods"] <= 1  # another test's leftover may still settle; two per pod before
+    assert up["POST pods/binding"] == n and up["POST serviceaccounts/token"] == n
+    assert up["PATCH pods/status"] <= down["PATCH pods/status"] + 1

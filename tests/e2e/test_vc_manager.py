@@ -21,6 +21,7 @@ from tispace import kubeconfig, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
 from tispacectl import localcluster
+from vc_manager.provisioners import tuning
 from vc_manager.provisioners.process import count_etcd_prefix
 
 CRD = {
@@ -108,6 +109,15 @@ async def test_tenant_runs_and_takes_namespaces_crds_and_custom_objects(
     # Printer columns for admins.
     out = localcluster.kubectl(super_cluster.kubeconfig, "get", "vc", "alpha")
     assert "Running" in out and "alice@example.com" in out
+
+    # The control plane runs tuned to stay small when idle (the tenant above works all the same).
+    running = {p.name: p for p in _tenant_procs(super_cluster, t.root)}
+    for name, env in tuning.GO_ENV.items():
+        environ = Path(f"/proc/{running[name].pid}/environ").read_bytes().split(b"\0")
+        assert all(f"{k}={v}".encode() in environ for k, v in env.items()), name
+    for name, flags in tuning.FLAGS.items():
+        cmdline = Path(f"/proc/{running[name].pid}/cmdline").read_bytes().decode().split("\0")
+        assert set(flags) <= set(cmdline), name
 
 
 async def test_two_tenants_are_isolated(tenant_factory, super_cluster: localcluster.SuperCluster) -> None:

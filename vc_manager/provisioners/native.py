@@ -15,7 +15,7 @@ from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
 from tispace.tenantpki import TenantPKI
 from vc_manager import addons
-from vc_manager.provisioners import NotReadyYet, ProvisionError
+from vc_manager.provisioners import NotReadyYet, ProvisionError, tuning
 from vc_manager.settings import Settings
 from vc_manager.tenant import Tenant
 
@@ -45,6 +45,7 @@ def _statefulset(
     port: int,
     claim: str | None = None,
 ) -> dict[str, Any]:
+    """`command` names the binary first: its tuning (flags, Go environment) is added here."""
     comp = _component(tenant, key)
     labels = {
         "app.kubernetes.io/name": name,
@@ -54,12 +55,14 @@ def _statefulset(
     container: dict[str, Any] = {
         "name": name,
         "image": comp.get("image", ""),
-        "command": command + list(comp.get("extraArgs") or []),
+        "command": [*command, *tuning.FLAGS.get(command[0], ()), *(comp.get("extraArgs") or [])],
         "ports": [{"containerPort": port, "name": "main"}],
         "volumeMounts": [_mount(s) for s in secrets]
         + ([{"name": "data", "mountPath": "/var/lib/etcd"}] if claim else []),
         "resources": comp.get("resources") or {"requests": {"cpu": "100m", "memory": "256Mi"}},
     }
+    if env := tuning.GO_ENV.get(command[0]):
+        container["env"] = [{"name": k, "value": v} for k, v in env.items()]
     sts: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -136,9 +139,9 @@ def render(tenant: Tenant, service_cidr: str) -> list[dict[str, Any]]:
         2379,
         claim=str(_component(tenant, "etcd").get("storageSize") or "10Gi"),
     )
-    etcd["spec"]["template"]["spec"]["containers"][0]["env"] = [
+    etcd["spec"]["template"]["spec"]["containers"][0].setdefault("env", []).append(
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
-    ]
+    )
     apiserver = _statefulset(
         tenant,
         "apiserver",

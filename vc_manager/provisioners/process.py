@@ -23,7 +23,7 @@ from tispace import binaries, kubeconfig, procs, tenantpki
 from tispace.kube.client import Client
 from tispace.localnet import egress_config
 from tispace.tenantpki import TenantPKI
-from vc_manager.provisioners import ProvisionError
+from vc_manager.provisioners import ProvisionError, tuning
 from vc_manager.settings import Settings
 from vc_manager.tenant import Tenant
 
@@ -133,6 +133,7 @@ class ProcessProvisioner:
                 "--kubelet-preferred-address-types=InternalIP,Hostname",
                 "--profiling=false",
                 *_egress_flags(d, self.settings.egress_socket),
+                *tuning.FLAGS.get(name, ()),
                 *tenant.extra_args("apiServer"),
             ], f"https://127.0.0.1:{ap}/readyz"
         if name == "kube-controller-manager":
@@ -151,6 +152,7 @@ class ProcessProvisioner:
                 f"--cert-dir={d / 'kcm-certs'}",
                 "--kube-api-qps=200",
                 "--kube-api-burst=400",
+                *tuning.FLAGS.get(name, ()),
                 *tenant.extra_args("controllerManager"),
             ], f"https://127.0.0.1:{cp}/healthz"
         if name == "coredns":
@@ -205,9 +207,8 @@ class ProcessProvisioner:
             if name in running:
                 continue  # adopted: a restarted manager never starts a duplicate
             argv, health = self._argv(tenant, name, ports, pki_dir)
-            comp = procs.Component(
-                procs.spawn(name, argv, self.dir(tenant) / "logs" / f"{name}.log"), ports[name], health
-            )
+            log = self.dir(tenant) / "logs" / f"{name}.log"
+            comp = procs.Component(procs.spawn(name, argv, log, tuning.GO_ENV.get(name)), ports[name], health)
             started = [c for c in started if c.name != name] + [comp]
             registry.save(started)
             if name == "etcd":

@@ -145,6 +145,19 @@ def test_service_accounts_never_automount_and_default_is_skipped() -> None:
     assert not KINDS["ServiceAccount"].skip(obj("ServiceAccount", "robot"))
 
 
+def test_a_virtual_node_carries_the_beta_os_and_arch_labels_a_kubelet_writes() -> None:
+    """The tenant's node lifecycle controller adds them to a node without them (a patch per node)."""
+    super_node = {
+        "metadata": {"name": "n", "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}}
+    }
+    vn = nodes.virtual_node(super_node, CTX)
+    assert vn["metadata"]["labels"]["beta.kubernetes.io/os"] == "linux"
+    assert vn["metadata"]["labels"]["beta.kubernetes.io/arch"] == "amd64"
+    assert nodes.label_patch(super_node, vn, CTX) is None
+    without = {"metadata": {"labels": {k: v for k, v in vn["metadata"]["labels"].items() if "beta" not in k}}}
+    assert nodes.label_patch(super_node, without, CTX) == {"metadata": {"labels": vn["metadata"]["labels"]}}
+
+
 def test_virtual_node_points_at_vn_agent_and_copies_topology() -> None:
     super_node = {
         "metadata": {

@@ -1,7 +1,7 @@
 import pytest
 
 from tispace import naming, tenants
-from vc_manager.provisioners import ProvisionError, native
+from vc_manager.provisioners import ProvisionError, native, tuning
 from vc_manager.tenant import Tenant, set_condition
 
 
@@ -100,6 +100,25 @@ def test_native_render_refuses_a_version_without_images() -> None:
     )
     with pytest.raises(ProvisionError, match="no image for etcd, apiServer, controllerManager"):
         native.render(t, "10.96.0.0/16")
+
+
+def test_every_native_control_plane_runs_tuned_and_a_version_can_override_it() -> None:
+    version = tenants.cluster_version()["spec"]
+    version["controllerManager"]["extraArgs"] = ["--controllers=*"]
+    t = Tenant(name="dev", namespace="team", uid="u-1", spec={}, version=version)
+    containers = {
+        o["metadata"]["name"]: o["spec"]["template"]["spec"]["containers"][0]
+        for o in native.render(t, "10.96.0.0/16")
+        if o["kind"] == "StatefulSet"
+    }
+    api, kcm = containers["apiserver"], containers["controller-manager"]
+    assert {"name": "GOGC", "value": tuning.GO_ENV["kube-apiserver"]["GOGC"]} in api["env"]
+    assert [*tuning.FLAGS["kube-apiserver"]] == [
+        a for a in api["command"] if a in tuning.FLAGS["kube-apiserver"]
+    ]
+    flags = [a for a in kcm["command"] if a.startswith("--controllers=")]
+    assert flags == [*tuning.FLAGS["kube-controller-manager"], "--controllers=*"]  # the last one wins
+    assert containers["etcd"]["env"][0]["name"] == "POD_NAME"
 
 
 def test_extra_args_come_from_the_cluster_version() -> None:

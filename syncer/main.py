@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import cProfile
-import os
 import signal
 
 from aiohttp import web
@@ -86,14 +84,6 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
 
 
 def main(settings: Settings, verbose: bool = False) -> None:
-    """Run until SIGTERM/SIGINT. With TISPACE_PROFILE=FILE, the whole run is profiled into FILE."""
+    """Run until SIGTERM/SIGINT (profile it from outside: `tispace bench --profile`, py-spy)."""
     logs.setup(verbose)
-    profile = os.environ.get("TISPACE_PROFILE")
-    if not profile:
-        asyncio.run(run(settings))
-        return
-    with cProfile.Profile() as prof:
-        try:
-            asyncio.run(run(settings))
-        finally:
-            prof.dump_stats(profile)
+    asyncio.run(run(settings))

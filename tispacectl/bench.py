@@ -355,6 +355,7 @@ async def run(
                     await _control_plane_pids(sup, state_dir, names[0]), idle
                 )
             cpu0 = _cpu_seconds(syncer.pid()) if syncer else 0.0
+            rss0 = procs.rss_bytes(syncer.pid()) if syncer else 0
             progress(f"through tenants: {plan.total} pods ({plan.template})")
             requests0 = (await _requests([sup]), await _requests(clients))
             groups0 = cpu_by_group(processes())
@@ -378,6 +379,10 @@ async def run(
                 extra["syncer_cpu_seconds"] = round(_cpu_seconds(syncer.pid()) - cpu0, 2)
                 extra["syncer_cpu_ms_per_pod"] = round(1000 * extra["syncer_cpu_seconds"] / plan.total, 2)
                 extra["syncer_peak_rss_mib"] = round(procs.rss_bytes(syncer.pid(), peak=True) / 2**20, 1)
+                # each pod twice (tenant and super caches) plus its token Secret, Events and queue keys
+                extra["syncer_rss_kib_per_pod"] = round(
+                    (procs.rss_bytes(syncer.pid()) - rss0) / 1024 / plan.total, 1
+                )
             if plan.noisy and plan.tenants > 1:
                 quiet = [x for lat in per_tenant[1:] for x in lat]
                 extra["quiet_tenants"] = asdict(summarize(quiet, max(quiet)))

@@ -308,7 +308,8 @@ def bench(
     console.print(table)
     console.print(
         f"throughput ratio {result['throughput_ratio']}, p99 overhead {result['p99_overhead_s']} s; "
-        f"syncer {result['syncer_cpu_seconds']} CPU-s, peak RSS {result['syncer_peak_rss_mib']} MiB; "
+        f"syncer {result['syncer_cpu_seconds']} CPU-s, peak RSS {result['syncer_peak_rss_mib']} MiB "
+        f"({result['syncer_rss_kib_per_pod']} KiB per pod); "
         f"drift check {result['drift_check_seconds']} s (again {result['drift_check_again_seconds']} s); "
         f"resynced {result['resync_after_restart_seconds']} s "
         f"after a restart; tenant control plane {result['tenant_control_plane_rss_mib']} MiB; "

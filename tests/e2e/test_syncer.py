@@ -546,7 +546,7 @@ async def test_a_pod_costs_the_super_cluster_its_create_and_token_and_no_patch(
     """Counted on both API servers (apiserver_request_total), as the bench reports them: on the way
     to Running a tenant pod costs the super cluster its create and its token Secret, never a pod
     patch (zone and region labels are each API server's own), and its tenant one binding, one token
-    and no more status writes than the super pod had."""
+    and at most two status writes."""
     t: TenantHandle = await tenant_factory("sync-cost")
     first = pod("warm")  # the namespace and a virtual node exist before counting
     await t.client.create(r.PODS, first, "default")
@@ -573,4 +573,4 @@ async def test_a_pod_costs_the_super_cluster_its_create_and_token_and_no_patch(
     assert down["POST pods"] == n and down["POST secrets"] == n
     assert down["PATCH pods"] <= 1  # another test's leftover may still settle; two per pod before
     assert up["POST pods/binding"] == n and up["POST serviceaccounts/token"] == n
-    assert up["PATCH pods/status"] <= down["PATCH pods/status"] + 1
+    assert up["PATCH pods/status"] <= 2 * n  # scheduled, then running: as a kubelet writes them

@@ -130,20 +130,29 @@ async def _run_path(
     running: dict[str, float] = {}
     done = asyncio.Event()
 
+    def seen(pod: dict[str, Any]) -> None:
+        name = pod["metadata"]["name"]
+        if pod.get("status", {}).get("phase") == "Running" and name in created and name not in running:
+            running[name] = time.monotonic()
+            tick(1)
+        if len(running) >= count:
+            done.set()
+
     async def watch() -> None:
         rv = listing["metadata"]["resourceVersion"]
         while not done.is_set():
             async for ev in client.watch(r.PODS, namespace, resource_version=rv, timeout_seconds=60):
-                obj = ev["object"]
-                rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                name = obj.get("metadata", {}).get("name")
-                if ev["type"] != "BOOKMARK" and (obj.get("status") or {}).get("phase") == "Running":
-                    if name not in running:
-                        running[name] = time.monotonic()
-                        tick(1)
-                    if len(running) >= count:
-                        done.set()
-                        return
+                if ev["type"] == "ERROR":  # expired under load (410): list again, go on from there
+                    relisted = await client.list(r.PODS, namespace)
+                    for pod in relisted["items"]:
+                        seen(pod)
+                    rv = relisted["metadata"]["resourceVersion"]
+                    break
+                rv = ev["object"]["metadata"].get("resourceVersion", rv)
+                if ev["type"] != "BOOKMARK":
+                    seen(ev["object"])
+                if done.is_set():
+                    return
 
     sem = asyncio.Semaphore(CONCURRENCY)
 
@@ -152,7 +161,7 @@ async def _run_path(
         async with sem:
             created[name] = time.monotonic()
             for res, obj in objects(plan.template, name, direct=direct):
-                await client.create(res, obj, namespace)
+                await client.ensure(res, obj, namespace)  # a create retried after a timeout finds it made
 
     watcher = asyncio.create_task(watch())
     await asyncio.gather(*(create(i) for i in range(count)))

@@ -22,16 +22,17 @@ from tispace.kube.client import ApiError, Client
 
 log = logging.getLogger("syncer")
 
-TokensMade = TTLCache[str, bool]
-"""Super pod uids whose token secret this process just made, until the informer shows it (saves a
-second TokenRequest)."""
+JustDone = TTLCache[tuple[str, str], bool]
+"""(what, uid) this process just wrote, for as long as an informer may lag behind it: a pod
+re-queued by another event before the cache shows its token Secret or its binding would ask for a
+second TokenRequest or POST a second binding (refused with 409)."""
 
 
 class TenantView:
-    def __init__(self, t: TenantRuntime, supers: Mapping[str, Informer], tokens_made: TokensMade) -> None:
+    def __init__(self, t: TenantRuntime, supers: Mapping[str, Informer], just_done: JustDone) -> None:
         self.t = t
         self.supers = supers
-        self.tokens_made = tokens_made
+        self.just_done = just_done
 
     @property
     def ctx(self) -> TenantContext:
@@ -69,16 +70,18 @@ class TenantView:
         secret = self.super(
             pod_hooks.TOKEN_SECRETS.name, meta["namespace"], pods.token_secret_name(meta["name"])
         )
-        return pod_hooks.token_due(
-            super_pod, secret, meta["uid"] in self.tokens_made, datetime.datetime.now(datetime.UTC)
-        )
+        made_just_now = self.done_just_now(pod_hooks.TOKEN, meta["uid"])
+        return pod_hooks.token_due(super_pod, secret, made_just_now, datetime.datetime.now(datetime.UTC))
+
+    def done_just_now(self, what: str, uid: str) -> bool:
+        return (what, uid) in self.just_done
 
 
 class ClientEffects:
-    def __init__(self, t: TenantRuntime, super_client: Client, tokens_made: TokensMade) -> None:
+    def __init__(self, t: TenantRuntime, super_client: Client, just_done: JustDone) -> None:
         self.t = t
         self.super_client = super_client
-        self.tokens_made = tokens_made
+        self.just_done = just_done
 
     async def write(self, w: Write) -> Obj | None:
         client = self.t.client if w.side == "tenant" else self.super_client
@@ -99,8 +102,8 @@ class ClientEffects:
             self.t.ctx = ctx
             log.info("tenant context: %s", changes, extra={"tenant": self.t.name})
 
-    def token_made(self, uid: str) -> None:
-        self.tokens_made[uid] = True
+    def done(self, what: str, uid: str) -> None:
+        self.just_done[(what, uid)] = True
 
 
 async def _send(client: Client, w: Write) -> Obj | None:

@@ -136,6 +136,10 @@ class View(Protocol):
 
     def token_due(self, super_pod: Obj) -> bool: ...
 
+    def done_just_now(self, what: str, uid: str) -> bool:
+        """This process wrote `what` for object `uid` moments ago (its informer may not show it yet)."""
+        ...
+
 
 class Effects(Protocol):
     """Writes of one reconcile; errors raise ApiError (the worker retries, the tenant is told)."""
@@ -146,7 +150,9 @@ class Effects(Protocol):
         """Something learned from the tenant's objects (its DNS address) that shapes every translation."""
         ...
 
-    def token_made(self, uid: str) -> None: ...
+    def done(self, what: str, uid: str) -> None:
+        """Remember a write the informers will show late (View.done_just_now)."""
+        ...
 
 
 class Routes(Protocol):

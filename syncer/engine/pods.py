@@ -32,6 +32,7 @@ from tispace.kube import resources as r
 
 log = logging.getLogger("syncer.pods")
 TOKEN_SECONDS = 86400
+TOKEN, BINDING = "token", "binding"  # writes remembered for a while (View.done_just_now)
 # Not the tenant-object mark: a token secret mirrors no tenant Secret, and its pod owns it.
 TOKEN_MANAGED_BY = "tispace-token"
 TOKEN_SECRETS = Watch(
@@ -158,7 +159,7 @@ async def create_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None
         await fx.write(
             Write("super", "replace", r.SECRETS, secret["metadata"]["name"], smeta["namespace"], secret)
         )
-    fx.token_made(smeta["uid"])
+    fx.done(TOKEN, smeta["uid"])
 
 
 def token_secret(pod: Obj, super_pod: Obj, root: str, token: Obj, issued: datetime.datetime) -> Obj:
@@ -218,7 +219,7 @@ async def bind(pod: Obj, super_pod: Obj, view: View, fx: Effects) -> None:
         return
     if make := ensure_vnode(node, view.super("Node", "", node), view):
         await fx.write(make)
-    if pod["spec"].get("nodeName"):
+    if pod["spec"].get("nodeName") or view.done_just_now(BINDING, meta["uid"]):
         return
     binding = {
         "apiVersion": "v1",
@@ -239,6 +240,7 @@ async def bind(pod: Obj, super_pod: Obj, view: View, fx: Effects) -> None:
             conflict_ok=True,
         )
     )
+    fx.done(BINDING, meta["uid"])
 
 
 def tokens_due(secrets: Iterable[Obj], routes: Routes, now: datetime.datetime) -> list[tuple[str, WorkKey]]:

@@ -21,7 +21,7 @@ from cachetools import TTLCache
 from syncer.engine import admission, reconcile
 from syncer.engine import patrol as patroller
 from syncer.engine import pods as pod_hooks
-from syncer.engine.caches import ClientEffects, TenantView, TokensMade
+from syncer.engine.caches import ClientEffects, JustDone, TenantView
 from syncer.engine.informer import Informer, Key
 from syncer.engine.metrics import InformerCollector, Metrics
 from syncer.engine.model import Direction, Obj, Route, SyncedKind, View, WorkKey
@@ -61,7 +61,7 @@ class Syncer:
         self.queue: FairQueue[WorkKey] = FairQueue(fair=fair)
         self.metrics = Metrics(self.queue)
         self._verified: patroller.Verified = {}
-        self._tokens_made: TokensMade = TTLCache(maxsize=100_000, ttl=60)
+        self._just_done: JustDone = TTLCache(maxsize=100_000, ttl=60)
         self._tasks: list[asyncio.Task[None]] = []
         self.serving = Serving(
             super_client,
@@ -108,7 +108,7 @@ class Syncer:
         return [(name, self.view(t)) for name, t in list(self.tenants.items())]
 
     def view(self, t: TenantRuntime) -> TenantView:
-        return TenantView(t, self.supers, self._tokens_made)
+        return TenantView(t, self.supers, self._just_done)
 
     # --- tenants served ------------------------------------------------------------------------
     def _enqueue(self, tenant: str, key: WorkKey) -> None:
@@ -168,11 +168,11 @@ class Syncer:
     # --- reconcile -----------------------------------------------------------------------------
     async def reconcile(self, t: TenantRuntime, key: WorkKey) -> None:
         kind_name, ns, name = key
-        fx = ClientEffects(t, self.super, self._tokens_made)
+        fx = ClientEffects(t, self.super, self._just_done)
         await reconcile.reconcile(self.kinds[kind_name], (ns, name), self.view(t), fx)
 
     async def rejected(self, t: TenantRuntime, key: WorkKey, err: ApiError) -> None:
-        fx = ClientEffects(t, self.super, self._tokens_made)
+        fx = ClientEffects(t, self.super, self._just_done)
         await reconcile.rejected(self.kinds[key[0]], (key[1], key[2]), self.view(t), fx, err)
 
     def patrol(self) -> dict[str, Any]:

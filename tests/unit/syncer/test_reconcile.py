@@ -58,6 +58,7 @@ class FakeView:
         self.tenant_objs: dict[tuple[str, str, str], Obj] = {}
         self.super_objs: dict[tuple[str, str, str], Obj] = {}
         self.is_synced = True
+        self.just_done: set[tuple[str, str]] = set()  # what FakeEffects.done remembered
 
     def tenant(self, kind: str, namespace: str, name: str) -> Obj | None:
         return self.tenant_objs.get((kind, namespace, name))
@@ -78,12 +79,16 @@ class FakeView:
     def token_due(self, super_pod: Obj) -> bool:
         return False
 
+    def done_just_now(self, what: str, uid: str) -> bool:
+        return (what, uid) in self.just_done
+
 
 class FakeEffects:
-    def __init__(self, conflicts: bool = False) -> None:
+    def __init__(self, conflicts: bool = False, view: FakeView | None = None) -> None:
         self.writes: list[Write] = []
         self.conflicts = conflicts
         """Creates find the object there (409)."""
+        self.just_done = view.just_done if view else set()
 
     async def write(self, w: Write) -> Obj | None:
         self.writes.append(w)
@@ -101,8 +106,8 @@ class FakeEffects:
     def update_context(self, **changes: Any) -> None:
         pass
 
-    def token_made(self, uid: str) -> None:
-        pass
+    def done(self, what: str, uid: str) -> None:
+        self.just_done.add((what, uid))
 
     def on(self, side: str) -> list[tuple[str, str]]:
         return [(w.verb, w.resource.kind) for w in self.writes if w.side == side]
@@ -397,6 +402,32 @@ def synced_pair(view: FakeView, kind_name: str) -> tuple[str, str, str]:
     key, sobj = super_copy(kind, tobj)
     view.super_objs[key] = sobj
     return key
+
+
+async def test_a_scheduled_pod_is_bound_once_though_the_tenant_cache_shows_it_late() -> None:
+    kind = KINDS["Pod"]
+    view = FakeView()
+    key = synced_pair(view, "Pod")
+    view.super_objs[key]["spec"]["nodeName"] = "node-1"
+    view.super_objs[("Node", "", "node-1")] = {"metadata": {"name": "node-1"}}
+    view.tenant_objs[("Node", "", "node-1")] = {"metadata": {"name": "node-1"}}
+    tkey = ("app", "web")
+
+    def bindings(fx: FakeEffects) -> list[str]:
+        return [w.name for w in fx.writes if w.subresource == "binding"]
+
+    fx = FakeEffects(view=view)
+    await rec.reconcile(kind, tkey, view, fx)
+    assert bindings(fx) == ["web"]
+    # another super update re-queues the pod before the tenant informer shows spec.nodeName
+    fx = FakeEffects(view=view)
+    await rec.reconcile(kind, tkey, view, fx)
+    assert bindings(fx) == []
+    # a restarted syncer remembers nothing: the pod, still unbound in its cache, is bound
+    view.just_done.clear()
+    fx = FakeEffects(view=view)
+    await rec.reconcile(kind, tkey, view, fx)
+    assert bindings(fx) == ["web"]
 
 
 def bound_volume(view: FakeView) -> Obj:

@@ -2,10 +2,12 @@
 
 `make conformance` builds e2e.test (scripts/install-e2e-test.sh) and runs this script:
 
-    .venv/bin/python scripts/conformance.py [--kubeconfig F] [--focus RE] [--skip RE] [--out DIR]
+    .venv/bin/python scripts/conformance.py [--kubeconfig F] [--focus RE] [--skip RE] [--procs N] [--out DIR]
 
-Writes OUT/junit.xml (Ginkgo's full JUnit report), OUT/junit_01.xml (the e2e framework's short
-one), OUT/e2e.log (e2e.test's own output) and OUT/summary.txt. Exits 0 when every failure is
+Runs e2e.test under the ginkgo CLI, in N parallel processes ([Serial] specs last, one at a time,
+as upstream's hack/ginkgo-e2e.sh does). Writes OUT/junit.xml (Ginkgo's full JUnit report),
+OUT/junit_NN.xml (the e2e framework's short ones), OUT/e2e.log (the run's output) and
+OUT/summary.txt. Exits 0 when every failure is
 one that needs a container that really runs (local pods are KWOK's: nothing ever runs in them).
 """
 
@@ -119,8 +121,14 @@ def summarize(res: Result) -> tuple[list[str], bool]:
 
 
 def run_streaming(cmd: list[str], log: Path, t0: float) -> int:
-    """Run e2e.test with its output into `log`, printing one line per finished spec."""
-    total, done, name, after_rule = "?", 0, "", False
+    """Run the specs with their output into `log`, printing one line per finished spec.
+
+    Each spec's report follows a rule of dashes: in one process its name first and the `• [state]
+    [N seconds]` line after its steps; in parallel, that line first and the name right after it."""
+    total, done = "?", 0
+    name: str | None = None
+    end: re.Match[str] | None = None
+    prev = ""
     with (
         log.open("w") as f,
         subprocess.Popen(
@@ -132,23 +140,29 @@ def run_streaming(cmd: list[str], log: Path, t0: float) -> int:
             f.write(line)
             if m := re.match(r"Will run (\d+) of", line):
                 total = m[1]
-            if after_rule and line.startswith("["):
+            if line.startswith("-----"):
+                name, end = None, None
+            elif prev.startswith("-----") and (m := SPEC_END.match(line)):
+                end = m
+            elif (prev.startswith("-----") or (end and SPEC_END.match(prev))) and line.startswith("["):
                 name = LABELS.sub("", line.strip())
-            after_rule = line.startswith("-----")
-            if (m := SPEC_END.search(line)) and name:
+            elif name and (m := SPEC_END.search(line)):
+                end = m
+            if name and end:
                 done += 1
                 mins, secs = divmod(int(time.monotonic() - t0), 60)
-                state = m[1] or "PASSED"
+                state = end[1] or "PASSED"
                 print(
-                    f"[{mins:3d}:{secs:02d}] {done}/{total} {state} {name} ({float(m[2]):.0f}s)", flush=True
+                    f"[{mins:3d}:{secs:02d}] {done}/{total} {state} {name} ({float(end[2]):.0f}s)", flush=True
                 )
-                name = ""
+                name, end = None, None
+            prev = line
     return p.returncode
 
 
-def e2e_test_path() -> Path:
+def e2e_bin() -> Path:
     out = subprocess.run(["bash", str(INSTALL), "--print-bin"], check=True, capture_output=True, text=True)
-    return Path(out.stdout.strip()) / "e2e.test"
+    return Path(out.stdout.strip())
 
 
 def main() -> int:
@@ -162,41 +176,48 @@ def main() -> int:
     ap.add_argument("--focus", default=DEFAULT_FOCUS, help=f"specs to run (default: {DEFAULT_FOCUS})")
     ap.add_argument("--skip", default="", help="specs not to run")
     ap.add_argument("--out", type=Path, default=Path(".tispace/conformance"), help="report directory")
+    ap.add_argument("--procs", type=int, default=1, help="parallel Ginkgo processes (default: 1)")
     ap.add_argument("--timeout", default="3h", help="Ginkgo's timeout for the whole run")
-    ap.add_argument("--e2e-test", type=Path, default=None, help="the e2e.test binary (default: the cache's)")
+    ap.add_argument(
+        "--bin", type=Path, default=None, help="where e2e.test and ginkgo are (default: the cache)"
+    )
     ap.add_argument("e2e_args", nargs="*", help="more e2e.test flags, after --")
     a = ap.parse_args()
 
     if not a.kubeconfig.exists():
         print(f"{a.kubeconfig} does not exist: start the stack with `make up` first", file=sys.stderr)
         return 2
-    e2e = a.e2e_test or e2e_test_path()
-    if not e2e.exists():
-        print(f"{e2e} is missing: run `bash {INSTALL}`", file=sys.stderr)
+    bindir = a.bin or e2e_bin()
+    e2e, ginkgo = bindir / "e2e.test", bindir / "ginkgo"
+    if not (e2e.exists() and ginkgo.exists()):
+        print(f"{e2e} or {ginkgo} is missing: run `bash {INSTALL}`", file=sys.stderr)
         return 2
     out: Path = a.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for old in ("junit.xml", "junit_01.xml", "summary.txt"):
-        (out / old).unlink(missing_ok=True)
+    for old in [out / "junit.xml", out / "summary.txt", *out.glob("junit_*.xml")]:
+        old.unlink(missing_ok=True)
 
     t0 = time.monotonic()
     cmd = [
+        str(ginkgo),
+        f"--procs={a.procs}",
+        f"--focus={a.focus}",
+        *([f"--skip={a.skip}"] if a.skip else []),
+        f"--junit-report={out / 'junit.xml'}",
+        f"--timeout={a.timeout}",
+        "--no-color",
+        "-v",
         str(e2e),
+        "--",
         f"--kubeconfig={a.kubeconfig.resolve()}",
         "--provider=skeleton",  # no cloud: nothing to ask about nodes, zones or load balancers
         f"--kubectl-path={binaries.path('kubectl')}",  # `kubectl explain`/`create` in CRD specs
         f"--report-dir={out}",
         f"--e2e-output-dir={out}",
-        f"--ginkgo.focus={a.focus}",
-        *([f"--ginkgo.skip={a.skip}"] if a.skip else []),
-        f"--ginkgo.junit-report={out / 'junit.xml'}",
-        f"--ginkgo.timeout={a.timeout}",
-        "--ginkgo.no-color",
-        "--ginkgo.v",
         *a.e2e_args,
     ]
     log = out / "e2e.log"
-    print(f"running {e2e.name} (focus '{a.focus}'); its output: {log}", flush=True)
+    print(f"running {e2e.name} in {a.procs} process(es) (focus '{a.focus}'); its output: {log}", flush=True)
     rc = run_streaming(cmd, log, t0)
     mins, secs = divmod(int(time.monotonic() - t0), 60)
     junit = out / "junit.xml"
@@ -211,7 +232,7 @@ def main() -> int:
     if not (res.passed or res.failed):
         lines.append("no spec ran: check --focus and --skip")
         ok = False
-    lines += ["", f"reports: {junit}, {out / 'junit_01.xml'}, log: {log}"]
+    lines += ["", f"reports: {junit}, {out}/junit_NN.xml, log: {log}"]
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))
     return 0 if ok else 1

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build Kubernetes' conformance test binary `e2e.test` for the pinned Kubernetes version
 # (KUBE_VERSION/STAGING_VERSION of scripts/install-kube.sh) from its Go module.
-# Output: ~/.cache/tispace/e2e-<version>/bin/e2e.test. Idempotent: a second run only checks
-# its --version. Used by `make conformance` (scripts/conformance.py).
+# Output: ~/.cache/tispace/e2e-<version>/bin/e2e.test, and the ginkgo CLI of the version
+# e2e.test is built with (it runs specs in parallel processes: `conformance.py --procs N`).
+# Idempotent: a second run only checks their versions. Used by `make conformance`
+# (scripts/conformance.py).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,7 +33,8 @@ check() {
   out=$("$BIN/e2e.test" --version 2>&1) || return 1
   out=${out%%$'\n'*}
   [[ "$out" == *"$KUBE_VERSION"* ]] || return 1
-  say "ok  e2e.test: $out"
+  [[ -x "$BIN/ginkgo" ]] || return 1
+  say "ok  e2e.test: $out; $("$BIN/ginkgo" version)"
 }
 
 if check; then echo "$BIN"; exit 0; fi
@@ -68,6 +71,9 @@ LD="-s -w $V.gitVersion=$KUBE_VERSION $V.gitMajor=1 $V.gitMinor=$minor $V.gitTre
 say "compiling e2e.test (nice -n 19; no vet)"
 nice -n 19 go test -c -vet=off -trimpath -ldflags "$LD" -o "$BIN/e2e.test.tmp" k8s.io/kubernetes/test/e2e
 mv "$BIN/e2e.test.tmp" "$BIN/e2e.test"
+GINKGO=$(go list -m -f '{{.Version}}' github.com/onsi/ginkgo/v2)
+say "building the ginkgo CLI $GINKGO (the version e2e.test is built with)"
+GOBIN="$BIN" go install "github.com/onsi/ginkgo/v2/ginkgo@$GINKGO" || proxy_hint
 check || die "e2e.test built but --version does not report $KUBE_VERSION"
 say "done: $BIN"
 echo "$BIN"

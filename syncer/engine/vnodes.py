@@ -20,7 +20,7 @@ from tispace.kube import resources as r
 from tispace.kube.client import ApiError
 
 log = logging.getLogger("syncer.nodes")
-NODE_PERIOD = 10.0
+NODE_PERIOD = nodes.LEASE_SECONDS / 4
 VNODE_GRACE = 30.0
 """An on-demand node without pods stays this long (a pod replaced right away keeps it)."""
 

@@ -116,6 +116,17 @@ def rss_bytes(pid: int, *, peak: bool = False) -> int:
     return 0
 
 
+def private_bytes(pid: int) -> int:
+    """Memory only this process holds (0 when it is gone): its RSS without the pages it shares, such
+    as a binary's code that every copy of a component maps once (what one more copy costs)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except FileNotFoundError:
+        return 0
+    fields = dict(line.split(":", 1) for line in text.splitlines()[1:])
+    return sum(int(fields[f].split()[0]) * 1024 for f in ("Private_Clean", "Private_Dirty"))
+
+
 def tail(path: str | Path, lines: int = 20) -> str:
     """The last `lines` lines of a log, for error messages."""
     try:

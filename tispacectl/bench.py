@@ -262,15 +262,19 @@ class ProfilerMissing(RuntimeError):
 
 
 async def idle_cost(pids: list[int], seconds: float) -> dict[str, float]:
-    """CPU (millicores) and RSS (MiB) of a set of processes left alone for `seconds`."""
+    """CPU (millicores), RSS and private memory (MiB) of a set of processes left alone for `seconds`.
+    RSS counts the binaries' code, which every tenant's copies share; private memory is what one
+    more tenant costs."""
     before = cpu_by_group({"cp": pids})["cp"]
     await asyncio.sleep(seconds)
     used = cpu_by_group({"cp": pids})["cp"] - before
     rss = sum(procs.rss_bytes(p) for p in pids)
+    private = sum(procs.private_bytes(p) for p in pids)
     return {
         "seconds": seconds,
         "millicores": round(1000 * used / seconds, 1),
         "rss_mib": round(rss / 2**20, 1),
+        "private_mib": round(private / 2**20, 1),
     }
 
 

@@ -19,9 +19,11 @@ def test_spawn_alive_stop_and_tail(tmp_path: Path) -> None:
         assert procs.tail(p.log) == "hello"
         assert procs.rss_bytes(p.pid) > 0
         assert procs.rss_bytes(p.pid, peak=True) > 0
+        assert 0 < procs.private_bytes(p.pid) < procs.rss_bytes(p.pid)  # the interpreter's code is shared
     finally:
         procs.stop(p)
     assert not procs.alive(p)
+    assert procs.rss_bytes(p.pid) == procs.private_bytes(p.pid) == 0
 
 
 def test_recycled_pid_is_not_ours(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from vn_agent import metrics, translate
 
 log = logging.getLogger("vn_agent")
 MAX_HEAD = 64 * 1024
-CA_REFRESH = 5.0
+CA_RETRY = 5.0
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,11 @@ class Tenants:
         self.by_root: dict[str, TenantCA] = {}
         self._loaded: set[bytes] = set()
 
-    async def refresh(self) -> None:
+    async def refresh(self) -> str:
+        """Read the CAs of Running tenants; returns the list's resourceVersion (to watch from)."""
         found: dict[str, TenantCA] = {}
-        for vc in (await self.client.list(r.VIRTUALCLUSTERS))["items"]:
+        listing = await self.client.list(r.VIRTUALCLUSTERS)
+        for vc in listing["items"]:
             meta = vc["metadata"]
             if (vc.get("status") or {}).get("phase") != "Running":
                 continue
@@ -69,6 +71,7 @@ class Tenants:
                 self.tls.load_verify_locations(cadata=ca.decode())
                 self._loaded.add(ca)
         self.by_root = found
+        return str(listing["metadata"]["resourceVersion"])
 
     def identify(self, cert_der: bytes) -> TenantCA | None:
         """The tenant whose CA issued this (unexpired) certificate."""
@@ -78,6 +81,26 @@ class Tenants:
             return None
         pem = cert.public_bytes(serialization.Encoding.PEM)
         return next((t for t in self.by_root.values() if pki.signed_by(pem, t.ca_pem)), None)
+
+    async def follow(self) -> None:
+        """Trust a tenant's CA the moment its VirtualCluster turns Running: until the TLS layer holds
+        it, the handshake refuses the tenant API server's certificate before any request is seen
+        (`kubectl logs` on a new tenant said EOF for up to one poll). A watch, relisted on errors."""
+        rv = ""
+        while True:
+            try:
+                rv = rv or await self.refresh()
+                async for event in self.client.watch(r.VIRTUALCLUSTERS, resource_version=rv):
+                    if event.get("type") == "ERROR":
+                        rv = ""  # expired: list again
+                        break
+                    rv = event["object"]["metadata"].get("resourceVersion", rv)
+                    if event.get("type") != "BOOKMARK":
+                        await self.refresh()
+            except (ApiError, OSError, aiohttp.ClientError) as e:
+                log.warning("watching tenants for their CAs: %s; again in %.0fs", e, CA_RETRY)
+                rv = ""
+                await asyncio.sleep(CA_RETRY)
 
 
 @dataclass
@@ -438,7 +461,7 @@ class Server:
         server = await asyncio.start_server(
             self.handle, self.listen_host, self.port, ssl=self.tls, limit=MAX_HEAD
         )
-        refresher = asyncio.create_task(self._refresh_loop(), name="vn-agent:ca-refresh")
+        refresher = asyncio.create_task(self.tenants.follow(), name="vn-agent:tenant-cas")
         try:
             await stop.wait()
         finally:
@@ -448,14 +471,6 @@ class Server:
                 task.cancel()
             await server.wait_closed()
             await self.super.close()
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(CA_REFRESH)
-            try:
-                await self.tenants.refresh()
-            except (ApiError, OSError) as e:
-                log.warning("refreshing tenant CAs failed: %s", e)
 
 
 async def _forward(

@@ -8,7 +8,10 @@ only a tenant object gone from a synced cache, or one being deleted, leads to a 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import logging
+
+import orjson
 
 from syncer.engine.model import Direction, Effects, Key, Later, NotYet, Obj, SyncedKind, View, Write, tell
 from syncer.resources import nodes
@@ -109,8 +112,8 @@ async def _down(kind: SyncedKind, key: Key, view: View, fx: Effects) -> None:
     if hooks.after_apply:
         await hooks.after_apply(tobj, desired, sobj, view, fx)
     status = kind.status_up(sobj, tobj, ctx) if kind.status_up else None
-    if status is not None:
-        meta = tobj["metadata"]
+    meta = tobj["metadata"]
+    if status is not None and not view.done_just_now(wrote := _status_written(status), meta["uid"]):
         await fx.write(
             Write(
                 "tenant",
@@ -122,6 +125,16 @@ async def _down(kind: SyncedKind, key: Key, view: View, fx: Effects) -> None:
                 subresource="status",
             )
         )
+        fx.done(wrote, meta["uid"])
+
+
+def _status_written(status: Obj) -> str:
+    """What a status write is remembered by: an event of the tenant object that arrives before the
+    informer shows the write (its binding's, say) must not send the same status again."""
+    return (
+        "status "
+        + hashlib.blake2b(orjson.dumps(status, option=orjson.OPT_SORT_KEYS), digest_size=8).hexdigest()
+    )
 
 
 async def _delete_down(

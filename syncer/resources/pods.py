@@ -256,8 +256,20 @@ def status_up(super_pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
 
 
 def status_differs(want: dict[str, Any], tenant_pod: dict[str, Any]) -> bool:
+    """Conditions compare without their times, which are each API server's own: the tenant's
+    binding writes its PodScheduled as the super cluster's writes its own, and rewriting it for a
+    timestamp cost a status write per pod."""
     have = tenant_pod.get("status") or {}
-    return any(have.get(k) != v for k, v in want.items())
+    return _conditions(want) != _conditions(have) or any(
+        have.get(k) != v for k, v in want.items() if k != "conditions"
+    )
+
+
+def _conditions(status: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    return sorted(
+        (c.get("type", ""), c.get("status", ""), c.get("reason", ""), c.get("message", ""))
+        for c in status.get("conditions") or []
+    )
 
 
 def status_patch(

@@ -299,6 +299,23 @@ def test_status_up_hides_the_super_node_address() -> None:
     assert not pods.status_differs(up, {"status": {**up, "extra": 1}})
 
 
+def test_a_condition_differing_only_in_its_times_is_not_written_again() -> None:
+    """The tenant's binding writes PodScheduled with its own time: no status write for that alone."""
+
+    def scheduled(at: str, status: str = "True", reason: str = "") -> dict:
+        return {"type": "PodScheduled", "status": status, "reason": reason, "lastTransitionTime": at}
+
+    super_pod = {"status": {"phase": "Pending", "conditions": [scheduled("2026-01-01T00:00:02Z")]}}
+    bound = tenant_pod()
+    bound["status"] = {"phase": "Pending", "conditions": [scheduled("2026-01-01T00:00:01Z")]}
+    assert pods.status_patch(super_pod, bound, CTX) is None
+    refused = scheduled("2026-01-01T00:00:01Z", "False", "Unschedulable")
+    unschedulable = {"phase": "Pending", "conditions": [refused]}
+    assert pods.status_patch({"status": unschedulable}, bound, CTX) == unschedulable
+    running = {"phase": "Running", "conditions": [scheduled("2026-01-01T00:00:02Z")]}
+    assert pods.status_patch({"status": running}, bound, CTX) == running
+
+
 @given(st.dictionaries(st.from_regex(r"\A[a-z]{1,8}(/[a-z]{1,8})?\Z"), st.text(max_size=5), max_size=6))
 def test_labels_never_carry_forged_marks_or_opaque_keys(labels: dict) -> None:
     p = tenant_pod()

@@ -430,6 +430,28 @@ async def test_a_scheduled_pod_is_bound_once_though_the_tenant_cache_shows_it_la
     assert bindings(fx) == ["web"]
 
 
+async def test_a_status_just_written_is_not_written_again_before_the_cache_shows_it() -> None:
+    kind = KINDS["Pod"]
+    view = FakeView()
+    key = synced_pair(view, "Pod")
+    view.super_objs[key]["status"] = {"phase": "Running", "podIP": "10.244.0.9"}
+    tkey = ("app", "web")
+
+    def status_writes(fx: FakeEffects) -> list[Obj]:
+        return [w.body["status"] for w in fx.writes if w.subresource == "status"]  # type: ignore[index]
+
+    fx = FakeEffects(view=view)
+    await rec.reconcile(kind, tkey, view, fx)
+    assert status_writes(fx) == [{"phase": "Running", "podIP": "10.244.0.9"}]
+    fx = FakeEffects(view=view)  # an event of the tenant pod, before its informer shows the write
+    await rec.reconcile(kind, tkey, view, fx)
+    assert status_writes(fx) == []
+    view.super_objs[key]["status"]["phase"] = "Succeeded"  # a new status is written at once
+    fx = FakeEffects(view=view)
+    await rec.reconcile(kind, tkey, view, fx)
+    assert status_writes(fx) == [{"phase": "Succeeded", "podIP": "10.244.0.9"}]
+
+
 def bound_volume(view: FakeView) -> Obj:
     """A tenant claim, its super copy, and the super PV bound to it."""
     key = synced_pair(view, "PersistentVolumeClaim")

@@ -1,7 +1,10 @@
 import datetime
+import ssl
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tispace import pki
@@ -62,3 +65,66 @@ def test_keypair_is_pem() -> None:
     priv, pub = pki.new_keypair()
     assert priv.startswith(b"-----BEGIN PRIVATE KEY-----")
     assert pub.startswith(b"-----BEGIN PUBLIC KEY-----")
+
+
+def test_keys_are_ecdsa_p256_and_only_sign(ca: pki.CertKey) -> None:
+    leaf = pki.issue(ca, "kube-apiserver", hosts=("127.0.0.1",), server=True)
+    for cert in (ca.cert, leaf.cert):
+        key = cert.public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
+    usage = leaf.cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and not usage.key_encipherment and not usage.key_cert_sign
+    priv, _ = pki.new_keypair()
+    assert isinstance(serialization.load_pem_private_key(priv, None), ec.EllipticCurvePrivateKey)
+
+
+def test_an_rsa_ca_made_before_still_issues() -> None:
+    """Tenants provisioned before the switch to ECDSA keep their RSA CAs until those expire."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old-ca")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    old = pki.CertKey(
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+    leaf = pki.issue(old, "alice", client=True)
+    assert pki.signed_by(leaf.cert_pem, old.cert_pem)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    pki.load_into(ctx, leaf.cert_pem, leaf.key_pem)  # an ECDSA leaf under an RSA CA loads
+
+
+def test_a_ca_with_another_kind_of_key_is_refused() -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "odd-ca")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, None)
+    )
+    odd = pki.CertKey(
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+    with pytest.raises(ValueError, match="CN=odd-ca holds a"):
+        pki.issue(odd, "bob", client=True)

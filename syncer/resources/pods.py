@@ -13,10 +13,14 @@ from tispace import naming
 DEFAULT_SCHEDULER = "default-scheduler"
 ANN_SCHEDULER = f"{naming.GROUP}/schedulerName"
 ANN_TOKEN_REFRESH = f"{naming.GROUP}/token-refresh"
+ANN_GENERATION = f"{naming.GROUP}/generation"
+"""On a super pod: the tenant pod's metadata.generation its spec carries (status.observedGeneration up)."""
 """On a pod's token secret: when the syncer asks the tenant for a new token."""
 TOKEN_KEY = "token"
-# Fields the tenant API server fills for its own cluster that must not reach the super one.
-_DROP_SPEC = ("priority", "priorityClassName", "preemptionPolicy", "nodeName", "serviceAccount")
+# Fields the tenant API server fills for its own cluster that must not reach the super one. The
+# overhead is its RuntimeClass admission's, for the tenant's class: the super one sets it for the
+# class the super pod runs with, and refuses a pod with an overhead it did not compute.
+_DROP_SPEC = ("priority", "priorityClassName", "preemptionPolicy", "nodeName", "serviceAccount", "overhead")
 # Downward API fields whose super value would leak the super cluster: read the tenant's from our marks.
 _DOWNWARD = {
     "metadata.namespace": f"metadata.annotations['{naming.ANN_NAMESPACE}']",
@@ -196,6 +200,7 @@ def to_super(pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     out_meta = super_meta(pod, ctx, namespace=ctx.super_ns(meta["namespace"]), owned=POD_OWNED)
     if pod["spec"].get("nodeName"):  # a pod that names its (virtual = super) node
         _pin_to_node(spec, pod["spec"]["nodeName"])
+    out_meta["annotations"][ANN_GENERATION] = str(meta.get("generation", 1))
     scheduler = spec.get("schedulerName", DEFAULT_SCHEDULER)
     if scheduler != DEFAULT_SCHEDULER:
         out_meta["annotations"][ANN_SCHEDULER] = scheduler
@@ -222,18 +227,29 @@ def to_super(pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
 
 
 def patch_down(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any] | None:
-    """What may change on a running pod: metadata and the images of its containers, init containers
-    and sidecars (a strategic merge patch: containers are merged by name, the rest of each is kept)."""
+    """What may change on a running pod, as upstream allows it: metadata, the images of its
+    containers, init containers and sidecars (a strategic merge patch: containers are merged by
+    name, the rest of each is kept), activeDeadlineSeconds and added tolerations (the super pod's
+    own, from its admission, are kept: a pod's tolerations may only grow)."""
     patch = meta_patch(desired, actual, POD_OWNED) or {}
+    want, have_spec = desired["spec"], actual["spec"]
+    spec: dict[str, Any] = {}
     for key in ("containers", "initContainers"):
-        have = {c["name"]: c.get("image") for c in actual["spec"].get(key, [])}
+        have = {c["name"]: c.get("image") for c in have_spec.get(key, [])}
         changed = [
             {"name": c["name"], "image": c["image"]}
-            for c in desired["spec"].get(key, [])
+            for c in want.get(key, [])
             if c["name"] in have and have[c["name"]] != c.get("image")
         ]
         if changed:
-            patch.setdefault("spec", {})[key] = changed
+            spec[key] = changed
+    if want.get("activeDeadlineSeconds") != have_spec.get("activeDeadlineSeconds"):
+        spec["activeDeadlineSeconds"] = want.get("activeDeadlineSeconds")
+    tolerations = have_spec.get("tolerations") or []
+    if added := [t for t in want.get("tolerations") or [] if t not in tolerations]:
+        spec["tolerations"] = [*tolerations, *added]
+    if spec:
+        patch["spec"] = spec
     return patch or None
 
 
@@ -252,7 +268,22 @@ def status_up(super_pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     if st.get("hostIP"):
         out["hostIP"] = ctx.vn_agent_host
         out["hostIPs"] = [{"ip": ctx.vn_agent_host}]
+    if (generation := observed_generation(super_pod)) is not None:
+        out["observedGeneration"] = generation
     return out
+
+
+def observed_generation(super_pod: dict[str, Any]) -> int | None:
+    """The tenant generation whose spec the super kubelet has seen, as a kubelet reports its own:
+    the one the super pod carries, once a kubelet has synced the pod (its startTime) and observed
+    the super pod's generation (one that reports none, as KWOK, observes on arrival). Not before:
+    a pod not yet on a kubelet has no observedGeneration, and reporting it would cost a status write."""
+    meta, st = super_pod.get("metadata") or {}, super_pod.get("status") or {}
+    carried = (meta.get("annotations") or {}).get(ANN_GENERATION)
+    generation = meta.get("generation", 1)
+    if carried is None or "startTime" not in st or st.get("observedGeneration", generation) < generation:
+        return None
+    return int(carried)
 
 
 def status_differs(want: dict[str, Any], tenant_pod: dict[str, Any]) -> bool:

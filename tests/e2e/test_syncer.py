@@ -574,3 +574,32 @@ async def test_a_pod_costs_the_super_cluster_its_create_and_token_and_no_patch(
     assert down["PATCH pods"] <= 1  # another test's leftover may still settle; two per pod before
     assert up["POST pods/binding"] == n and up["POST serviceaccounts/token"] == n
     assert up["PATCH pods/status"] <= 2 * n  # scheduled, then running: as a kubelet writes them
+
+
+async def test_a_pod_spec_update_reaches_the_super_pod_and_its_generation_comes_back_observed(
+    syncer: SyncerProc, tenant_factory, super_client: Client
+) -> None:
+    """What a running pod's spec may change upstream (activeDeadlineSeconds, added tolerations,
+    images) reaches its super pod, and the tenant pod reports status.observedGeneration as a 1.34+
+    kubelet does (upstream conformance: "Pods Generation", 500 updates)."""
+    t: TenantHandle = await tenant_factory("sync-generation")
+    await t.client.create(r.PODS, pod("gen", activeDeadlineSeconds=5000), "default")
+    [made] = await eventually(lambda: running(t.client, "default", 1, "app=gen"), what="pod Running")
+    assert made["status"]["observedGeneration"] == made["metadata"]["generation"] == 1
+    sns = f"{t.root}-default"
+    for seconds in range(4999, 4989, -1):  # ten updates, as fast as the API server takes them
+        await t.client.patch(r.PODS, "gen", {"spec": {"activeDeadlineSeconds": seconds}}, "default")
+    extra = {"key": "example.com/maintenance", "operator": "Exists", "effect": "NoSchedule"}
+    await t.client.patch(
+        r.PODS, "gen", {"spec": {"tolerations": [*made["spec"]["tolerations"], extra]}}, "default"
+    )
+    generation = (await t.client.get(r.PODS, "gen", "default"))["metadata"]["generation"]
+    assert generation == 12
+
+    async def observed() -> bool:
+        p = await t.client.get(r.PODS, "gen", "default")
+        return p["status"].get("observedGeneration") == generation
+
+    await eventually(observed, what=f"observedGeneration {generation}")
+    spec = (await super_client.get(r.PODS, "gen", sns))["spec"]
+    assert spec["activeDeadlineSeconds"] == 4990 and extra in spec["tolerations"]

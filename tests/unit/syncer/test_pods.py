@@ -230,6 +230,45 @@ def test_translation_does_not_mutate_its_input() -> None:
     assert p == before
 
 
+def test_patch_down_carries_the_deadline_and_added_tolerations_keeping_the_super_ones() -> None:
+    tenant = tenant_pod(activeDeadlineSeconds=5000, tolerations=[{"key": "a", "operator": "Exists"}])
+    desired = pods.to_super(tenant, CTX)
+    actual = copy.deepcopy(desired)
+    admitted = {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}
+    actual["spec"]["tolerations"].append(admitted)  # the super admission's own
+    assert pods.patch_down(desired, actual) is None
+    tenant["spec"]["activeDeadlineSeconds"] = 4999
+    tenant["spec"]["tolerations"].append({"key": "b", "operator": "Exists"})
+    patch = pods.patch_down(pods.to_super(tenant, CTX), actual)
+    assert patch is not None and patch["spec"] == {
+        "activeDeadlineSeconds": 4999,
+        "tolerations": [{"key": "a", "operator": "Exists"}, admitted, {"key": "b", "operator": "Exists"}],
+    }
+
+
+def test_observed_generation_is_the_tenant_generation_the_super_pod_carries_once_observed() -> None:
+    """As a kubelet (1.34+) reports status.observedGeneration: upstream conformance updates a pod's
+    spec 499 times and waits for it to read 500."""
+    tenant = tenant_pod()
+    tenant["metadata"]["generation"] = 7
+    super_pod = pods.to_super(tenant, CTX)
+    assert super_pod["metadata"]["annotations"][pods.ANN_GENERATION] == "7"
+    super_pod["metadata"]["generation"] = 3  # the super pod's own count
+    assert pods.observed_generation(super_pod) is None  # on no kubelet yet
+    assert "observedGeneration" not in pods.status_up(super_pod, CTX)
+    started = "2026-01-01T00:00:00Z"
+    super_pod["status"] = {"startTime": started}
+    assert pods.observed_generation(super_pod) == 7  # its kubelet reports none (KWOK): seen on arrival
+    super_pod["status"] = {"startTime": started, "observedGeneration": 2}
+    assert pods.observed_generation(super_pod) is None  # the super kubelet has not seen the last spec
+    super_pod["status"] = {"startTime": started, "observedGeneration": 3}
+    assert pods.status_up(super_pod, CTX)["observedGeneration"] == 7
+    tenant["metadata"]["generation"] = 8
+    patch = pods.patch_down(pods.to_super(tenant, CTX), super_pod)
+    assert patch is not None and "spec" not in patch
+    assert patch["metadata"]["annotations"][pods.ANN_GENERATION] == "8"
+
+
 def test_patch_down_covers_metadata_and_images_only() -> None:
     desired = pods.to_super(tenant_pod(), CTX)
     assert pods.patch_down(desired, copy.deepcopy(desired)) is None
@@ -297,6 +336,14 @@ def test_status_up_hides_the_super_node_address() -> None:
     assert up["podIP"] == "10.244.0.5" and "nominatedNodeName" not in up
     assert pods.status_differs(up, {"status": {"phase": "Pending"}})
     assert not pods.status_differs(up, {"status": {**up, "extra": 1}})
+
+
+def test_the_tenant_runtime_class_overhead_stays_in_the_tenant() -> None:
+    """Upstream conformance (RuntimeClass ... initialize its Overhead) had the super cluster refuse
+    the pod: "Pod Overhead set without corresponding RuntimeClass defined Overhead"."""
+    pod = tenant_pod(runtimeClassName="preconfigured-handler", overhead={"cpu": "10m", "memory": "1Mi"})
+    spec = pods.to_super(pod, CTX)["spec"]
+    assert "overhead" not in spec and spec["runtimeClassName"] == CTX.runtime_class
 
 
 def test_a_condition_differing_only_in_its_times_is_not_written_again() -> None:

@@ -33,7 +33,10 @@ OTHER = RootNamespace("t-123456-other")
 SPECS: dict[str, dict[str, Any]] = {
     "ConfigMap": {"data": {"a": "1"}},
     "Secret": {"data": {"k": "dg=="}, "type": "Opaque"},
-    "Pod": {"spec": {"containers": [{"name": "c", "image": "busybox:1"}]}},
+    "Pod": {
+        "spec": {"containers": [{"name": "c", "image": "busybox:1"}]},
+        "status": {"observedGeneration": 1},
+    },
     "Service": {"spec": {"ports": [{"port": 80}], "selector": {"app": "web"}}},
     "PersistentVolumeClaim": {
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}

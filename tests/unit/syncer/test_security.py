@@ -123,7 +123,7 @@ def test_a_super_copy_stays_in_its_tenant_and_carries_only_its_marks(
     assert meta["labels"][naming.MANAGED_BY] == naming.MANAGED_BY_VALUE
     assert meta["labels"][naming.LABEL_TENANT] == CTX.root
     ours = {k_ for k_ in {**meta["labels"], **meta["annotations"]} if k_.startswith(f"{naming.GROUP}/")}
-    assert ours <= {*MARKS, pods.ANN_SCHEDULER}
+    assert ours <= {*MARKS, pods.ANN_SCHEDULER, pods.ANN_GENERATION}
     if naming.LABEL_TENANT_NAMESPACE in meta["labels"]:
         assert kind == "Namespace" and meta["labels"][naming.LABEL_TENANT_NAMESPACE] == name
     assert naming.tenant_key(out) == (CTX.root, namespace if k.resource.namespaced else "", name)

@@ -131,9 +131,10 @@ def ingress_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
 
 
 def is_controller_endpoints(obj: dict[str, Any]) -> bool:
-    """Endpoints the tenant's controller computes from tenant pods: the super cluster computes its own."""
+    """Endpoints a tenant controller computes: the endpoint controller's from tenant pods (the super
+    cluster computes its own) and the tenant API server's own `default/kubernetes`."""
     labels = obj["metadata"].get("labels") or {}
-    return bool(labels.get(ENDPOINTS_MANAGED_BY) == ENDPOINTS_CONTROLLER)
+    return labels.get(ENDPOINTS_MANAGED_BY) == ENDPOINTS_CONTROLLER or is_tenant_apiserver_service(obj)
 
 
 def endpoints_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:

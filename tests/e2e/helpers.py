@@ -108,3 +108,11 @@ async def bound(client: Client, ns: str, n: int) -> list[dict] | None:
     claims = (await client.list(r.PVCS, ns))["items"]
     ok = [c for c in claims if (c.get("status") or {}).get("phase") == "Bound"]
     return ok if len(ok) == n == len(claims) else None
+
+
+async def established(client: Client, crd: str) -> bool:
+    """The CRD serves its kind. (`kubectl wait --for=condition=Established` fails outright when it
+    reads the CRD before its first condition: "status.conditions accessor error".)"""
+    obj = await client.get_or_none(r.CRDS, crd)
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)

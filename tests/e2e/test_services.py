@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 import aiohttp
 import dns.resolver
@@ -10,7 +11,7 @@ import pytest
 
 from tests.e2e.conftest import SyncerProc, TenantHandle
 from tests.e2e.helpers import absent, answer, bound, eventually, pod, resolver, running
-from tispace import kubeconfig, naming, tenants
+from tispace import kubeconfig, localnet, naming, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 from tispacectl import localcluster
@@ -174,6 +175,21 @@ async def test_endpoints_list_super_pod_ips_and_hand_made_endpoints_go_down(
 
     sep = await eventually(mirrored, what="hand-made endpoints mirrored")
     assert sep["subsets"][0]["addresses"] == [{"ip": "10.244.9.9"}]
+
+    # The API server's own `default/kubernetes` Endpoints and EndpointSlice, as every API server keeps
+    # them (upstream conformance reads them), stay in the tenant.
+    port = urlsplit(kubeconfig.load(t.kubeconfig).server).port
+    own = await t.client.get(r.ENDPOINTS, "kubernetes", "default")
+    assert own["subsets"][0]["addresses"] == [{"ip": localnet.VIRTUAL_ADDRESS}]
+    assert own["subsets"][0]["ports"][0]["port"] == port
+    slices = await t.client.request(
+        "GET",
+        "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
+        params={"labelSelector": "kubernetes.io/service-name=kubernetes"},
+    )
+    [slice_] = slices["items"]
+    assert slice_["endpoints"][0]["addresses"] == [localnet.VIRTUAL_ADDRESS]
+    assert await super_client.get_or_none(r.ENDPOINTS, "kubernetes", f"{t.root}-default") is None
 
 
 def statefulset(name: str, ns: str, replicas: int, *, claim: bool = False) -> dict:

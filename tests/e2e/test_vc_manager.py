@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import ManagerProc, TenantHandle
-from tests.e2e.helpers import eventually, processes_mentioning
+from tests.e2e.helpers import established, eventually, processes_mentioning
 from tispace import kubeconfig, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
@@ -83,7 +83,7 @@ async def test_tenant_runs_and_takes_namespaces_crds_and_custom_objects(
 
     t.kubectl("create", "namespace", "team")
     t.kubectl("apply", "-f", "-", stdin=json.dumps(CRD))
-    t.kubectl("wait", "--for=condition=Established", "crd/widgets.example.com")
+    await eventually(lambda: established(t.client, "widgets.example.com"), what="CRD established")
     t.kubectl(
         "apply",
         "-n",
@@ -522,7 +522,7 @@ async def test_a_crd_over_a_megabyte_is_taken_by_create_and_server_side_apply(te
         "type": "integer"
     }
     t.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(crd))
-    t.kubectl("wait", "--for=condition=Established", "crd/bigs.example.com", "--timeout=60s")
+    await eventually(lambda: established(t.client, "bigs.example.com"), what="CRD established")
     t.kubectl(
         "create",
         "-f",

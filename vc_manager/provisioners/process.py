@@ -21,7 +21,7 @@ import aiohttp
 
 from tispace import binaries, kubeconfig, procs, tenantpki
 from tispace.kube.client import Client
-from tispace.localnet import egress_config
+from tispace.localnet import VIRTUAL_ADDRESS, egress_config
 from tispace.tenantpki import TenantPKI
 from vc_manager.provisioners import ProvisionError, tuning
 from vc_manager.settings import Settings
@@ -108,8 +108,10 @@ class ProcessProvisioner:
                 f"--etcd-prefix={self.etcd_prefix(tenant)}",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={ap}",
-                "--advertise-address=127.0.0.1",
-                "--endpoint-reconciler-type=none",
+                # Its `default/kubernetes` Endpoints and EndpointSlice, as every API server keeps them
+                # (upstream conformance reads them): a loopback address is invalid there, so the
+                # virtual nodes' documentation address, routed nowhere, with the real port.
+                f"--advertise-address={VIRTUAL_ADDRESS}",
                 f"--cert-dir={d / 'apiserver-certs'}",
                 f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki_dir / 'apiserver.key'}",

@@ -106,6 +106,9 @@ def test_only_hand_made_endpoints_go_down_and_lose_tenant_references() -> None:
         }
     }
     assert services.is_controller_endpoints(made)
+    apiserver = {"metadata": {"name": "kubernetes", "namespace": "default"}}  # its API server's own
+    assert services.is_controller_endpoints(apiserver)
+    assert not services.is_controller_endpoints({"metadata": {"name": "kubernetes", "namespace": "app"}})
     own = {
         "metadata": {"name": "db", "namespace": "app", "uid": "u-2"},
         "subsets": [

@@ -67,21 +67,23 @@ def test_keypair_is_pem() -> None:
     assert pub.startswith(b"-----BEGIN PUBLIC KEY-----")
 
 
-def test_keys_are_ecdsa_p256_and_only_sign(ca: pki.CertKey) -> None:
+def test_leaves_sign_with_ecdsa_p256_under_an_rsa_ca(ca: pki.CertKey) -> None:
+    """Leaves and the service-account key sign (cheap with ECDSA); a CA's signature is verified on
+    every certificate-authenticated request (cheap with RSA)."""
+    assert isinstance(ca.cert.public_key(), rsa.RSAPublicKey)
     leaf = pki.issue(ca, "kube-apiserver", hosts=("127.0.0.1",), server=True)
-    for cert in (ca.cert, leaf.cert):
-        key = cert.public_key()
-        assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
+    key = leaf.cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
     usage = leaf.cert.extensions.get_extension_for_class(x509.KeyUsage).value
     assert usage.digital_signature and not usage.key_encipherment and not usage.key_cert_sign
     priv, _ = pki.new_keypair()
     assert isinstance(serialization.load_pem_private_key(priv, None), ec.EllipticCurvePrivateKey)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    pki.load_into(ctx, leaf.cert_pem, leaf.key_pem)
 
 
-def test_an_rsa_ca_made_before_still_issues() -> None:
-    """Tenants provisioned before the switch to ECDSA keep their RSA CAs until those expire."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old-ca")])
+def _self_signed(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> pki.CertKey:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "own-ca")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -92,39 +94,20 @@ def test_an_rsa_ca_made_before_still_issues() -> None:
         .not_valid_before(now)
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
+        .sign(key, None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256())
     )
-    old = pki.CertKey(
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
-    )
-    leaf = pki.issue(old, "alice", client=True)
-    assert pki.signed_by(leaf.cert_pem, old.cert_pem)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    pki.load_into(ctx, leaf.cert_pem, leaf.key_pem)  # an ECDSA leaf under an RSA CA loads
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    pem = key.private_bytes(serialization.Encoding.PEM, pkcs8, serialization.NoEncryption())
+    return pki.CertKey(cert.public_bytes(serialization.Encoding.PEM), pem)
+
+
+def test_an_admins_ecdsa_ca_issues_too() -> None:
+    own = _self_signed(ec.generate_private_key(ec.SECP256R1()))
+    leaf = pki.issue(own, "alice", client=True)
+    assert pki.signed_by(leaf.cert_pem, own.cert_pem)
 
 
 def test_a_ca_with_another_kind_of_key_is_refused() -> None:
-    key = ed25519.Ed25519PrivateKey.generate()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "odd-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, None)
-    )
-    odd = pki.CertKey(
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
-    )
-    with pytest.raises(ValueError, match="CN=odd-ca holds a"):
+    odd = _self_signed(ed25519.Ed25519PrivateKey.generate())
+    with pytest.raises(ValueError, match="CN=own-ca holds a"):
         pki.issue(odd, "bob", client=True)

@@ -287,9 +287,9 @@ def observed_generation(super_pod: dict[str, Any]) -> int | None:
 
 
 def status_differs(want: dict[str, Any], tenant_pod: dict[str, Any]) -> bool:
-    """Conditions compare without their times, which are each API server's own: the tenant's
-    binding writes its PodScheduled as the super cluster's writes its own, and rewriting it for a
-    timestamp cost a status write per pod."""
+    """Conditions compare without their times, which are each API server's own, and without a true
+    PodScheduled: the tenant's binding writes it (the super pod's only says the same). Writing a
+    scheduled but not yet running pod's status for those alone cost up to one write per pod."""
     have = tenant_pod.get("status") or {}
     return _conditions(want) != _conditions(have) or any(
         have.get(k) != v for k, v in want.items() if k != "conditions"
@@ -300,6 +300,7 @@ def _conditions(status: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return sorted(
         (c.get("type", ""), c.get("status", ""), c.get("reason", ""), c.get("message", ""))
         for c in status.get("conditions") or []
+        if (c.get("type"), c.get("status")) != ("PodScheduled", "True")
     )
 
 

@@ -356,6 +356,9 @@ def test_a_condition_differing_only_in_its_times_is_not_written_again() -> None:
     bound = tenant_pod()
     bound["status"] = {"phase": "Pending", "conditions": [scheduled("2026-01-01T00:00:01Z")]}
     assert pods.status_patch(super_pod, bound, CTX) is None
+    unbound = tenant_pod()  # the cache before the binding the same reconcile sends: it writes PodScheduled
+    unbound["status"] = {"phase": "Pending"}
+    assert pods.status_patch(super_pod, unbound, CTX) is None
     refused = scheduled("2026-01-01T00:00:01Z", "False", "Unschedulable")
     unschedulable = {"phase": "Pending", "conditions": [refused]}
     assert pods.status_patch({"status": unschedulable}, bound, CTX) == unschedulable

@@ -22,7 +22,7 @@ up: install
 CONFORMANCE_ARGS ?=
 conformance: install
 	bash scripts/install-e2e-test.sh >/dev/null
-	$(BIN)/python scripts/conformance.py $(CONFORMANCE_ARGS)
+	$(BIN)/python -m tispacectl.conformance $(CONFORMANCE_ARGS)
 
 down:
 	$(BIN)/tispace down

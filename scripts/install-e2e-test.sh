@@ -2,9 +2,9 @@
 # Build Kubernetes' conformance test binary `e2e.test` for the pinned Kubernetes version
 # (KUBE_VERSION/STAGING_VERSION of scripts/install-kube.sh) from its Go module.
 # Output: ~/.cache/tispace/e2e-<version>/bin/e2e.test, and the ginkgo CLI of the version
-# e2e.test is built with (it runs specs in parallel processes: `conformance.py --procs N`).
+# e2e.test is built with (it runs specs in parallel processes: `--procs N` of tispacectl/conformance.py).
 # Idempotent: a second run only checks their versions. Used by `make conformance`
-# (scripts/conformance.py).
+# (tispacectl/conformance.py).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

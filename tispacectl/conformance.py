@@ -76,6 +76,14 @@ GROUPS: list[Group] = [
         timeline=REFUSED,
     ),
     Group(
+        "scheduling is the super cluster's",
+        "the spec gives tenant nodes fake extended resources by patching their status, and expects "
+        "priority preemption; a tenant's nodes are the super cluster's (the syncer keeps their "
+        "status) and a tenant's priorities never preempt in the super cluster, where the other "
+        "tenants' pods run",
+        spec=re.compile(r"\] SchedulerPreemption "),
+    ),
+    Group(
         "webhooks, conversion and aggregated APIs served by a pod",
         "the tenant API server must call a server in one of the spec's pods (admission webhook, CRD "
         "conversion webhook, the sample aggregated API server); the setup waits for an answer",

@@ -24,8 +24,9 @@ log = logging.getLogger("syncer")
 
 JustDone = TTLCache[tuple[str, str], bool]
 """(what, uid) this process just wrote, for as long as an informer may lag behind it: a pod
-re-queued by another event before the cache shows its token Secret or its binding would ask for a
-second TokenRequest or POST a second binding (refused with 409)."""
+re-queued by another event before the cache shows its token Secret, its binding or its last status
+write would ask for a second TokenRequest, POST a second binding (refused with 409) or send the
+same status again (reconcile keys a status write by its digest)."""
 
 
 class TenantView:

@@ -85,7 +85,9 @@ class Tenants:
     async def follow(self) -> None:
         """Trust a tenant's CA the moment its VirtualCluster turns Running: until the TLS layer holds
         it, the handshake refuses the tenant API server's certificate before any request is seen
-        (`kubectl logs` on a new tenant said EOF for up to one poll). A watch, relisted on errors."""
+        (`kubectl logs` on a new tenant said EOF for up to one poll). A watch, relisted on errors;
+        each event relists too (VirtualCluster events are few, and a known tenant's CA is not read
+        again), so a deleted or no longer Running tenant drops out the same way it does at start."""
         rv = ""
         while True:
             try:

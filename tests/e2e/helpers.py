@@ -110,9 +110,18 @@ async def bound(client: Client, ns: str, n: int) -> list[dict] | None:
     return ok if len(ok) == n == len(claims) else None
 
 
+def _serves(crd: dict | None) -> bool:
+    conditions = ((crd or {}).get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+
 async def established(client: Client, crd: str) -> bool:
     """The CRD serves its kind. (`kubectl wait --for=condition=Established` fails outright when it
     reads the CRD before its first condition: "status.conditions accessor error".)"""
-    obj = await client.get_or_none(r.CRDS, crd)
-    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+    return _serves(await client.get_or_none(r.CRDS, crd))
+
+
+async def all_established(client: Client) -> set[str] | None:
+    """Names of the CRDs once every one serves its kind (`established` for `crd --all`)."""
+    crds = (await client.list(r.CRDS))["items"]
+    return {c["metadata"]["name"] for c in crds} if crds and all(map(_serves, crds)) else None

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import SyncerProc, TenantHandle
-from tests.e2e.helpers import absent, answer, eventually, live_pods, resolver
+from tests.e2e.helpers import absent, all_established, answer, eventually, live_pods, resolver
 from tispace import naming, procs, rbac
 from tispace.kube import resources as r
 from tispace.kube.client import Client
@@ -116,8 +116,7 @@ async def test_tidb_operator_v2_reconciles_a_cluster_inside_a_tenant(
     v2 = tidb_root / "v2"
     # The CRDs as the docs install them: server-side apply (up to 1.3 MB each).
     kubectl(t, "apply", "--server-side", "-f", str(v2 / "manifests" / "crd"))
-    kubectl(t, "wait", "--for=condition=Established", "crd", "--all", "--timeout=180s")
-    crds = {c["metadata"]["name"] for c in (await t.client.list(r.CRDS))["items"]}
+    crds = await eventually(lambda: all_established(t.client), timeout=180, what="CRDs established")
     assert {
         "clusters.core.pingcap.com",
         "backupschedules.br.pingcap.com",
@@ -237,7 +236,7 @@ async def test_tidb_operator_v1_reconciles_a_tidbcluster_inside_a_tenant(
     crd_file = str(v1 / "manifests" / "crd.yaml")
     kubectl(t, "create", "-f", crd_file)
     kubectl(t, "apply", "--server-side", "--force-conflicts", "-f", crd_file)
-    kubectl(t, "wait", "--for=condition=Established", "crd", "--all", "--timeout=180s")
+    await eventually(lambda: all_established(t.client), timeout=180, what="CRDs established")
     tc_crd = await t.client.get(r.CRDS, "tidbclusters.pingcap.com")
     assert len(yaml.safe_dump(tc_crd)) > 1_000_000
 

@@ -59,7 +59,9 @@ class FairQueue(Generic[K]):
         self._queued: set[tuple[str, K]] = set()
         self._processing: set[tuple[str, K]] = set()
         self._dirty: set[tuple[str, K]] = set()
-        self._ready = asyncio.Condition()
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        """Workers waiting for a key. Plain futures, no lock: the queue lives on one event loop, so
+        `put` and `done` are plain calls (an enqueue per watch event was a task and a lock)."""
         self._timers: set[asyncio.TimerHandle] = set()
         self._closed = False
 
@@ -95,11 +97,7 @@ class FairQueue(Generic[K]):
         tq = self._tenants.get(tenant)
         return {"weight": tq.weight, "concurrency": tq.limit, "rate": tq.rate} if tq else {}
 
-    async def put(self, tenant: str, key: K) -> None:
-        async with self._ready:
-            self._put_locked(tenant, key)
-
-    def _put_locked(self, tenant: str, key: K) -> None:
+    def put(self, tenant: str, key: K) -> None:
         item = (tenant, key)
         tq = self._tenants.get(tenant)
         if tq is None or item in self._queued:
@@ -111,7 +109,15 @@ class FairQueue(Generic[K]):
         tq.keys.append(key)
         if not self._fair:
             self._arrivals.append(tenant)
-        self._ready.notify()
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake one waiting worker (one still waiting: a timed-out wait leaves a finished future)."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def put_after(self, tenant: str, key: K, delay: float) -> None:
         """Queue `key` again after `delay` seconds (retries with backoff)."""
@@ -120,12 +126,12 @@ class FairQueue(Generic[K]):
         def fire() -> None:
             self._timers.discard(handle)
             if not self._closed:
-                loop.create_task(self.put(tenant, key))
+                self.put(tenant, key)
 
         handle = loop.call_later(delay, fire)
         self._timers.add(handle)
 
-    def _next_locked(self) -> tuple[tuple[str, K] | None, float | None]:
+    def _next(self) -> tuple[tuple[str, K] | None, float | None]:
         """The next key, or None and how long until a rate-limited tenant may go again."""
         if not self._fair:
             while self._arrivals:
@@ -152,34 +158,37 @@ class FairQueue(Generic[K]):
 
     async def get(self) -> tuple[str, K]:
         """The next key, in fair order; waits while the queue is empty."""
-        async with self._ready:
-            while True:
-                if self._closed:
-                    raise asyncio.CancelledError
-                item, wake = self._next_locked()
-                if item is not None:
-                    self._queued.discard(item)
-                    self._processing.add(item)
-                    return item
-                with contextlib.suppress(TimeoutError):  # then a rate-limited tenant has a token again
-                    await asyncio.wait_for(self._ready.wait(), wake)
+        while True:
+            if self._closed:
+                raise asyncio.CancelledError
+            item, wake = self._next()
+            if item is not None:
+                self._queued.discard(item)
+                self._processing.add(item)
+                return item
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, wake)
+            except TimeoutError:  # a rate-limited tenant has a token again
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
 
-    async def done(self, tenant: str, key: K) -> None:
-        async with self._ready:
-            item = (tenant, key)
-            self._processing.discard(item)
-            tq = self._tenants.get(tenant)
-            if tq is not None:
-                tq.in_flight = max(0, tq.in_flight - 1)  # a tenant removed and re-added meanwhile
-                if tq.limit and tq.keys:
-                    self._ready.notify()  # it may have been waiting at its cap
-            if item in self._dirty:
-                self._dirty.discard(item)
-                self._put_locked(tenant, key)
+    def done(self, tenant: str, key: K) -> None:
+        item = (tenant, key)
+        self._processing.discard(item)
+        tq = self._tenants.get(tenant)
+        if tq is not None:
+            tq.in_flight = max(0, tq.in_flight - 1)  # a tenant removed and re-added meanwhile
+            if tq.limit and tq.keys:
+                self._wake()  # it may have been waiting at its cap
+        if item in self._dirty:
+            self._dirty.discard(item)
+            self.put(tenant, key)
 
-    async def close(self) -> None:
-        async with self._ready:
-            self._closed = True
-            for t in self._timers:
-                t.cancel()
-            self._ready.notify_all()
+    def close(self) -> None:
+        self._closed = True
+        for t in self._timers:
+            t.cancel()
+        while self._waiting:
+            self._wake()

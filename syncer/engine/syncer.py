@@ -112,7 +112,7 @@ class Syncer:
 
     # --- tenants served ------------------------------------------------------------------------
     def _enqueue(self, tenant: str, key: WorkKey) -> None:
-        asyncio.get_running_loop().create_task(self.queue.put(tenant, key))
+        self.queue.put(tenant, key)
 
     async def _started(self, t: TenantRuntime) -> None:
         self._refresh_public_classes()
@@ -263,7 +263,7 @@ class Syncer:
         try:
             await stop.wait()
         finally:
-            await self.queue.close()
+            self.queue.close()
             for task in self._tasks:
                 task.cancel()
             for task in self._tasks:

@@ -70,7 +70,7 @@ class Worker:
                 self._fail(tenant, key, type(e).__name__, e, retry=True)
             finally:
                 self.metrics.latency.labels(tenant, key[0]).observe(time.perf_counter() - t0)
-                await self.queue.done(tenant, key)
+                self.queue.done(tenant, key)
 
     def _fail(self, tenant: str, key: WorkKey, reason: str, err: Exception, *, retry: bool) -> None:
         self.metrics.errors.labels(tenant, key[0], reason).inc()

@@ -81,6 +81,12 @@ POD_OWNED = (*CONTROLLER_OWNED, "topology.kubernetes.io/zone", "topology.kuberne
 or undone, they cost two pod patches per pod."""
 
 
+def copied(value: Any) -> Any:
+    """A deep copy of JSON data: an orjson round trip costs a sixth of `copy.deepcopy` on an API
+    object, and translate functions copy on every reconcile."""
+    return orjson.loads(orjson.dumps(value))
+
+
 def super_meta(
     tenant_obj: dict[str, Any],
     ctx: TenantContext,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import datetime
 from typing import Any
 
 from syncer.resources import simple, volumes
-from syncer.resources.context import POD_OWNED, Refused, TenantContext, meta_patch, super_meta
+from syncer.resources.context import POD_OWNED, Refused, TenantContext, copied, meta_patch, super_meta
 from tispace import naming
 
 DEFAULT_SCHEDULER = "default-scheduler"
@@ -130,9 +129,9 @@ def _env(container: dict[str, Any], ctx: TenantContext) -> list[dict[str, Any]]:
 
 
 def _volumes(vols: list[dict[str, Any]], pod_name: str, ctx: TenantContext) -> list[dict[str, Any]]:
+    """Translated in place: `vols` is the super pod's own copy."""
     out = []
     for vol in vols:
-        vol = copy.deepcopy(vol)
         claim = (vol.get("ephemeral") or {}).get("volumeClaimTemplate")
         if claim:  # the super cluster makes this claim: its class is mapped as a synced claim's is
             claim.setdefault("spec", {})["storageClassName"] = volumes.super_class(claim, ctx)
@@ -194,7 +193,7 @@ def to_super(pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     if (why := refusal(pod)) is not None:
         raise why
     meta = pod["metadata"]
-    spec = copy.deepcopy(pod["spec"])
+    spec = copied(pod["spec"])
     for f in _DROP_SPEC:
         spec.pop(f, None)
     out_meta = super_meta(pod, ctx, namespace=ctx.super_ns(meta["namespace"]), owned=POD_OWNED)

@@ -7,10 +7,9 @@ tenant object is stored with the super IP and a ClusterIP means the same on both
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from syncer.resources.context import Refused, TenantContext, meta_patch, super_meta
+from syncer.resources.context import Refused, TenantContext, copied, meta_patch, super_meta
 from tispace import naming
 
 PENDING_UID = "pending/"
@@ -58,10 +57,10 @@ def is_pending(super_obj: dict[str, Any]) -> bool:
 
 def service_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     spec = obj.get("spec") or {}
-    out_spec = {f: copy.deepcopy(spec[f]) for f in _SPEC_DOWN if f in spec}
+    out_spec = {f: copied(spec[f]) for f in _SPEC_DOWN if f in spec}
     for f in ("clusterIP", "clusterIPs"):
         if spec.get(f):  # a tenant-chosen IP (or "None") is asked for as is; empty means "allocate"
-            out_spec[f] = copy.deepcopy(spec[f])
+            out_spec[f] = copied(spec[f])
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -72,7 +71,7 @@ def service_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
 
 def admission_object(obj: dict[str, Any], request_uid: str) -> dict[str, Any]:
     """The tenant Service as admission sees it (no uid yet), marked pending with the request uid."""
-    out = copy.deepcopy(obj)
+    out = copied(obj)
     out["metadata"]["uid"] = PENDING_UID + request_uid
     return out
 
@@ -114,7 +113,7 @@ def load_balancer_up(
 
 def ingress_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     """An Ingress goes down only with a shared IngressClass (or none: the super default)."""
-    spec = copy.deepcopy(obj.get("spec") or {})
+    spec = copied(obj.get("spec") or {})
     cls = spec.get("ingressClassName")
     if cls and cls not in ctx.public_ingress_classes:
         offered = ", ".join(sorted(ctx.public_ingress_classes)) or "(none)"
@@ -141,7 +140,7 @@ def endpoints_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any
     """Endpoints of a selectorless Service go down; tenant pod and node references do not."""
     subsets = []
     for subset in obj.get("subsets") or []:
-        s = copy.deepcopy(subset)
+        s = copied(subset)
         for field in ("addresses", "notReadyAddresses"):
             for addr in s.get(field) or []:
                 addr.pop("targetRef", None)

@@ -9,10 +9,9 @@ tenant's to change (operators set Retain), and flow down only for the tenant's o
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from syncer.resources.context import Refused, TenantContext, meta_patch, super_meta
+from syncer.resources.context import Refused, TenantContext, copied, meta_patch, super_meta
 from tispace import naming
 
 # Claim spec fields that go down; volumeName never does (the super cluster binds its own PV).
@@ -76,7 +75,7 @@ def attributes_class(claim: dict[str, Any], ctx: TenantContext) -> str | None:
 
 def claim_to_super(obj: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     spec = obj.get("spec") or {}
-    out_spec = {f: copy.deepcopy(spec[f]) for f in _CLAIM_SPEC if f in spec}
+    out_spec = {f: copied(spec[f]) for f in _CLAIM_SPEC if f in spec}
     out_spec["storageClassName"] = super_class(obj, ctx)
     if vac := attributes_class(obj, ctx):
         out_spec["volumeAttributesClassName"] = vac
@@ -131,7 +130,7 @@ def bound_claim(super_pv: dict[str, Any]) -> tuple[str, str, str] | None:
 def pv_up(super_pv: dict[str, Any], tenant_claim: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     """The tenant's view of a super PV bound to one of its claims, pre-bound to that claim."""
     sspec, cmeta = super_pv["spec"], tenant_claim["metadata"]
-    spec = {f: copy.deepcopy(sspec[f]) for f in (*_PV_UP, *_PV_SOURCES) if f in sspec}
+    spec = {f: copied(sspec[f]) for f in (*_PV_UP, *_PV_SOURCES) if f in sspec}
     spec["storageClassName"] = (tenant_claim.get("spec") or {}).get("storageClassName") or ""
     spec["claimRef"] = {
         "apiVersion": "v1",

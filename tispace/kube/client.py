@@ -90,10 +90,11 @@ class Client:
             connector=aiohttp.TCPConnector(ssl=self._ssl, limit=100),
             json_serialize=lambda o: orjson.dumps(o).decode(),
         )
-        self._retry = tenacity.AsyncRetrying(
+        self._attempts = attempts
+        self._retry = tenacity.AsyncRetrying(  # the attempts after the first (see `request`)
             retry=tenacity.retry_if_exception(_retryable),
             wait=_wait,
-            stop=tenacity.stop_after_attempt(attempts),
+            stop=tenacity.stop_after_attempt(attempts - 1),
             reraise=True,
         )
 
@@ -130,24 +131,41 @@ class Client:
         headers = self.auth_headers()
         if data is not None:
             headers["Content-Type"] = content_type
+        send = (method, path, params, data, headers, aiohttp.ClientTimeout(total=timeout))
+        # The first attempt outside tenacity: its per-call state cost 15% of a request's client CPU,
+        # and nearly every request succeeds at once. A failure waits as a retry would, then retries.
+        try:
+            return await self._send(*send)
+        except Exception as e:
+            if not _retryable(e) or self._attempts == 1:
+                raise
+            failed = tenacity.RetryCallState(self._retry, None, (), {})
+            failed.set_exception((type(e), e, e.__traceback__))
+        await asyncio.sleep(_wait(failed))
         async for attempt in self._retry.copy():  # a copy per call: retry state is per request
             with attempt:
-                async with self._session.request(
-                    method,
-                    path,
-                    params=params,
-                    data=data,
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=timeout),
-                ) as resp:
-                    raw = await resp.read()
-                    parsed = orjson.loads(raw) if raw and raw[:1] == b"{" else None
-                    if resp.status >= 400:
-                        raise ApiError(
-                            resp.status, parsed, method, path, _retry_after(resp.headers.get("Retry-After"))
-                        )
-                    return parsed or {}
+                return await self._send(*send)
         raise AssertionError("unreachable: tenacity reraises")
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        data: bytes | None,
+        headers: dict[str, str],
+        timeout: aiohttp.ClientTimeout,
+    ) -> dict[str, Any]:
+        async with self._session.request(
+            method, path, params=params, data=data, headers=headers, timeout=timeout
+        ) as resp:
+            raw = await resp.read()
+            parsed = orjson.loads(raw) if raw and raw[:1] == b"{" else None
+            if resp.status >= 400:
+                raise ApiError(
+                    resp.status, parsed, method, path, _retry_after(resp.headers.get("Retry-After"))
+                )
+            return parsed or {}
 
     # --- verbs ---------------------------------------------------------------------------
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ async def test_dedup_while_waiting() -> None:
     q: FairQueue[str] = FairQueue()
     q.set_weight("a", 1)
     for _ in range(3):
-        await q.put("a", "k")
+        q.put("a", "k")
     assert q.depth() == 1
     assert await q.get() == ("a", "k")
     assert q.depth() == 0
@@ -18,11 +18,11 @@ async def test_dedup_while_waiting() -> None:
 async def test_key_in_flight_is_not_handed_out_twice_but_requeued_when_dirty() -> None:
     q: FairQueue[str] = FairQueue()
     q.set_weight("a", 1)
-    await q.put("a", "k")
+    q.put("a", "k")
     assert await q.get() == ("a", "k")
-    await q.put("a", "k")  # changed while processing
+    q.put("a", "k")  # changed while processing
     assert q.depth() == 0
-    await q.done("a", "k")
+    q.done("a", "k")
     assert q.depth() == 1
     assert await q.get() == ("a", "k")
 
@@ -32,9 +32,9 @@ async def test_noisy_tenant_does_not_starve_quiet_ones() -> None:
     for t in ("noisy", "quiet1", "quiet2"):
         q.set_weight(t, 1)
     for i in range(1000):
-        await q.put("noisy", i)
-    await q.put("quiet1", 0)
-    await q.put("quiet2", 0)
+        q.put("noisy", i)
+    q.put("quiet1", 0)
+    q.put("quiet2", 0)
     first = [(await q.get())[0] for _ in range(3)]
     assert sorted(first) == ["noisy", "quiet1", "quiet2"]
 
@@ -44,18 +44,18 @@ async def test_weights_share_the_workers() -> None:
     q.set_weight("heavy", 3)
     q.set_weight("light", 1)
     for i in range(100):
-        await q.put("heavy", i)
-        await q.put("light", i)
+        q.put("heavy", i)
+        q.put("light", i)
     got = Counter([(await q.get())[0] for _ in range(40)])
     assert got == {"heavy": 30, "light": 10}
 
 
 async def test_unknown_or_removed_tenant_keys_are_dropped() -> None:
     q: FairQueue[str] = FairQueue()
-    await q.put("nobody", "k")
+    q.put("nobody", "k")
     assert q.depth() == 0
     q.set_weight("a", 1)
-    await q.put("a", "k")
+    q.put("a", "k")
     q.remove_tenant("a")
     assert q.depth() == 0 and q.tenants() == []
 
@@ -67,7 +67,7 @@ async def test_put_after_and_close() -> None:
     assert await asyncio.wait_for(q.get(), 1) == ("a", "later")
     waiter = asyncio.create_task(q.get())
     await asyncio.sleep(0)
-    await q.close()
+    q.close()
     with contextlib.suppress(asyncio.CancelledError):
         await waiter
     assert waiter.done()
@@ -78,15 +78,15 @@ async def test_a_capped_tenant_waits_for_its_keys_in_flight_while_others_go_on()
     q.set_weight("capped", 5, limit=2)
     q.set_weight("free", 1)
     for i in range(10):
-        await q.put("capped", i)
+        q.put("capped", i)
     first = [await q.get() for _ in range(2)]
     assert [t for t, _ in first] == ["capped", "capped"]
-    await q.put("free", 0)
+    q.put("free", 0)
     assert await q.get() == ("free", 0)  # the capped tenant has 2 in flight: its turn is skipped
     waiter = asyncio.create_task(q.get())
     await asyncio.sleep(0.01)
     assert not waiter.done()  # only capped keys are left, and it is at its cap
-    await q.done(*first[0])
+    q.done(*first[0])
     assert (await asyncio.wait_for(waiter, 1))[0] == "capped"
     q.set_weight("capped", 5, limit=0)  # the cap can be lifted at runtime
     more = [await q.get() for _ in range(3)]
@@ -99,8 +99,8 @@ async def test_a_rate_limited_tenant_gets_its_rate_while_others_go_on() -> None:
     q.set_weight("slow", 1, rate=2)
     q.set_weight("fast", 1)
     for i in range(5):
-        await q.put("slow", i)
-        await q.put("fast", i)
+        q.put("slow", i)
+        q.put("fast", i)
     got = Counter([(await q.get())[0] for _ in range(7)])
     assert got == {"slow": 2, "fast": 5}  # a full bucket holds one second's worth
     waiting = asyncio.ensure_future(q.get())
@@ -115,7 +115,7 @@ async def test_a_rate_limit_can_be_lifted() -> None:
     q: FairQueue[int] = FairQueue(clock=lambda: 0.0)
     q.set_weight("t", 1, rate=1)
     for i in range(3):
-        await q.put("t", i)
+        q.put("t", i)
     assert await q.get() == ("t", 0)
     q.set_weight("t", 1, rate=0)
     assert [await asyncio.wait_for(q.get(), 5) for _ in range(2)] == [("t", 1), ("t", 2)]
@@ -126,8 +126,8 @@ async def test_without_fairness_keys_go_out_in_arrival_order() -> None:
     for t in ("noisy", "quiet"):
         q.set_weight(t, 1, limit=1)
     for i in range(5):
-        await q.put("noisy", i)
-    await q.put("quiet", 0)
+        q.put("noisy", i)
+    q.put("quiet", 0)
     order = [await q.get() for _ in range(6)]
     assert order == [*(("noisy", i) for i in range(5)), ("quiet", 0)]  # the quiet key waits its turn
 

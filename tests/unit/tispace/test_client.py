@@ -58,6 +58,23 @@ async def test_transient_errors_are_retried(server) -> None:
     assert calls["flaky"] == 3
 
 
+@pytest.mark.parametrize("attempts", [1, 2, 3])
+async def test_a_failing_request_is_sent_exactly_attempts_times(attempts: int) -> None:
+    sent = 0
+
+    async def down(request: web.Request) -> web.Response:
+        nonlocal sent
+        sent += 1
+        return web.json_response({"reason": "ServiceUnavailable", "message": "down"}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/default/pods/down", down)
+    async with serving(app) as creds, Client(creds, attempts=attempts) as client:
+        with pytest.raises(ApiError) as err:
+            await client.get(r.PODS, "down", "default")
+    assert (err.value.status, sent) == (503, attempts)
+
+
 async def test_concurrent_failures_each_raise_their_own_error(server) -> None:
     client, _, _ = server
     results = await asyncio.gather(

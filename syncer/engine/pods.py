@@ -100,7 +100,7 @@ async def rejected(pod: Obj, message: str, fx: Effects) -> None:
 
 
 async def after_apply(pod: Obj, desired: Obj, super_pod: Obj, view: View, fx: Effects) -> None:
-    if pods.needs_token(pod) and view.token_due(super_pod):
+    if pods.needs_token(pod) and seen(super_pod, view) and view.token_due(super_pod):
         await create_token(pod, super_pod, view.ctx.root, fx)
     if debug := pods.ephemeral_patch(desired, super_pod):
         smeta = super_pod["metadata"]
@@ -117,6 +117,15 @@ async def after_apply(pod: Obj, desired: Obj, super_pod: Obj, view: View, fx: Ef
             )
         )
     await bind(pod, super_pod, view, fx)
+
+
+def seen(super_pod: Obj, view: View) -> bool:
+    """The super pod is in the cache, not only just made: its token Secret waits for that (the
+    pod's ADDED event queues it again), because the super garbage collector, whose informer sees
+    the pod about as soon, otherwise meets a Secret whose owner it does not know yet and GETs the
+    pod to check it: one request per pod."""
+    meta = super_pod["metadata"]
+    return view.super("Pod", meta["namespace"], meta["name"]) is not None
 
 
 async def create_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from syncer.engine import pods as pod_hooks
 from syncer.engine import reconcile as rec
 from syncer.engine.model import Direction, Later, NotYet, Obj, SyncedKind, Write
 from syncer.kinds import DOWN_KINDS, KINDS, PUBLIC_KINDS
@@ -431,6 +432,46 @@ async def test_a_scheduled_pod_is_bound_once_though_the_tenant_cache_shows_it_la
     fx = FakeEffects(view=view)
     await rec.reconcile(kind, tkey, view, fx)
     assert bindings(fx) == ["web"]
+
+
+async def test_a_pods_token_secret_waits_until_the_super_pod_is_in_the_cache() -> None:
+    class TokenView(FakeView):
+        def token_due(self, super_pod: Obj) -> bool:  # no secret yet: due unless just made
+            return not self.done_just_now(pod_hooks.TOKEN, super_pod["metadata"]["uid"])
+
+    class TokenEffects(FakeEffects):
+        async def write(self, w: Write) -> Obj | None:
+            if w.subresource != "token":
+                return await super().write(w)
+            self.writes.append(w)
+            return {"status": {"token": "signed", "expirationTimestamp": "2026-12-06T00:00:00Z"}}
+
+    kind = KINDS["Pod"]
+    view = TokenView()
+    tobj = tenant_obj(kind)
+    token = {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}
+    tobj["spec"]["volumes"] = [{"name": "api", "projected": {"sources": [token]}}]
+    view.tenant_objs[("Pod", "app", "web")] = tobj
+
+    def tokens(fx: FakeEffects) -> list[tuple[str, str, str]]:
+        return [
+            (w.side, w.verb, w.resource.plural)
+            for w in fx.writes
+            if "token" in (w.name + (w.subresource or ""))
+        ]
+
+    fx = TokenEffects(view=view)
+    await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert fx.on("super") == [("create", "Pod")] and tokens(fx) == []  # made, not seen yet
+    made = fx.writes[0]
+    assert made.body is not None
+    view.super_objs[("Pod", made.namespace or "", made.name)] = {
+        **made.body,
+        "metadata": {**made.body["metadata"], "uid": "super-uid"},
+    }
+    fx = TokenEffects(view=view)
+    await rec.reconcile(kind, ("app", "web"), view, fx)  # its ADDED event queued it again
+    assert tokens(fx) == [("tenant", "create", "serviceaccounts"), ("super", "create", "secrets")]
 
 
 async def test_a_status_just_written_is_not_written_again_before_the_cache_shows_it() -> None:

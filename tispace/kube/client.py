@@ -8,6 +8,7 @@ are retried with backoff here, so callers only handle answers that mean somethin
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import builtins
 import ssl
 from collections.abc import AsyncIterator
@@ -21,6 +22,12 @@ import tenacity
 from tispace import kubeconfig, pki
 from tispace.kube import resources as r
 from tispace.kube.resources import Resource
+
+TLS_READ_BUFFER = 16 * 1024
+"""Bytes asyncio reads from a TLS connection at once: one TLS record. Its default, 256 KiB, is
+allocated and zeroed per connection, and the syncer holds one connection per watch (16 per
+tenant, 20 in the super cluster): 316 -> 78 KiB RSS per watch connection."""
+asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER  # no API sets it; every program here uses this client
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 PATCH_TYPES = {

@@ -91,6 +91,26 @@ async def test_watch_reassembles_lines_across_chunks(server) -> None:
     assert len(events[0]["object"]["metadata"]["name"]) == 300_000
 
 
+async def test_a_tls_connection_reads_into_a_small_buffer_and_big_events_still_arrive_whole() -> None:
+    big = {"type": "ADDED", "object": {"metadata": {"name": "x" * 300_000}}}
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(orjson.dumps(big) + b"\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/api/v1/pods", watch)
+    async with serving(app, tls=True) as creds, Client(creds) as client:
+        events = [e async for e in client.watch(r.PODS, resource_version="1")]
+        async with client._session.get("/api/v1/pods") as resp:
+            assert resp.connection is not None and resp.connection.transport is not None
+            ssl_protocol = resp.connection.transport._ssl_protocol  # type: ignore[attr-defined]
+            assert len(ssl_protocol._ssl_buffer) == client_module.TLS_READ_BUFFER < 256 * 1024
+    assert events == [big]
+
+
 def test_paths() -> None:
     assert r.PODS.path("ns", "p", "log") == "/api/v1/namespaces/ns/pods/p/log"
     assert r.NODES.path(None, "n") == "/api/v1/nodes/n"

@@ -129,8 +129,7 @@ def _env(container: dict[str, Any], ctx: TenantContext) -> list[dict[str, Any]]:
 
 
 def _volumes(vols: list[dict[str, Any]], pod_name: str, ctx: TenantContext) -> list[dict[str, Any]]:
-    """Translated in place: `vols` is the super pod's own copy."""
-    out = []
+    """Translated in place and returned: `vols` is the super pod's own copy."""
     for vol in vols:
         claim = (vol.get("ephemeral") or {}).get("volumeClaimTemplate")
         if claim:  # the super cluster makes this claim: its class is mapped as a synced claim's is
@@ -155,8 +154,7 @@ def _volumes(vols: list[dict[str, Any]], pod_name: str, ctx: TenantContext) -> l
             fr = item.get("fieldRef")
             if fr and fr.get("fieldPath") in _DOWNWARD:
                 fr["fieldPath"] = _DOWNWARD[fr["fieldPath"]]
-        out.append(vol)
-    return out
+    return vols
 
 
 def claim_names(pod: dict[str, Any]) -> list[str]:

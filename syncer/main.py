@@ -12,7 +12,7 @@ from syncer.engine import admission
 from syncer.engine.shard import Shard
 from syncer.engine.syncer import Syncer
 from syncer.settings import Settings
-from tispace import leases, logs
+from tispace import aio, leases, logs
 from tispace.kube.client import Client
 
 
@@ -86,4 +86,4 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
 def main(settings: Settings, verbose: bool = False) -> None:
     """Run until SIGTERM/SIGINT (profile it from outside: `tispace bench --profile`, py-spy)."""
     logs.setup(verbose)
-    asyncio.run(run(settings))
+    aio.run(run(settings))

@@ -1,4 +1,5 @@
-"""Asyncio helpers every program needs: `poll`, the one way to wait until something is so.
+"""Asyncio helpers every program needs: `run`, the event loop a program runs on, and `poll`, the one
+way to wait until something is so.
 
 Waiting loops written by hand drifted apart (one checked before sleeping, one after; one
 forgot the last check at the deadline; each phrased its timeout differently). `poll` checks
@@ -10,10 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar, overload
 
+import uvloop
+
 T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run a long-lived program (syncer, vc_manager, vn_agent) on uvloop's event loop: its transports,
+    TLS and timers are C, so a request or watch event costs the syncer 13-15% less CPU than on
+    asyncio's loop, and a TLS connection 66 instead of 78 KiB (README, "Fourth round")."""
+    uvloop.run(main)
 
 
 @overload

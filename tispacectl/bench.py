@@ -218,12 +218,28 @@ def request_counts(metrics_text: str) -> Counter[str]:
     return out
 
 
+def reconcile_counts(metrics_text: str) -> Counter[str]:
+    """The syncer's reconciles so far, by kind (the count of its tispace_syncer_sync_seconds)."""
+    out: Counter[str] = Counter()
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == "tispace_syncer_sync_seconds_count":
+                out[sample.labels.get("kind", "?")] += int(sample.value)
+    return out
+
+
 async def _requests(clients: list[Client]) -> Counter[str]:
     """Requests so far summed over API servers (the bench's own scrapes of /metrics included, a few)."""
     total: Counter[str] = Counter()
     for c in clients:
         total += request_counts(await c.get_text("/metrics"))
     return total
+
+
+async def _reconciles(syncer: Syncer | None) -> Counter[str]:
+    if syncer is None:
+        return Counter()
+    return reconcile_counts(await asyncio.to_thread(syncer_text, syncer.port(), "/metrics"))
 
 
 def per_pod(before: Counter[str], after: Counter[str], pods: int) -> dict[str, Any]:
@@ -290,10 +306,15 @@ class Syncer(Protocol):
 
 def syncer_call(port: int, path: str, method: str = "GET") -> dict[str, Any]:
     """The syncer's own HTTP endpoint (/status: tenants served, synced, queue depth)."""
+    result: dict[str, Any] = json.loads(syncer_text(port, path, method))
+    return result
+
+
+def syncer_text(port: int, path: str, method: str = "GET") -> str:
+    """The syncer's own HTTP endpoint, as text (/metrics)."""
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
     with urllib.request.urlopen(req, timeout=60) as resp:
-        result: dict[str, Any] = json.loads(resp.read())
-        return result
+        return str(resp.read().decode())
 
 
 async def _resync_seconds(syncer: Syncer, tenant_names: list[str], timeout: float) -> float:
@@ -369,6 +390,7 @@ async def run(
                 )
             cpu0 = _cpu_seconds(syncer.pid()) if syncer else 0.0
             rss0 = procs.rss_bytes(syncer.pid()) if syncer else 0
+            reconciles0 = await _reconciles(syncer)
             progress(f"through tenants: {plan.total} pods ({plan.template})")
             requests0 = (await _requests([sup]), await _requests(clients))
             groups0 = cpu_by_group(processes())
@@ -391,6 +413,11 @@ async def run(
             if syncer:
                 extra["syncer_cpu_seconds"] = round(_cpu_seconds(syncer.pid()) - cpu0, 2)
                 extra["syncer_cpu_ms_per_pod"] = round(1000 * extra["syncer_cpu_seconds"] / plan.total, 2)
+                reconciles = await _reconciles(syncer) - reconciles0
+                extra["syncer_reconciles_per_pod"] = {
+                    "total": round(sum(reconciles.values()) / plan.total, 2),
+                    "by_kind": {k: round(v / plan.total, 2) for k, v in reconciles.most_common()},
+                }
                 extra["syncer_peak_rss_mib"] = round(procs.rss_bytes(syncer.pid(), peak=True) / 2**20, 1)
                 # each pod twice (tenant and super caches) plus its token Secret, Events and queue keys
                 extra["syncer_rss_kib_per_pod"] = round(

@@ -8,7 +8,7 @@ import logging
 import kopf
 from aiohttp import web
 
-from tispace import kubeconfig, leases, logs
+from tispace import aio, kubeconfig, leases, logs
 from tispace.kube.client import Client
 from vc_manager import handlers
 from vc_manager.manager import Manager
@@ -78,4 +78,4 @@ async def _standby_health(settings: Settings) -> web.AppRunner | None:
 
 def main(settings: Settings, verbose: bool = False) -> None:
     logs.setup(verbose)
-    asyncio.run(run(settings))
+    aio.run(run(settings))

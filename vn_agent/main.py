@@ -6,7 +6,7 @@ import asyncio
 import signal
 from pathlib import Path
 
-from tispace import logs, pki
+from tispace import aio, logs, pki
 from vn_agent.egress import Egress
 from vn_agent.server import Server, kubelet_tls
 from vn_agent.settings import Settings
@@ -61,4 +61,4 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
 
 def main(settings: Settings, verbose: bool = False) -> None:
     logs.setup(verbose)
-    asyncio.run(run(settings))
+    aio.run(run(settings))

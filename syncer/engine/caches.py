@@ -29,6 +29,29 @@ write would ask for a second TokenRequest, POST a second binding (refused with 4
 same status again (reconcile keys a status write by its digest)."""
 
 
+class Echoes:
+    """The objects this process's settled writes returned (uid and resourceVersion), for as long as a
+    watch may lag.
+
+    A watch event of exactly such an object (same resourceVersion) is the write's own echo: its
+    reconcile would read what was just written and find nothing to do, yet cost as much as one
+    that works. A later change by anyone has another resourceVersion and is heard as usual.
+    """
+
+    def __init__(self, seconds: float = 60) -> None:
+        self._written: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=100_000, ttl=seconds)
+
+    def wrote(self, obj: Obj) -> None:
+        meta = obj.get("metadata") or {}
+        if meta.get("uid") and meta.get("resourceVersion"):
+            self._written[(meta["uid"], meta["resourceVersion"])] = True
+
+    def heard(self, obj: Obj) -> bool:
+        """Whether obj is the echo of a settled write (each echo is heard once)."""
+        meta = obj["metadata"]
+        return self._written.pop((meta.get("uid", ""), meta.get("resourceVersion", "")), False)
+
+
 class TenantView:
     def __init__(self, t: TenantRuntime, supers: Mapping[str, Informer], just_done: JustDone) -> None:
         self.t = t
@@ -79,15 +102,19 @@ class TenantView:
 
 
 class ClientEffects:
-    def __init__(self, t: TenantRuntime, super_client: Client, just_done: JustDone) -> None:
+    def __init__(self, t: TenantRuntime, super_client: Client, just_done: JustDone, echoes: Echoes) -> None:
         self.t = t
         self.super_client = super_client
         self.just_done = just_done
+        self.echoes = echoes
 
     async def write(self, w: Write) -> Obj | None:
         client = self.t.client if w.side == "tenant" else self.super_client
         try:
-            return await _send(client, w)
+            written = await _send(client, w)
+            if w.settled and written is not None:
+                self.echoes.wrote(written)
+            return written
         except ApiError as e:
             if e.status == 409 and w.conflict_ok:
                 return None

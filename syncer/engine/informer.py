@@ -23,6 +23,8 @@ Key = tuple[str, str]
 """(namespace, name); namespace is '' for cluster-scoped objects."""
 OnChange = Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]
 """Called with (key, old, new); new is None when the object was deleted."""
+Echo = Callable[[dict[str, Any]], bool]
+"""True for an object this process wrote itself and needs not hear of again (caches.Echoes.heard)."""
 
 log = logging.getLogger("syncer.informer")
 
@@ -47,10 +49,12 @@ class Informer:
         *,
         label_selector: str = "",
         name: str = "",
+        echo: Echo | None = None,
     ) -> None:
         self.client = client
         self.resource = resource
         self.on_change = on_change
+        self.echo = echo
         self.label_selector = label_selector
         self.name = name or f"{client.name}/{resource.plural}"
         self.cache: dict[Key, dict[str, Any]] = {}
@@ -58,6 +62,8 @@ class Informer:
         self.relists = 0
         self.expired = 0
         """Watches the server expired (410 Gone), each followed by a relist."""
+        self.echoes = 0
+        """Events of this process's own settled writes: cached, not reported."""
         self._rv = ""
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -99,6 +105,9 @@ class Informer:
                 self.on_change(key, prev, None)
             else:
                 self.cache[key] = _slim(obj)
+                if self.echo is not None and self.echo(obj):
+                    self.echoes += 1
+                    continue
                 self.on_change(key, prev, obj)
 
     async def run(self) -> None:

@@ -48,7 +48,7 @@ class Metrics:
 
 
 class InformerCollector(Collector):
-    """Relists and expired watches of every informer, read when scraped."""
+    """Relists, expired watches and echoes heard of every informer, read when scraped."""
 
     def __init__(self, informers: Callable[[], Iterable[Informer]]) -> None:
         self.informers = informers
@@ -62,11 +62,18 @@ class InformerCollector(Collector):
         expired = CounterMetricFamily(
             "tispace_syncer_watch_expired", "Watches the server expired (410 Gone)", labels=["informer"]
         )
+        echoes = CounterMetricFamily(
+            "tispace_syncer_watch_echoes",
+            "Watch events of the syncer's own settled writes, cached without a reconcile",
+            labels=["informer"],
+        )
         for inf in self.informers():
             relists.add_metric([inf.name], inf.relists)
             expired.add_metric([inf.name], inf.expired)
+            echoes.add_metric([inf.name], inf.echoes)
         yield relists
         yield expired
+        yield echoes
 
 
 class QueueCollector(Collector):

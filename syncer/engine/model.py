@@ -66,6 +66,9 @@ class Write:
     """A refusal is logged, not raised (events, conditions)."""
     field_manager: str | None = None
     force: bool = False
+    settled: bool = False
+    """Its echo (the watch event of exactly the object it returned) queues nothing: the reconcile that
+    wrote it needs nothing more from seeing it (see caches.Echoes)."""
 
 
 def tell(obj: Obj, etype: str, reason: str, message: str, at: str) -> Write:

@@ -160,13 +160,22 @@ async def create_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None
                 smeta["namespace"],
                 secret,
                 conflict_ok=True,
+                settled=True,  # remembered below (TOKEN): its echo would find the token current
             )
         )
         is None
     ):
         # left from an earlier pod of that name
         await fx.write(
-            Write("super", "replace", r.SECRETS, secret["metadata"]["name"], smeta["namespace"], secret)
+            Write(
+                "super",
+                "replace",
+                r.SECRETS,
+                secret["metadata"]["name"],
+                smeta["namespace"],
+                secret,
+                settled=True,
+            )
         )
     fx.done(TOKEN, smeta["uid"])
 

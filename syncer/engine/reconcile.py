@@ -123,6 +123,7 @@ async def _down(kind: SyncedKind, key: Key, view: View, fx: Effects) -> None:
                 meta.get("namespace"),
                 {"metadata": {"uid": meta["uid"]}, "status": status},
                 subresource="status",
+                settled=True,  # the last step: its echo would only compare the status again
             )
         )
         fx.done(wrote, meta["uid"])
@@ -152,6 +153,7 @@ async def _delete_down(
                     sns or None,
                     uid=sobj["metadata"]["uid"],
                     grace=tmeta.get("deletionGracePeriodSeconds"),
+                    settled=True,  # its echo (being deleted) finds nothing to do; its DELETED event is heard
                 )
             )
         return

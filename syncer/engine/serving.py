@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from syncer.engine.informer import Informer, Key
+from syncer.engine.informer import Echo, Informer, Key
 from syncer.engine.metrics import Metrics
 from syncer.engine.model import SyncedKind, WorkKey
 from syncer.engine.queue import FairQueue
@@ -49,6 +49,7 @@ class Serving:
         started: Callable[[TenantRuntime], Awaitable[None]],
         changed: Callable[[TenantRuntime], None],
         stopped: Callable[[str], None],
+        echo: Echo | None = None,
     ) -> None:
         self.super = super_client
         self.opts = opts
@@ -63,6 +64,7 @@ class Serving:
         self._changed = changed
         """Called when a served tenant's context changed (new rules for every object)."""
         self._stopped = stopped
+        self._echo = echo
         self.tenants: dict[str, TenantRuntime] = {}
         self.by_root: dict[str, str] = {}
         self.vcs = Informer(super_client, r.VIRTUALCLUSTERS, self._on_vc, name="super/VirtualCluster")
@@ -106,7 +108,7 @@ class Serving:
 
     async def _serve(self, name: str, vc: dict[str, Any]) -> None:
         try:
-            t = await TenantRuntime.connect(vc, self.super, self.opts, self._enqueue, self.kinds)
+            t = await TenantRuntime.connect(vc, self.super, self.opts, self._enqueue, self.kinds, self._echo)
         except (ApiError, OSError, TimeoutError) as e:
             log.warning("tenant %s not served yet (retried in %.0fs): %s", name, SERVE_PERIOD, e)
             return

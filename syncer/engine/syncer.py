@@ -21,7 +21,7 @@ from cachetools import TTLCache
 from syncer.engine import admission, reconcile
 from syncer.engine import patrol as patroller
 from syncer.engine import pods as pod_hooks
-from syncer.engine.caches import ClientEffects, JustDone, TenantView
+from syncer.engine.caches import ClientEffects, Echoes, JustDone, TenantView
 from syncer.engine.informer import Informer, Key
 from syncer.engine.metrics import InformerCollector, Metrics
 from syncer.engine.model import Direction, Obj, Route, SyncedKind, View, WorkKey
@@ -62,6 +62,7 @@ class Syncer:
         self.metrics = Metrics(self.queue)
         self._verified: patroller.Verified = {}
         self._just_done: JustDone = TTLCache(maxsize=100_000, ttl=60)
+        self._echoes = Echoes()
         self._tasks: list[asyncio.Task[None]] = []
         self.serving = Serving(
             super_client,
@@ -74,6 +75,7 @@ class Syncer:
             started=self._started,
             changed=self._changed,
             stopped=lambda name: self.worker.forget(name),
+            echo=self._echoes.heard,
         )
         self.tenants = self.serving.tenants
         self.worker = Worker(self.queue, self.metrics, self.tenants, self.reconcile, self.rejected)
@@ -94,7 +96,12 @@ class Syncer:
                 self._enqueue(tenant, work)
 
         self.supers[name] = Informer(
-            self.super, resource, changed, label_selector=selector, name=f"super/{name}"
+            self.super,
+            resource,
+            changed,
+            label_selector=selector,
+            name=f"super/{name}",
+            echo=self._echoes.heard,
         )
 
     # --- Routes: what a super change needs to find its tenants -------------------------------
@@ -168,11 +175,11 @@ class Syncer:
     # --- reconcile -----------------------------------------------------------------------------
     async def reconcile(self, t: TenantRuntime, key: WorkKey) -> None:
         kind_name, ns, name = key
-        fx = ClientEffects(t, self.super, self._just_done)
+        fx = ClientEffects(t, self.super, self._just_done, self._echoes)
         await reconcile.reconcile(self.kinds[kind_name], (ns, name), self.view(t), fx)
 
     async def rejected(self, t: TenantRuntime, key: WorkKey, err: ApiError) -> None:
-        fx = ClientEffects(t, self.super, self._just_done)
+        fx = ClientEffects(t, self.super, self._just_done, self._echoes)
         await reconcile.rejected(self.kinds[key[0]], (key[1], key[2]), self.view(t), fx, err)
 
     def patrol(self) -> dict[str, Any]:

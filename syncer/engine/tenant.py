@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from syncer.engine.informer import Informer, Key
+from syncer.engine.informer import Echo, Informer, Key
 from syncer.engine.model import SyncedKind, WorkKey
 from syncer.resources import nodes
 from syncer.resources.context import TenantContext
@@ -90,6 +90,7 @@ class TenantRuntime:
         weight: int,
         enqueue: Callable[[str, WorkKey], None],
         kinds: Iterable[SyncedKind],
+        echo: Echo | None = None,
     ) -> None:
         self.name = name
         self.ctx = ctx
@@ -103,6 +104,7 @@ class TenantRuntime:
                 self._on_change(kind.name),
                 label_selector=kind.tenant_selector,
                 name=f"{name}/{kind.name}",
+                echo=echo,
             )
             for kind in kinds
             if kind.tenant_watched
@@ -118,12 +120,13 @@ class TenantRuntime:
         opts: SyncerOptions,
         enqueue: Callable[[str, WorkKey], None],
         kinds: Iterable[SyncedKind],
+        echo: Echo | None = None,
     ) -> TenantRuntime:
         meta = vc["metadata"]
         admin = await tenants.admin_kubeconfig_of(super_client, vc)
         name = f"{meta['namespace']}/{meta['name']}"
         client = Client(kubeconfig.credentials(admin), name=name)
-        return cls(name, context_for(vc, admin, opts), client, weight_of(vc), enqueue, kinds)
+        return cls(name, context_for(vc, admin, opts), client, weight_of(vc), enqueue, kinds, echo)
 
     def _on_change(self, kind: str) -> Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]:
         def changed(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:

@@ -1,4 +1,5 @@
-"""The informer against a loopback server: it resumes a broken watch, and relists only on 410."""
+"""The informer against a loopback server: it resumes a broken watch, relists only on 410, and
+keeps the echoes of the syncer's own settled writes to itself."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from syncer.engine.caches import Echoes
 from syncer.engine.informer import Informer
 from tests.unit.loopback import serving
 from tispace.kube import resources as r
@@ -68,3 +70,67 @@ async def _run(client: Client, requests: list[str], finished: asyncio.Event) -> 
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await client.close()
+
+
+def pod(rv: str, uid: str = "u1") -> dict[str, Any]:
+    return {"metadata": {"name": "p", "namespace": "d", "uid": uid, "resourceVersion": rv}}
+
+
+def test_an_echo_is_the_exact_object_a_settled_write_returned_and_is_heard_once() -> None:
+    echoes = Echoes()
+    echoes.wrote(pod("7"))
+    echoes.wrote({"metadata": {"name": "no-uid"}})  # a Status answer, say: nothing to hear
+    assert not echoes.heard(pod("6"))  # an older state, or someone else's change
+    assert not echoes.heard(pod("7", uid="u2"))
+    assert echoes.heard(pod("7"))
+    assert not echoes.heard(pod("7"))  # once: a relist replaying it is heard as usual
+
+
+async def test_the_echo_of_a_settled_write_is_cached_but_reported_to_nobody() -> None:
+    served, finished = asyncio.Event(), asyncio.Event()
+    events = [("ADDED", pod("6")), ("MODIFIED", pod("7")), ("MODIFIED", pod("8")), ("DELETED", pod("9"))]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "1":
+            return web.json_response({"metadata": {"resourceVersion": "5"}, "items": []})
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        if not served.is_set():
+            served.set()
+            for etype, obj in events:
+                await resp.write(orjson.dumps({"type": etype, "object": obj}) + b"\n")
+        await finished.wait()  # a quiet watch until the test ends
+        return resp
+
+    echoes = Echoes()
+    echoes.wrote(pod("7"))  # this process wrote rv 7 (a status, say)
+    echoes.wrote(pod("9"))  # a deletion is always heard, whoever made it
+    changes: list[tuple[str | None, str | None]] = []
+
+    def changed(key: Any, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        changes.append(
+            (
+                (old or {}).get("metadata", {}).get("resourceVersion"),
+                (new or {}).get("metadata", {}).get("resourceVersion"),
+            )
+        )
+
+    app = web.Application()
+    app.router.add_get("/api/v1/pods", handler)
+    async with serving(app) as creds:
+        client = Client(creds)
+        inf = Informer(client, r.PODS, changed, echo=echoes.heard)
+        inf_task = asyncio.create_task(inf.run())
+        try:
+            for _ in range(200):
+                if len(changes) == 3:
+                    break
+                await asyncio.sleep(0.05)
+            # rv 7 is not reported, but cached: the next change is reported from it
+            assert changes == [(None, "6"), ("7", "8"), ("8", None)]
+            assert inf.echoes == 1 and inf.cache == {}
+        finally:
+            finished.set()
+            inf_task.cancel()
+            await asyncio.gather(inf_task, return_exceptions=True)
+            await client.close()

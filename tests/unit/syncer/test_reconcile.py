@@ -472,6 +472,10 @@ async def test_a_pods_token_secret_waits_until_the_super_pod_is_in_the_cache() -
     fx = TokenEffects(view=view)
     await rec.reconcile(kind, ("app", "web"), view, fx)  # its ADDED event queued it again
     assert tokens(fx) == [("tenant", "create", "serviceaccounts"), ("super", "create", "secrets")]
+    # the Secret's echo queues nothing (remembered as TOKEN); the pod's own create was not settled:
+    # its echo is what made the token
+    assert [w.settled for w in fx.writes if w.resource.plural == "secrets"] == [True]
+    assert made.settled is False
 
 
 async def test_a_status_just_written_is_not_written_again_before_the_cache_shows_it() -> None:
@@ -494,6 +498,32 @@ async def test_a_status_just_written_is_not_written_again_before_the_cache_shows
     fx = FakeEffects(view=view)
     await rec.reconcile(kind, tkey, view, fx)
     assert status_writes(fx) == [{"phase": "Succeeded", "podIP": "10.244.0.9"}]
+
+
+async def test_only_writes_whose_echo_finds_nothing_to_do_are_settled() -> None:
+    """A settled write's own watch event queues nothing (caches.Echoes): the last status write, and
+    the super delete of a pod being deleted; a create or binding whose echo carries the pod on is not."""
+    kind = KINDS["Pod"]
+    view = FakeView()
+    key = synced_pair(view, "Pod")
+    view.super_objs[key]["spec"]["nodeName"] = "node-1"
+    view.super_objs[key]["status"] = {"phase": "Running"}
+    view.super_objs[("Node", "", "node-1")] = {"metadata": {"name": "node-1"}}
+    view.tenant_objs[("Node", "", "node-1")] = {"metadata": {"name": "node-1"}}
+    fx = FakeEffects(view=view)
+    await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert [(w.subresource, w.settled) for w in fx.writes] == [("binding", False), ("status", True)]
+
+    tobj = view.tenant_objs[("Pod", "app", "web")]
+    tobj["metadata"] |= {"deletionTimestamp": "2026-12-06T00:00:00Z", "deletionGracePeriodSeconds": 30}
+    fx = FakeEffects(view=view)
+    await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert [(w.side, w.verb, w.settled) for w in fx.writes] == [("super", "delete", True)]
+
+    del view.super_objs[key]  # its DELETED event is always heard: the tenant pod is finished
+    fx = FakeEffects(view=view)
+    await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert [(w.side, w.verb, w.settled) for w in fx.writes] == [("tenant", "delete", False)]
 
 
 def bound_volume(view: FakeView) -> Obj:

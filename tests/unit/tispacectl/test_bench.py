@@ -99,3 +99,21 @@ def test_requests_per_pod_are_the_change_divided_by_the_pods() -> None:
     after = before + bench.request_counts(METRICS.replace("} 10", "} 20").replace("} 30", "} 0"))
     out = bench.per_pod(before, after, 10)
     assert out == {"total": 2.6, "by_verb_resource": {"POST pods": 2.2, "GET ?": 0.4}}
+
+
+# Real lines of the syncer's /metrics.
+SYNCER_METRICS = """# HELP tispace_syncer_sync_seconds Reconcile time per key
+# TYPE tispace_syncer_sync_seconds histogram
+tispace_syncer_sync_seconds_bucket{kind="Pod",le="0.005",tenant="default/a"} 3.0
+tispace_syncer_sync_seconds_count{kind="Pod",tenant="default/a"} 7.0
+tispace_syncer_sync_seconds_sum{kind="Pod",tenant="default/a"} 0.2
+tispace_syncer_sync_seconds_count{kind="Pod",tenant="default/b"} 5.0
+tispace_syncer_sync_seconds_count{kind="Event",tenant="default/b"} 2.0
+# HELP tispace_syncer_watch_echoes_total x
+# TYPE tispace_syncer_watch_echoes_total counter
+tispace_syncer_watch_echoes_total{informer="super/Pod"} 9.0
+"""
+
+
+def test_reconcile_counts_sum_tenants_by_kind() -> None:
+    assert bench.reconcile_counts(SYNCER_METRICS) == {"Pod": 12, "Event": 2}

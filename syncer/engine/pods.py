@@ -8,6 +8,7 @@ virtual node of the super node it landed on, and is removed when its super pod w
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import logging
 from collections.abc import Iterable
@@ -150,33 +151,18 @@ async def create_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None
     )
     assert token is not None
     secret = token_secret(pod, super_pod, root, token, issued)
-    if (
-        await fx.write(
-            Write(
-                "super",
-                "create",
-                r.SECRETS,
-                secret["metadata"]["name"],
-                smeta["namespace"],
-                secret,
-                conflict_ok=True,
-                settled=True,  # remembered below (TOKEN): its echo would find the token current
-            )
-        )
-        is None
-    ):
-        # left from an earlier pod of that name
-        await fx.write(
-            Write(
-                "super",
-                "replace",
-                r.SECRETS,
-                secret["metadata"]["name"],
-                smeta["namespace"],
-                secret,
-                settled=True,
-            )
-        )
+    create = Write(
+        "super",
+        "create",
+        r.SECRETS,
+        secret["metadata"]["name"],
+        smeta["namespace"],
+        secret,
+        conflict_ok=True,
+        settled=True,  # remembered below (TOKEN): its echo would find the token current
+    )
+    if await fx.write(create) is None:  # left from an earlier pod of that name
+        await fx.write(dataclasses.replace(create, verb="replace", conflict_ok=False))
     fx.done(TOKEN, smeta["uid"])
 
 

@@ -478,6 +478,31 @@ async def test_a_pods_token_secret_waits_until_the_super_pod_is_in_the_cache() -
     assert made.settled is False
 
 
+async def test_a_token_secret_left_by_an_earlier_pod_of_that_name_is_replaced() -> None:
+    class LeftoverEffects(FakeEffects):
+        async def write(self, w: Write) -> Obj | None:
+            self.writes.append(w)
+            if w.subresource == "token":
+                return {"status": {"token": "signed", "expirationTimestamp": "2026-12-06T00:00:00Z"}}
+            if w.verb == "create":
+                assert w.conflict_ok
+                return None  # 409: the earlier pod's Secret is still there
+            return w.body
+
+    kind = KINDS["Pod"]
+    tobj = tenant_obj(kind)
+    _, sobj = super_copy(kind, tobj)
+    fx = LeftoverEffects()
+    await pod_hooks.create_token(tobj, sobj, CTX.root, fx)
+    secrets = [w for w in fx.writes if w.resource.plural == "secrets"]
+    assert [(w.verb, w.settled, w.conflict_ok) for w in secrets] == [
+        ("create", True, True),
+        ("replace", True, False),
+    ]
+    assert secrets[0].body == secrets[1].body
+    assert (pod_hooks.TOKEN, "super-uid") in fx.just_done
+
+
 async def test_a_status_just_written_is_not_written_again_before_the_cache_shows_it() -> None:
     kind = KINDS["Pod"]
     view = FakeView()

@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import ipaddress
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from cachetools import TTLCache
@@ -197,10 +198,23 @@ class Manager:
                     "RootNamespaceTerminating", f"namespace {tenant.root} is still terminating", retry=True
                 )
 
-    async def ensure_pki(self, tenant: Tenant) -> TenantPKI:
+    async def ensure_pki(self, tenant: Tenant, *, served: bool) -> TenantPKI:
+        """The tenant's PKI from its secrets, made the first time (`served`: the tenant ever served)."""
         found = await self._secrets(tenant)
-        pki_names = [n for n in tenantpki.SECRET_NAMES if n != tenantpki.ADMIN_KUBECONFIG]
-        if not any(n in found for n in pki_names):
+        if left := cut_short(found, served):
+            log.info(
+                "PKI secrets %s left by a write cut short: made anew",
+                ", ".join(left),
+                extra={
+                    "tenant": f"{tenant.namespace}/{tenant.name}",
+                    "kind": "Secret",
+                    "object": tenant.root,
+                },
+            )
+        for name in left:
+            await self.client.delete(r.SECRETS, name, tenant.root)
+            del found[name]
+        if not any(n in found for n in PKI_NAMES):
             cidr = tenant.spec.get("serviceCidr") or self.settings.service_cidr
             hosts = apiserver_hosts(tenant, str(ipaddress.ip_network(cidr)[1]))
             tpki = await asyncio.to_thread(
@@ -251,7 +265,9 @@ class Manager:
         prov = self.provisioner(tenant)
         try:
             await self.ensure_root_namespace(tenant)
-            tpki = await self.ensure_pki(tenant)
+            tpki = await self.ensure_pki(
+                tenant, served=bool((body.get("status") or {}).get("apiServerEndpoint"))
+            )
             post("Normal", "PKIReady", f"certificates valid until {tpki.expires():%Y-%m-%d}")
             server = await prov.provision(tenant, tpki)
             config = await prov.admin_kubeconfig(tenant, tpki, server)
@@ -375,9 +391,21 @@ class Manager:
             raise TenantError("NamespacesStuck", str(e), retry=True) from None
 
 
+PKI_NAMES = tuple(n for n in tenantpki.SECRET_NAMES if n != tenantpki.ADMIN_KUBECONFIG)
+"""The secrets that hold the tenant's PKI (the admin kubeconfig is derived from it)."""
+
+
+def cut_short(found: Mapping[str, Any], served: bool) -> list[str]:
+    """PKI secrets left by a first write cut short: they are written one by one, so a manager killed
+    meanwhile leaves part of the set. Of a tenant that never served nothing used them: they go and
+    the PKI is made anew. Part of the set of a tenant that served is a loss to restore (check_pki)."""
+    have = [n for n in PKI_NAMES if n in found]
+    return have if not served and 0 < len(have) < len(PKI_NAMES) else []
+
+
 def check_pki(tenant: Tenant, found: dict[str, dict[str, Any]], at: datetime.datetime) -> TenantPKI:
     """The tenant PKI from its secrets, or a TenantError saying which are missing or that they expired."""
-    missing = [n for n in tenantpki.SECRET_NAMES if n != tenantpki.ADMIN_KUBECONFIG and n not in found]
+    missing = [n for n in PKI_NAMES if n not in found]
     if missing:
         raise TenantError(
             "PKIIncomplete",

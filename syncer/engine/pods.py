@@ -159,7 +159,6 @@ async def create_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None
         smeta["namespace"],
         secret,
         conflict_ok=True,
-        settled=True,  # remembered below (TOKEN): its echo would find the token current
     )
     if await fx.write(create) is None:  # left from an earlier pod of that name
         await fx.write(dataclasses.replace(create, verb="replace", conflict_ok=False))

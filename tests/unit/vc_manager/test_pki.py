@@ -1,4 +1,5 @@
-"""The manager's verdict on a tenant's PKI secrets: usable, missing, unreadable or expired."""
+"""The manager's verdict on a tenant's PKI secrets: usable, missing, unreadable or expired, or cut
+short by a manager killed while writing them."""
 
 import base64
 import datetime
@@ -6,7 +7,7 @@ import datetime
 import pytest
 
 from tispace import tenantpki
-from vc_manager.manager import TenantError, check_pki
+from vc_manager.manager import PKI_NAMES, TenantError, check_pki, cut_short
 from vc_manager.tenant import Tenant
 
 NOW = datetime.datetime(2026, 11, 23, tzinfo=datetime.UTC)
@@ -59,3 +60,21 @@ def test_a_secret_without_its_keys_is_reported(secrets: dict[str, dict]) -> None
     broken = dict(secrets)
     broken[tenantpki.SERVICE_ACCOUNT] = {"data": {}}
     assert _verdict(broken).reason == "PKIInvalid"
+
+
+@pytest.mark.parametrize("written", range(1, len(PKI_NAMES)))
+def test_a_first_write_cut_short_is_made_anew_but_never_a_served_tenants(
+    secrets: dict[str, dict], written: int
+) -> None:
+    """The secrets are written one by one: a manager killed after `written` of them left those."""
+    left = {n: secrets[n] for n in PKI_NAMES[:written]}
+    assert sorted(cut_short(left, served=False)) == sorted(left)
+    assert cut_short(left, served=True) == []  # a loss to restore: check_pki names what is missing
+    assert _verdict(left).reason == "PKIIncomplete"
+
+
+def test_no_secrets_or_a_whole_set_is_nothing_cut_short(secrets: dict[str, dict]) -> None:
+    for served in (False, True):
+        assert cut_short({}, served) == []
+        assert cut_short(secrets, served) == []
+        assert cut_short({tenantpki.ADMIN_KUBECONFIG: {}}, served) == []

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cachetools import TTLCache
+
 START_TIMEOUT = 90.0
 
 
@@ -41,11 +43,22 @@ class Proc:
     """Variables set on top of the caller's environment (kept for a restart)."""
 
 
+_HANDED_OUT: TTLCache[int, bool] = TTLCache(maxsize=10_000, ttl=600)
+"""Ports free_port gave in the last 10 minutes (long enough for their listener to have started)."""
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and not one this process handed out
+    lately: a port is often listened on seconds later (a tenant's controller-manager waits for its
+    API server, and keeps its port across restarts), and the kernel offers the same free port again
+    (144 repeats in 2,000 calls here): two tenants' components on one port, one crash-looping."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT[port] = True
+            return port
 
 
 def port_open(port: int) -> bool:

@@ -56,6 +56,13 @@ def test_free_port_is_free() -> None:
         assert procs.port_open(port)
 
 
+def test_a_port_is_handed_out_once_though_nothing_listens_on_it_yet() -> None:
+    """Ports are listened on later (a tenant's controller-manager after its API server): the kernel
+    offering a port it already gave out must not make two callers share it."""
+    ports = [procs.free_port() for _ in range(2000)]
+    assert len(set(ports)) == len(ports)
+
+
 def test_registry_round_trip(tmp_path: Path) -> None:
     reg = procs.Registry(tmp_path / "state.json")
     assert reg.load() == []

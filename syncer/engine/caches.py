@@ -22,37 +22,44 @@ from tispace.kube.client import ApiError, Client
 
 log = logging.getLogger("syncer")
 
-JustDone = TTLCache[tuple[str, str], bool]
-"""(what, uid) this process just wrote, for as long as an informer may lag behind it: a pod
-re-queued by another event before the cache shows its token Secret, its binding or its last status
-write would ask for a second TokenRequest, POST a second binding (refused with 409) or send the
-same status again (reconcile keys a status write by its digest)."""
+_ECHO = "echo@"
+"""Prefix of the `what` an echo is remembered under: no reconcile step is named so."""
 
 
-class Echoes:
-    """The objects this process's settled writes returned (uid and resourceVersion), for as long as a
-    watch may lag.
+class JustDone:
+    """What this process just wrote, for as long as an informer may lag behind it (a minute).
 
-    A watch event of exactly such an object (same resourceVersion) is the write's own echo: its
-    reconcile would read what was just written and find nothing to do, yet cost as much as one
-    that works. A later change by anyone has another resourceVersion and is heard as usual.
+    Two questions are asked of it. Reconcile: has this step of that object just been done? A pod
+    re-queued by another event before the cache shows its token Secret, its binding or its last
+    status write would ask for a second TokenRequest, POST a second binding (refused with 409) or
+    send the same status again (reconcile keys a status write by its digest). The informers: is
+    this watch event the echo of a settled write, exactly the object (uid and resourceVersion) that
+    write returned? Its reconcile would read what was just written and find nothing to do, yet cost
+    as much as one that works; a later change by anyone has another resourceVersion and is heard.
     """
 
     def __init__(self, seconds: float = 60) -> None:
-        self._written: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=100_000, ttl=seconds)
+        self._keys: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=100_000, ttl=seconds)
+
+    def done(self, what: str, uid: str) -> None:
+        self._keys[(what, uid)] = True
+
+    def done_just_now(self, what: str, uid: str) -> bool:
+        return (what, uid) in self._keys
 
     def wrote(self, obj: Obj) -> None:
+        """Remember what a settled write returned, so that its echo is not heard."""
         meta = obj.get("metadata") or {}
         if meta.get("uid") and meta.get("resourceVersion"):
-            self._written[(meta["uid"], meta["resourceVersion"])] = True
+            self.done(_ECHO + meta["resourceVersion"], meta["uid"])
 
     def heard(self, obj: Obj) -> bool:
         """Whether obj is the echo of a settled write (each echo is heard once)."""
         meta = obj["metadata"]
-        key = (meta.get("uid", ""), meta.get("resourceVersion", ""))
-        if key not in self._written:  # nearly every event: a lookup costs a quarter of a pop
+        key = (_ECHO + meta.get("resourceVersion", ""), meta.get("uid", ""))
+        if key not in self._keys:  # nearly every event: a lookup costs a quarter of a pop
             return False
-        del self._written[key]
+        del self._keys[key]
         return True
 
 
@@ -102,22 +109,21 @@ class TenantView:
         return pod_hooks.token_due(super_pod, secret, made_just_now, datetime.datetime.now(datetime.UTC))
 
     def done_just_now(self, what: str, uid: str) -> bool:
-        return (what, uid) in self.just_done
+        return self.just_done.done_just_now(what, uid)
 
 
 class ClientEffects:
-    def __init__(self, t: TenantRuntime, super_client: Client, just_done: JustDone, echoes: Echoes) -> None:
+    def __init__(self, t: TenantRuntime, super_client: Client, just_done: JustDone) -> None:
         self.t = t
         self.super_client = super_client
         self.just_done = just_done
-        self.echoes = echoes
 
     async def write(self, w: Write) -> Obj | None:
         client = self.t.client if w.side == "tenant" else self.super_client
         try:
             written = await _send(client, w)
             if w.settled and written is not None:
-                self.echoes.wrote(written)
+                self.just_done.wrote(written)
             return written
         except ApiError as e:
             if e.status == 409 and w.conflict_ok:
@@ -135,7 +141,7 @@ class ClientEffects:
             log.info("tenant context: %s", changes, extra={"tenant": self.t.name})
 
     def done(self, what: str, uid: str) -> None:
-        self.just_done[(what, uid)] = True
+        self.just_done.done(what, uid)
 
 
 async def _send(client: Client, w: Write) -> Obj | None:

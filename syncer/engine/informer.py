@@ -24,7 +24,7 @@ Key = tuple[str, str]
 OnChange = Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]
 """Called with (key, old, new); new is None when the object was deleted."""
 Echo = Callable[[dict[str, Any]], bool]
-"""True for an object this process wrote itself and needs not hear of again (caches.Echoes.heard)."""
+"""True for an object this process wrote itself and needs not hear of again (caches.JustDone.heard)."""
 
 log = logging.getLogger("syncer.informer")
 

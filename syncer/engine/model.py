@@ -68,7 +68,7 @@ class Write:
     force: bool = False
     settled: bool = False
     """Its echo (the watch event of exactly the object it returned) queues nothing: the reconcile that
-    wrote it needs nothing more from seeing it (see caches.Echoes)."""
+    wrote it needs nothing more from seeing it (see caches.JustDone)."""
 
 
 def tell(obj: Obj, etype: str, reason: str, message: str, at: str) -> Write:

@@ -16,12 +16,10 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import Any
 
-from cachetools import TTLCache
-
 from syncer.engine import admission, reconcile
 from syncer.engine import patrol as patroller
 from syncer.engine import pods as pod_hooks
-from syncer.engine.caches import ClientEffects, Echoes, JustDone, TenantView
+from syncer.engine.caches import ClientEffects, JustDone, TenantView
 from syncer.engine.informer import Informer, Key
 from syncer.engine.metrics import InformerCollector, Metrics
 from syncer.engine.model import Direction, Obj, Route, SyncedKind, View, WorkKey
@@ -61,8 +59,7 @@ class Syncer:
         self.queue: FairQueue[WorkKey] = FairQueue(fair=fair)
         self.metrics = Metrics(self.queue)
         self._verified: patroller.Verified = {}
-        self._just_done: JustDone = TTLCache(maxsize=100_000, ttl=60)
-        self._echoes = Echoes()
+        self._just_done = JustDone()
         self._tasks: list[asyncio.Task[None]] = []
         self.serving = Serving(
             super_client,
@@ -75,7 +72,7 @@ class Syncer:
             started=self._started,
             changed=self._changed,
             stopped=lambda name: self.worker.forget(name),
-            echo=self._echoes.heard,
+            echo=self._just_done.heard,
         )
         self.tenants = self.serving.tenants
         self.worker = Worker(self.queue, self.metrics, self.tenants, self.reconcile, self.rejected)
@@ -101,7 +98,7 @@ class Syncer:
             changed,
             label_selector=selector,
             name=f"super/{name}",
-            echo=self._echoes.heard,
+            echo=self._just_done.heard,
         )
 
     # --- Routes: what a super change needs to find its tenants -------------------------------
@@ -175,11 +172,11 @@ class Syncer:
     # --- reconcile -----------------------------------------------------------------------------
     async def reconcile(self, t: TenantRuntime, key: WorkKey) -> None:
         kind_name, ns, name = key
-        fx = ClientEffects(t, self.super, self._just_done, self._echoes)
+        fx = ClientEffects(t, self.super, self._just_done)
         await reconcile.reconcile(self.kinds[kind_name], (ns, name), self.view(t), fx)
 
     async def rejected(self, t: TenantRuntime, key: WorkKey, err: ApiError) -> None:
-        fx = ClientEffects(t, self.super, self._just_done, self._echoes)
+        fx = ClientEffects(t, self.super, self._just_done)
         await reconcile.rejected(self.kinds[key[0]], (key[1], key[2]), self.view(t), fx, err)
 
     def patrol(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from syncer.engine.caches import Echoes
+from syncer.engine.caches import JustDone
 from syncer.engine.informer import Informer
 from tests.unit.loopback import serving
 from tispace.kube import resources as r
@@ -77,13 +77,30 @@ def pod(rv: str, uid: str = "u1") -> dict[str, Any]:
 
 
 def test_an_echo_is_the_exact_object_a_settled_write_returned_and_is_heard_once() -> None:
-    echoes = Echoes()
+    echoes = JustDone()
     echoes.wrote(pod("7"))
     echoes.wrote({"metadata": {"name": "no-uid"}})  # a Status answer, say: nothing to hear
     assert not echoes.heard(pod("6"))  # an older state, or someone else's change
     assert not echoes.heard(pod("7", uid="u2"))
     assert echoes.heard(pod("7"))
     assert not echoes.heard(pod("7"))  # once: a relist replaying it is heard as usual
+
+
+def test_steps_done_and_echoes_are_remembered_apart() -> None:
+    just = JustDone()
+    just.done("token", "u1")
+    assert just.done_just_now("token", "u1") and not just.done_just_now("binding", "u1")
+    assert not just.heard(pod("7"))  # a step done is not an echo of any resourceVersion
+    just.wrote(pod("7"))
+    assert not just.done_just_now("7", "u1")  # nor is an echo a step of that name
+    assert just.heard(pod("7")) and just.done_just_now("token", "u1")  # hearing it leaves the step
+
+
+def test_steps_done_are_forgotten_after_their_time() -> None:
+    just = JustDone(seconds=0)
+    just.done("token", "u1")
+    just.wrote(pod("7"))
+    assert not just.done_just_now("token", "u1") and not just.heard(pod("7"))
 
 
 async def test_the_echo_of_a_settled_write_is_cached_but_reported_to_nobody() -> None:
@@ -102,7 +119,7 @@ async def test_the_echo_of_a_settled_write_is_cached_but_reported_to_nobody() ->
         await finished.wait()  # a quiet watch until the test ends
         return resp
 
-    echoes = Echoes()
+    echoes = JustDone()
     echoes.wrote(pod("7"))  # this process wrote rv 7 (a status, say)
     echoes.wrote(pod("9"))  # a deletion is always heard, whoever made it
     changes: list[tuple[str | None, str | None]] = []

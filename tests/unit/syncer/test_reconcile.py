@@ -520,7 +520,7 @@ async def test_a_status_just_written_is_not_written_again_before_the_cache_shows
 
 
 async def test_only_writes_whose_echo_finds_nothing_to_do_are_settled() -> None:
-    """A settled write's own watch event queues nothing (caches.Echoes): the last status write, and
+    """A settled write's own watch event queues nothing (caches.JustDone): the last status write, and
     the super delete of a pod being deleted; a create or binding whose echo carries the pod on is not."""
     kind = KINDS["Pod"]
     view = FakeView()

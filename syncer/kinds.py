@@ -108,6 +108,7 @@ KINDS: dict[str, SyncedKind] = {
             super_selector="",
             tenant_watched=False,
             route=up.event_route,
+            super_kept=up.event_kept,
             tenant_location=up.event_location,
             to_tenant=up.event_to_tenant,
             update_up=up.event_update,

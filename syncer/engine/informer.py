@@ -23,6 +23,9 @@ Key = tuple[str, str]
 """(namespace, name); namespace is '' for cluster-scoped objects."""
 OnChange = Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]
 """Called with (key, old, new); new is None when the object was deleted."""
+Keep = Callable[[dict[str, Any]], dict[str, Any] | None]
+"""What the cache holds of an object: the object, trimmed in place, or None for nothing (then it is
+treated as absent: never reported, and dropped if it was cached)."""
 Echo = Callable[[dict[str, Any]], bool]
 """True for an object this process wrote itself and needs not hear of again (caches.JustDone.heard)."""
 
@@ -34,7 +37,7 @@ def key_of(obj: dict[str, Any]) -> Key:
     return meta.get("namespace", ""), meta["name"]
 
 
-def _slim(obj: dict[str, Any]) -> dict[str, Any]:
+def slim(obj: dict[str, Any]) -> dict[str, Any]:
     """Drop managedFields before caching: a quarter of a pod's memory, never read."""
     obj["metadata"].pop("managedFields", None)
     return obj
@@ -50,11 +53,13 @@ class Informer:
         label_selector: str = "",
         name: str = "",
         echo: Echo | None = None,
+        keep: Keep = slim,
     ) -> None:
         self.client = client
         self.resource = resource
         self.on_change = on_change
         self.echo = echo
+        self.keep = keep
         self.label_selector = label_selector
         self.name = name or f"{client.name}/{resource.plural}"
         self.cache: dict[Key, dict[str, Any]] = {}
@@ -71,7 +76,8 @@ class Informer:
 
     async def _relist(self) -> None:
         listing = await self.client.list(self.resource, label_selector=self.label_selector)
-        fresh = {key_of(o): _slim(o) for o in listing["items"]}
+        kept = (self.keep(o) for o in listing["items"])
+        fresh = {key_of(o): o for o in kept if o is not None}
         old = self.cache
         self.cache = fresh
         self._rv = listing["metadata"]["resourceVersion"]
@@ -100,15 +106,17 @@ class Informer:
                 continue
             key = key_of(obj)
             prev = self.cache.get(key)
-            if etype == "DELETED":
+            kept = None if etype == "DELETED" else self.keep(obj)
+            if kept is None:
                 self.cache.pop(key, None)
-                self.on_change(key, prev, None)
+                if prev is not None or etype == "DELETED":
+                    self.on_change(key, prev, None)
             else:
-                self.cache[key] = _slim(obj)
-                if self.echo is not None and self.echo(obj):
+                self.cache[key] = kept
+                if self.echo is not None and self.echo(kept):
                     self.echoes += 1
                     continue
-                self.on_change(key, prev, obj)
+                self.on_change(key, prev, kept)
 
     async def run(self) -> None:
         """List, then watch forever: resume after failures (with backoff), relist on 410."""

@@ -165,6 +165,10 @@ class Routes(Protocol):
 
     def tenant_of_root(self, root: str) -> str | None: ...
 
+    def super_synced(self, kind: str) -> bool:
+        """The super cache of kind is fully listed."""
+        ...
+
     def views(self) -> Iterable[tuple[str, View]]:
         """(tenant name, view) of every served tenant."""
         ...
@@ -172,6 +176,9 @@ class Routes(Protocol):
 
 Route = Callable[[Key, Obj | None, Obj | None, Routes], Iterable[tuple[str, WorkKey]]]
 """A super object changed: the (tenant, key) pairs to reconcile."""
+Kept = Callable[[Obj, Routes], Obj | None]
+"""What a super cache holds of a listed or watched object: the object (trimmed in place, as client-go's
+informer transforms trim), or None to hold nothing of it and treat it as absent."""
 
 
 def _identity(name: str) -> str:
@@ -210,6 +217,8 @@ class Watch:
     resource: Resource
     selector: str
     route: Route | None = None
+    kept: Kept | None = None
+    """What its cache holds of each object (default: all of it but managedFields)."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +263,8 @@ class SyncedKind:
     """False for kinds the syncer only writes in tenants (Events)."""
     route: Route | None = None
     """Which tenant keys a super change concerns (default: owner_route for down, every_tenant for public)."""
+    super_kept: Kept | None = None
+    """What the super cache holds of each object its selector lists (default: all of it but managedFields)."""
     hooks: Hooks = NO_HOOKS
     # Down
     to_super: Callable[[Obj, TenantContext], Obj] | None = None

@@ -20,9 +20,9 @@ from syncer.engine import admission, reconcile
 from syncer.engine import patrol as patroller
 from syncer.engine import pods as pod_hooks
 from syncer.engine.caches import ClientEffects, JustDone, TenantView
-from syncer.engine.informer import Informer, Key
+from syncer.engine.informer import Informer, Key, slim
 from syncer.engine.metrics import InformerCollector, Metrics
-from syncer.engine.model import Direction, Obj, Route, SyncedKind, View, WorkKey
+from syncer.engine.model import Direction, Kept, Obj, Route, SyncedKind, View, WorkKey
 from syncer.engine.queue import FairQueue
 from syncer.engine.serving import Serving
 from syncer.engine.shard import Shard
@@ -78,14 +78,16 @@ class Syncer:
         self.worker = Worker(self.queue, self.metrics, self.tenants, self.reconcile, self.rejected)
         self.supers: dict[str, Informer] = {}
         for kind in kinds.values():
-            self._watch(kind.name, kind.resource, kind.super_selector, kind.routes())
+            self._watch(kind.name, kind.resource, kind.super_selector, kind.routes(), kind.super_kept)
             for w in kind.hooks.watches:
-                self._watch(w.name, w.resource, w.selector, w.route)
+                self._watch(w.name, w.resource, w.selector, w.route, w.kept)
         self.metrics.registry.register(InformerCollector(self.informers))
         self.webhook: tuple[str, bytes] | None = None
         """(base URL, CA) of the admission webhook every tenant calls for Service ClusterIPs."""
 
-    def _watch(self, name: str, resource: r.Resource, selector: str, route: Route | None) -> None:
+    def _watch(
+        self, name: str, resource: r.Resource, selector: str, route: Route | None, kept: Kept | None
+    ) -> None:
         def changed(key: Key, old: Obj | None, new: Obj | None) -> None:
             if name in classes.CONTEXT_CLASSES:
                 self._refresh_public_classes()
@@ -99,11 +101,15 @@ class Syncer:
             label_selector=selector,
             name=f"super/{name}",
             echo=self._just_done.heard,
+            keep=slim if kept is None else lambda obj: kept(slim(obj), self),
         )
 
     # --- Routes: what a super change needs to find its tenants -------------------------------
     def super_obj(self, kind: str, namespace: str, name: str) -> Obj | None:
         return self.supers[kind].get(namespace, name)
+
+    def super_synced(self, kind: str) -> bool:
+        return self.supers[kind].synced.is_set()
 
     def tenant_of_root(self, root: str) -> str | None:
         return self.serving.by_root.get(root)

@@ -21,9 +21,25 @@ def tenant_of_super_ns(routes: Routes, super_ns: str) -> str | None:
 
 
 # --- events -------------------------------------------------------------------------------------
+def event_kept(event: Obj, routes: Routes) -> Obj | None:
+    """The super cache holds only the events a tenant may see: about a pod, service or claim, in a
+    tenant's namespace. A shared super cluster's other events (most of them) would cost the syncer
+    memory, one object each, for nothing. Until the namespaces are listed, every such event is held.
+
+    An event made in a namespace the syncer's namespace watch has not shown yet (it made both moments
+    apart) is held from its next update: events are best effort, as upstream's are."""
+    if (event.get("involvedObject") or {}).get("kind") not in events.UP_KINDS:
+        return None
+    ns = event["metadata"].get("namespace", "")
+    if routes.super_synced("Namespace") and routes.super_obj("Namespace", "", ns) is None:
+        return None
+    return event
+
+
 def event_route(key: Key, old: Obj | None, new: Obj | None, routes: Routes) -> Iterable[tuple[str, WorkKey]]:
-    """Events about synced pods, services and claims go up to the tenant that owns the object."""
-    if new is None or (new.get("involvedObject") or {}).get("kind") not in events.UP_KINDS:
+    """Events about synced pods, services and claims (the only ones cached) go up to the tenant that
+    owns the object."""
+    if new is None:
         return []
     tenant = tenant_of_super_ns(routes, key[0])
     return [(tenant, ("Event", key[0], key[1]))] if tenant else []

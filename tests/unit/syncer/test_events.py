@@ -1,3 +1,12 @@
+"""Events going up: what a tenant sees of a super event, and which super events the syncer holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from syncer.engine import up
+from syncer.engine.model import View
+from syncer.engine.pods import token_secret_kept
 from syncer.resources import events
 
 POD = {
@@ -75,3 +84,49 @@ def test_a_claim_event_goes_up_about_the_tenant_claim() -> None:
     assert up["involvedObject"]["kind"] == "PersistentVolumeClaim"
     assert up["involvedObject"]["uid"] == "c-1" and up["metadata"]["namespace"] == "store"
     assert "PersistentVolumeClaim" in events.UP_KINDS and "Service" in events.UP_KINDS
+
+
+class Namespaces:
+    """The Routes an event's keep reads: the super namespaces of tenants, listed or not yet."""
+
+    def __init__(self, names: set[str], synced: bool = True) -> None:
+        self.names = names
+        self.synced = synced
+
+    def super_obj(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        assert kind == "Namespace"
+        return {"metadata": {"name": name}} if name in self.names else None
+
+    def tenant_of_root(self, root: str) -> str | None:
+        return None
+
+    def super_synced(self, kind: str) -> bool:
+        return self.synced
+
+    def views(self) -> list[tuple[str, View]]:
+        return []
+
+
+def event(namespace: str, kind: str = "Pod") -> dict[str, Any]:
+    return {"metadata": {"name": "e", "namespace": namespace}, "involvedObject": {"kind": kind}}
+
+
+def test_the_super_cache_holds_only_events_a_tenant_may_see() -> None:
+    routes = Namespaces({"t-abc123-dev-app"})
+    assert up.event_kept(event("t-abc123-dev-app"), routes) is not None
+    assert up.event_kept(event("t-abc123-dev-app", "Service"), routes) is not None
+    assert up.event_kept(event("t-abc123-dev-app", "PersistentVolumeClaim"), routes) is not None
+    assert up.event_kept(event("t-abc123-dev-app", "Node"), routes) is None  # no tenant sees it
+    assert up.event_kept(event("kube-system"), routes) is None  # the super cluster's own
+    # Before the namespaces are listed, every event about a synced kind is held (none is lost).
+    assert up.event_kept(event("kube-system"), Namespaces(set(), synced=False)) is not None
+    assert up.event_kept(event("kube-system", "Node"), Namespaces(set(), synced=False)) is None
+
+
+def test_a_token_secret_is_cached_without_its_token() -> None:
+    secret = {
+        "metadata": {"name": "tispace-token-p", "annotations": {"a": "b"}, "ownerReferences": [{"uid": "u"}]},
+        "data": {"token": "c2VjcmV0"},
+    }
+    kept = token_secret_kept(secret, Namespaces(set()))
+    assert kept == {"metadata": secret["metadata"]} and "data" not in kept

@@ -151,3 +151,62 @@ async def test_the_echo_of_a_settled_write_is_cached_but_reported_to_nobody() ->
             inf_task.cancel()
             await asyncio.gather(inf_task, return_exceptions=True)
             await client.close()
+
+
+async def test_objects_not_kept_are_neither_cached_nor_reported() -> None:
+    served, finished = asyncio.Event(), asyncio.Event()
+    listed = [cm("ours-a", "1"), cm("other-b", "2")]
+    events = [
+        ("ADDED", cm("other-c", "6")),  # never ours: nothing at all
+        ("MODIFIED", cm("ours-a", "7")),
+        ("MODIFIED", {"metadata": {**cm("ours-a", "8")["metadata"], "labels": {"drop": "me"}}}),
+        ("DELETED", cm("other-c", "9")),
+    ]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "1":
+            return web.json_response({"metadata": {"resourceVersion": "5"}, "items": listed})
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        if not served.is_set():
+            served.set()
+            for etype, obj in events:
+                await resp.write(orjson.dumps({"type": etype, "object": obj}) + b"\n")
+        await finished.wait()
+        return resp
+
+    def keep(obj: dict[str, Any]) -> dict[str, Any] | None:
+        meta = obj["metadata"]
+        if not meta["name"].startswith("ours-") or meta.get("labels"):
+            return None
+        return obj
+
+    changes: list[tuple[str, str | None, str | None]] = []
+
+    def changed(key: Any, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        rv = [(o or {}).get("metadata", {}).get("resourceVersion") for o in (old, new)]
+        changes.append((key[1], rv[0], rv[1]))
+
+    app = web.Application()
+    app.router.add_get("/api/v1/configmaps", handler)
+    async with serving(app) as creds:
+        client = Client(creds)
+        inf = Informer(client, r.CONFIGMAPS, changed, keep=keep)
+        task = asyncio.create_task(inf.run())
+        try:
+            for _ in range(200):
+                if len(changes) == 4:
+                    break
+                await asyncio.sleep(0.05)
+            assert changes == [
+                ("ours-a", None, "1"),  # the list holds only what is kept, trimmed
+                ("ours-a", "1", "7"),
+                ("ours-a", "7", None),  # no longer kept: dropped, and reported as gone
+                ("other-c", None, None),  # a deletion is passed on, with nothing cached before it
+            ]
+            assert inf.cache == {}
+        finally:
+            finished.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await client.close()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -141,8 +142,9 @@ class TenantRuntime:
     async def synced(self) -> None:
         await asyncio.gather(*(i.synced.wait() for i in self.informers.values()))
 
-    def pods_on(self, node: str) -> int:
-        return sum(1 for p in self.informers["Pod"].cache.values() if p["spec"].get("nodeName") == node)
+    def pods_per_node(self) -> Counter[str]:
+        """Pods bound to each virtual node, counted in one pass (a pass per node was nodes x pods)."""
+        return Counter(p["spec"].get("nodeName") or "" for p in self.informers["Pod"].cache.values())
 
     async def stop(self) -> None:
         for t in self._tasks:

@@ -36,11 +36,13 @@ async def node_loop(tenants: Mapping[str, TenantRuntime], super_nodes: Informer)
     their status."""
     while True:
         now = leases.micro_now()
+        served = [
+            (t, t.pods_per_node()) for t in list(tenants.values()) if t.informers["Node"].synced.is_set()
+        ]
         await asyncio.gather(
             *(
-                _tend(t, name, now, tenants, super_nodes)
-                for t in list(tenants.values())
-                if t.informers["Node"].synced.is_set()
+                _tend(t, name, busy[name], now, tenants, super_nodes)
+                for t, busy in served
                 for _, name in list(t.informers["Node"].cache)
             )
         )
@@ -48,13 +50,18 @@ async def node_loop(tenants: Mapping[str, TenantRuntime], super_nodes: Informer)
 
 
 async def _tend(
-    t: TenantRuntime, name: str, now: str, tenants: Mapping[str, TenantRuntime], super_nodes: Informer
+    t: TenantRuntime,
+    name: str,
+    pods: int,
+    now: str,
+    tenants: Mapping[str, TenantRuntime],
+    super_nodes: Informer,
 ) -> None:
-    """One virtual node: removed after a grace when idle, else its Lease renewed."""
+    """One virtual node (with `pods` bound to it): removed after a grace when idle, else its Lease renewed."""
     if tenants.get(t.name) is not t:
         return  # no longer served (its client is closed)
     try:
-        if t.pods_on(name) == 0 and not selected(t, super_nodes.get("", name)):
+        if pods == 0 and not selected(t, super_nodes.get("", name)):
             idle = t.vnode_idle_since.setdefault(name, time.monotonic())
             if time.monotonic() - idle > VNODE_GRACE:
                 await t.client.delete(r.NODES, name)

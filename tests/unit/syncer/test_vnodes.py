@@ -2,6 +2,7 @@
 
 import asyncio
 import types
+from collections import Counter
 
 import pytest
 
@@ -13,7 +14,11 @@ def _tenant(name: str, nodes: list[str]) -> types.SimpleNamespace:
     synced.set()
     informer = types.SimpleNamespace(synced=synced, cache={("", n): {} for n in nodes})
     return types.SimpleNamespace(
-        name=name, informers={"Node": informer}, vnode_idle_since={}, pods_on=lambda node: 1, client=None
+        name=name,
+        informers={"Node": informer},
+        vnode_idle_since={},
+        pods_per_node=lambda: Counter(nodes),
+        client=None,
     )
 
 
@@ -43,3 +48,31 @@ async def test_every_tenants_leases_are_renewed_side_by_side(monkeypatch: pytest
     finally:
         loop.cancel()
     assert renewed == [("fast", "n1"), ("fast", "n2"), ("slow", "n1")]
+
+
+async def test_a_node_without_pods_goes_after_its_grace_and_a_busy_one_is_renewed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deleted: list[str] = []
+    renewed: list[str] = []
+    t = _tenant("t", ["busy", "idle", "fresh"])
+    t.pods_per_node = lambda: Counter(["busy", "busy"])  # two pods on one node, none elsewhere
+    t.vnode_idle_since["idle"] = 0.0  # idle since long ago; "fresh" only from now on
+
+    async def delete(res: object, name: str) -> None:
+        deleted.append(name)
+
+    async def renew(t: types.SimpleNamespace, name: str, now: str) -> None:
+        renewed.append(name)
+
+    t.client = types.SimpleNamespace(delete=delete)
+    monkeypatch.setattr(vnodes, "renew_lease", renew)
+    super_nodes = types.SimpleNamespace(get=lambda ns, name: None)  # no super node selects them
+    loop = asyncio.create_task(vnodes.node_loop({"t": t}, super_nodes))  # type: ignore[arg-type]
+    try:
+        while len(deleted) + len(renewed) < 3:
+            await asyncio.sleep(0.01)
+    finally:
+        loop.cancel()
+    assert deleted == ["idle"] and sorted(renewed) == ["busy", "fresh"]
+    assert "idle" not in t.vnode_idle_since and "fresh" in t.vnode_idle_since

@@ -84,6 +84,12 @@ def ssl_context(creds: kubeconfig.Credentials) -> ssl.SSLContext:
     return ctx
 
 
+KEEPALIVE_SECONDS = 60.0
+"""How long an idle connection stays pooled: under the API server's own 90 s idle timeout, and over
+the syncer's 20 s Lease period, so that periodic work reuses its connections. With aiohttp's 15 s,
+every Lease round opened (and TLS-handshook) them anew: a fifth of an idle syncer's CPU at 20 tenants."""
+
+
 class Client:
     """One API server. Create inside a running event loop; `close()` when done."""
 
@@ -95,7 +101,7 @@ class Client:
         self._session = aiohttp.ClientSession(
             base_url=creds.server,
             headers=headers,
-            connector=aiohttp.TCPConnector(ssl=self._ssl, limit=100),
+            connector=aiohttp.TCPConnector(ssl=self._ssl, limit=100, keepalive_timeout=KEEPALIVE_SECONDS),
             json_serialize=lambda o: orjson.dumps(o).decode(),
         )
         self._attempts = attempts

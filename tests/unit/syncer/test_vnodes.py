@@ -76,3 +76,27 @@ async def test_a_node_without_pods_goes_after_its_grace_and_a_busy_one_is_renewe
         loop.cancel()
     assert deleted == ["idle"] and sorted(renewed) == ["busy", "fresh"]
     assert "idle" not in t.vnode_idle_since and "fresh" in t.vnode_idle_since
+
+
+async def test_a_tenants_leases_are_renewed_a_few_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hundred renewals at once opened a hundred connections (and TLS handshakes) every round."""
+    t = _tenant("t", [f"n{i}" for i in range(30)])
+    in_flight, most, done = 0, 0, 0
+
+    async def renew(t: types.SimpleNamespace, name: str, now: str) -> None:
+        nonlocal in_flight, most, done
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.001)
+        in_flight -= 1
+        done += 1
+
+    monkeypatch.setattr(vnodes, "renew_lease", renew)
+    super_nodes = types.SimpleNamespace(get=lambda ns, name: None)
+    loop = asyncio.create_task(vnodes.node_loop({"t": t}, super_nodes))  # type: ignore[arg-type]
+    try:
+        while done < 30:
+            await asyncio.sleep(0.01)
+    finally:
+        loop.cancel()
+    assert most == vnodes.RENEWALS_IN_FLIGHT

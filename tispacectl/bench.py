@@ -431,10 +431,10 @@ async def run(
                 extra["tenant_control_plane_rss_mib"] = await _control_plane_rss(sup, state_dir, names)
             if syncer:
                 progress(f"one full drift check over {plan.total} pods")
-                for field in ("drift_check_seconds", "drift_check_again_seconds"):  # cold, then memoized
-                    extra[field] = (await asyncio.to_thread(syncer_call, syncer.port(), "/patrol", "POST"))[
-                        "seconds"
-                    ]
+                for field in ("drift_check", "drift_check_again"):  # cold, then memoized
+                    scan = await asyncio.to_thread(syncer_call, syncer.port(), "/patrol", "POST")
+                    extra[f"{field}_seconds"] = scan["seconds"]
+                    extra[f"{field}_cpu_seconds"] = scan["cpu_seconds"]
                 progress("restarting the syncer, timing the resync")
                 extra["resync_after_restart_seconds"] = round(
                     await _resync_seconds(syncer, [f"default/{n}" for n in names], plan.timeout), 2

@@ -82,7 +82,10 @@ async def _tend(
             t.vnode_idle_since.pop(name, None)
         await renew_lease(t, name, now)
     except Exception as e:  # noqa: BLE001 - one node's trouble must not stop the others' leases
-        log.warning("virtual node %s: %s", name, e, extra={"tenant": t.name, "kind": "Node", "object": name})
+        if tenants.get(t.name) is t:  # else the tenant stopped mid-write (its client closed): no news
+            log.warning(
+                "virtual node %s: %s", name, e, extra={"tenant": t.name, "kind": "Node", "object": name}
+            )
 
 
 async def renew_lease(t: TenantRuntime, name: str, now: str) -> None:

@@ -4,6 +4,7 @@ keeps the echoes of the syncer's own settled writes to itself."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -103,22 +104,35 @@ def test_steps_done_are_forgotten_after_their_time() -> None:
     assert not just.done_just_now("token", "u1") and not just.heard(pod("7"))
 
 
-async def test_the_echo_of_a_settled_write_is_cached_but_reported_to_nobody() -> None:
-    served, finished = asyncio.Event(), asyncio.Event()
-    events = [("ADDED", pod("6")), ("MODIFIED", pod("7")), ("MODIFIED", pod("8")), ("DELETED", pod("9"))]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def list_then_watch(
+    items: list[dict[str, Any]], events: list[tuple[str, Any]], finished: asyncio.Event
+) -> Handler:
+    """A server that lists `items`, then streams `events` on the first watch and stays quiet until
+    `finished`."""
+    served = asyncio.Event()
 
     async def handler(request: web.Request) -> web.StreamResponse:
         if request.query.get("watch") != "1":
-            return web.json_response({"metadata": {"resourceVersion": "5"}, "items": []})
+            return web.json_response({"metadata": {"resourceVersion": "5"}, "items": items})
         resp = web.StreamResponse()
         await resp.prepare(request)
         if not served.is_set():
             served.set()
             for etype, obj in events:
                 await resp.write(orjson.dumps({"type": etype, "object": obj}) + b"\n")
-        await finished.wait()  # a quiet watch until the test ends
+        await finished.wait()
         return resp
 
+    return handler
+
+
+async def test_the_echo_of_a_settled_write_is_cached_but_reported_to_nobody() -> None:
+    finished = asyncio.Event()
+    events = [("ADDED", pod("6")), ("MODIFIED", pod("7")), ("MODIFIED", pod("8")), ("DELETED", pod("9"))]
+    handler = list_then_watch([], events, finished)
     echoes = JustDone()
     echoes.wrote(pod("7"))  # this process wrote rv 7 (a status, say)
     echoes.wrote(pod("9"))  # a deletion is always heard, whoever made it
@@ -154,7 +168,7 @@ async def test_the_echo_of_a_settled_write_is_cached_but_reported_to_nobody() ->
 
 
 async def test_objects_not_kept_are_neither_cached_nor_reported() -> None:
-    served, finished = asyncio.Event(), asyncio.Event()
+    finished = asyncio.Event()
     listed = [cm("ours-a", "1"), cm("other-b", "2")]
     events = [
         ("ADDED", cm("other-c", "6")),  # never ours: nothing at all
@@ -162,18 +176,7 @@ async def test_objects_not_kept_are_neither_cached_nor_reported() -> None:
         ("MODIFIED", {"metadata": {**cm("ours-a", "8")["metadata"], "labels": {"drop": "me"}}}),
         ("DELETED", cm("other-c", "9")),
     ]
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        if request.query.get("watch") != "1":
-            return web.json_response({"metadata": {"resourceVersion": "5"}, "items": listed})
-        resp = web.StreamResponse()
-        await resp.prepare(request)
-        if not served.is_set():
-            served.set()
-            for etype, obj in events:
-                await resp.write(orjson.dumps({"type": etype, "object": obj}) + b"\n")
-        await finished.wait()
-        return resp
+    handler = list_then_watch(listed, events, finished)
 
     def keep(obj: dict[str, Any]) -> dict[str, Any] | None:
         meta = obj["metadata"]

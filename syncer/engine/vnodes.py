@@ -34,16 +34,26 @@ def selected(t: TenantRuntime, super_node: Obj | None) -> bool:
 
 
 async def node_loop(tenants: Mapping[str, TenantRuntime], super_nodes: Informer) -> None:
-    """Renew every virtual node's Lease; remove nodes no tenant pod uses any more. All of them side
-    by side: one after another, 20 tenants of 90 nodes each took longer than a Lease lasts on a busy
-    machine, every node went NotReady, and the tenants' node controllers and the syncer fought over
-    their status."""
-    while True:
-        started, now = time.monotonic(), leases.micro_now()
-        served = [t for t in list(tenants.values()) if t.informers["Node"].synced.is_set()]
-        await asyncio.gather(*(_tend_all(t, now, tenants, super_nodes) for t in served))
-        took = time.monotonic() - started
-        await asyncio.sleep(max(0.0, NODE_PERIOD - took))  # a slow round eats into the wait, not on top
+    """Renew every virtual node's Lease every 20 s; remove nodes no tenant pod uses any more.
+
+    Each tenant's round runs on its own: a tenant whose API server hangs holds back only its own
+    next round, never another tenant's Leases (waiting for every round made one frozen tenant
+    stall all the others' renewals for minutes, long enough for their node controllers to mark
+    every node NotReady). Within a tenant, RENEWALS_IN_FLIGHT at a time."""
+    rounds: dict[str, asyncio.Task[None]] = {}
+    try:
+        while True:
+            now = leases.micro_now()
+            for t in list(tenants.values()):
+                running = rounds.get(t.name)
+                if t.informers["Node"].synced.is_set() and (running is None or running.done()):
+                    rounds[t.name] = asyncio.create_task(_tend_all(t, now, tenants, super_nodes))
+            for name in rounds.keys() - tenants.keys():  # tenants no longer served
+                rounds.pop(name).cancel()
+            await asyncio.sleep(NODE_PERIOD)
+    finally:
+        for task in rounds.values():
+            task.cancel()
 
 
 async def _tend_all(

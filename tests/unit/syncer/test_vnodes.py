@@ -100,3 +100,33 @@ async def test_a_tenants_leases_are_renewed_a_few_at_a_time(monkeypatch: pytest.
     finally:
         loop.cancel()
     assert most == vnodes.RENEWALS_IN_FLIGHT
+
+
+async def test_a_frozen_tenant_holds_back_only_its_own_next_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tenant API server that never answers must not stop another tenant's Leases from being
+    renewed round after round (its node controller would mark every node NotReady)."""
+    tenants = {"frozen": _tenant("frozen", ["a", "b"]), "fine": _tenant("fine", ["n1"])}
+    never = asyncio.Event()
+    calls: list[tuple[str, str]] = []
+
+    async def renew(t: types.SimpleNamespace, name: str, now: str) -> None:
+        calls.append((t.name, name))
+        if t.name == "frozen":
+            await never.wait()
+
+    monkeypatch.setattr(vnodes, "renew_lease", renew)
+    monkeypatch.setattr(vnodes, "NODE_PERIOD", 0.01)
+    super_nodes = types.SimpleNamespace(get=lambda ns, name: None)
+    loop = asyncio.create_task(vnodes.node_loop(tenants, super_nodes))  # type: ignore[arg-type]
+
+    async def fine_renewed_five_times() -> None:
+        while calls.count(("fine", "n1")) < 5:
+            await asyncio.sleep(0.01)
+
+    try:
+        await asyncio.wait_for(fine_renewed_five_times(), 30)  # a bound, not a timing
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+    # the frozen tenant's one round is still in flight: no second round was piled onto it
+    assert sorted(c for c in calls if c[0] == "frozen") == [("frozen", "a"), ("frozen", "b")]

@@ -13,6 +13,7 @@ from aiohttp import web
 from syncer.engine.caches import JustDone
 from syncer.engine.informer import Informer
 from tests.unit.loopback import serving
+from tispace.aio import poll
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 
@@ -57,10 +58,7 @@ async def _run(client: Client, requests: list[str], finished: asyncio.Event) -> 
     inf = Informer(client, r.CONFIGMAPS, lambda key, old, new: changes.append((key[1], new is not None)))
     task = asyncio.create_task(inf.run())
     try:
-        for _ in range(200):
-            if "watch@9" in requests:
-                break
-            await asyncio.sleep(0.05)
+        await poll(lambda: "watch@9" in requests, timeout=10, what="the watch from rv 9", interval=0.05)
         assert requests == ["list", "watch@5", "watch@6", "list", "watch@9"]
         assert (inf.relists, inf.expired) == (2, 1)
         assert sorted(k[1] for k in inf.cache) == ["a", "c"]
@@ -153,10 +151,7 @@ async def test_the_echo_of_a_settled_write_is_cached_but_reported_to_nobody() ->
         inf = Informer(client, r.PODS, changed, echo=echoes.heard)
         inf_task = asyncio.create_task(inf.run())
         try:
-            for _ in range(200):
-                if len(changes) == 3:
-                    break
-                await asyncio.sleep(0.05)
+            await poll(lambda: len(changes) == 3, timeout=10, what="3 changes", interval=0.05)
             # rv 7 is not reported, but cached: the next change is reported from it
             assert changes == [(None, "6"), ("7", "8"), ("8", None)]
             assert inf.echoes == 1 and inf.cache == {}
@@ -197,10 +192,7 @@ async def test_objects_not_kept_are_neither_cached_nor_reported() -> None:
         inf = Informer(client, r.CONFIGMAPS, changed, keep=keep)
         task = asyncio.create_task(inf.run())
         try:
-            for _ in range(200):
-                if len(changes) == 4:
-                    break
-                await asyncio.sleep(0.05)
+            await poll(lambda: len(changes) == 4, timeout=10, what="4 changes", interval=0.05)
             assert changes == [
                 ("ours-a", None, "1"),  # the list holds only what is kept, trimmed
                 ("ours-a", "1", "7"),

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
+
+import orjson
 
 from tispace.kube.client import ApiError, Client
 from tispace.kube.resources import Resource
@@ -43,6 +45,38 @@ def slim(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+class Packed(MutableMapping[Key, dict[str, Any]]):
+    """The cache's objects held as compact JSON, parsed again on each read.
+
+    A parsed pod is ~12 KiB of dicts and strings, its JSON ~2.7 KiB; parsing it again costs ~7 us
+    and writing it ~2.5 us. The syncer holds every synced object twice (tenant and super), so this
+    halves its memory per pod for a few percent more CPU. A read returns a new dict: changing it
+    leaves the cache alone.
+    """
+
+    def __init__(self) -> None:
+        self._raw: dict[Key, bytes] = {}
+
+    def __getitem__(self, key: Key) -> dict[str, Any]:
+        obj: dict[str, Any] = orjson.loads(self._raw[key])
+        return obj
+
+    def __setitem__(self, key: Key, obj: dict[str, Any]) -> None:
+        self._raw[key] = orjson.dumps(obj)
+
+    def __delitem__(self, key: Key) -> None:
+        del self._raw[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._raw
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
 class Informer:
     def __init__(
         self,
@@ -62,7 +96,7 @@ class Informer:
         self.keep = keep
         self.label_selector = label_selector
         self.name = name or f"{client.name}/{resource.plural}"
-        self.cache: dict[Key, dict[str, Any]] = {}
+        self.cache = Packed()
         self.synced = asyncio.Event()
         self.relists = 0
         self.expired = 0
@@ -77,18 +111,19 @@ class Informer:
     async def _relist(self) -> None:
         listing = await self.client.list(self.resource, label_selector=self.label_selector)
         kept = (self.keep(o) for o in listing["items"])
-        fresh = {key_of(o): o for o in kept if o is not None}
+        listed = {key_of(o): o for o in kept if o is not None}
         old = self.cache
-        self.cache = fresh
+        self.cache = Packed()
+        self.cache.update(listed)
         self._rv = listing["metadata"]["resourceVersion"]
         self.relists += 1
-        for key, obj in fresh.items():
+        for key, obj in listed.items():
             prev = old.get(key)
             if prev is None or prev["metadata"].get("resourceVersion") != obj["metadata"].get(
                 "resourceVersion"
             ):
                 self.on_change(key, prev, obj)
-        for key in old.keys() - fresh.keys():
+        for key in old.keys() - listed.keys():
             self.on_change(key, old[key], None)
         self.synced.set()
 

@@ -7,7 +7,7 @@ the event path would not, and an unreachable tenant (stale but kept cache) loses
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 
 from syncer.engine.informer import Informer
@@ -21,10 +21,28 @@ Verified = dict[tuple[str, str, str, str], tuple[str, str, int]]
 of pairs found in sync: unchanged since, they need no translation on the next patrol."""
 
 
+Owned = dict[str, dict[str, list[tuple[str, str]]]]
+"""kind -> tenant root -> (tenant namespace, name) of each super object marked as that tenant's."""
+
+
+def owned(kinds: list[SyncedKind], super_informers: dict[str, Informer]) -> Owned:
+    """The owner of every super object, read once per patrol rather than once per tenant (each read
+    of a cached object parses it)."""
+    out: Owned = {}
+    for kind in kinds:
+        by_root: defaultdict[str, list[tuple[str, str]]] = defaultdict(list)
+        for sobj in super_informers[kind.name].cache.values():
+            if (owner := naming.tenant_key(sobj)) is not None:
+                by_root[owner[0]].append((owner[1], owner[2]))
+        out[kind.name] = by_root
+    return out
+
+
 def drift(
     kinds: list[SyncedKind],
     t: TenantRuntime,
     super_informers: dict[str, Informer],
+    super_owned: Owned,
     previous: Verified | None = None,
     current: Verified | None = None,
 ) -> tuple[list[WorkKey], Counter[str]]:
@@ -69,13 +87,10 @@ def drift(
                 keys.append((kind.name, ns, name))
             elif current is not None:
                 current[memo_key] = versions
-        for sobj in super_inf.cache.values():
-            owner = naming.tenant_key(sobj)
-            if owner is None or owner[0] != t.ctx.root:
-                continue
-            if (owner[1], owner[2]) not in tenant_cache:
+        for ns, name in super_owned[kind.name].get(t.ctx.root, ()):
+            if (ns, name) not in tenant_cache:
                 counts["orphan"] += 1
-                keys.append((kind.name, owner[1], owner[2]))
+                keys.append((kind.name, ns, name))
     return keys, counts
 
 
@@ -92,10 +107,11 @@ def patrol(
     if not all(i.synced.is_set() for i in super_informers.values()):
         return 0
     queued = 0
+    super_owned = owned(kinds, super_informers)
     for t in tenants:
         if not all(i.synced.is_set() for i in t.informers.values()):
             continue
-        keys, counts = drift(kinds, t, super_informers, previous, current)
+        keys, counts = drift(kinds, t, super_informers, super_owned, previous, current)
         for key in keys:
             enqueue(t.name, key)
         for what, n in counts.items():

@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from syncer.engine.caches import JustDone
-from syncer.engine.informer import Informer
+from syncer.engine.informer import Informer, Packed
 from tests.unit.loopback import serving
 from tispace.aio import poll
 from tispace.kube import resources as r
@@ -205,3 +205,18 @@ async def test_objects_not_kept_are_neither_cached_nor_reported() -> None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await client.close()
+
+
+def test_the_cache_holds_json_and_hands_out_copies() -> None:
+    cache = Packed()
+    pod = {"metadata": {"name": "a", "namespace": "n", "resourceVersion": "1"}, "spec": {"nodeName": "x"}}
+    cache[("n", "a")] = pod
+    pod["spec"]["nodeName"] = "changed after caching"
+    read = cache[("n", "a")]
+    assert read["spec"]["nodeName"] == "x"  # what was cached, not the caller's later edit
+    read["spec"]["nodeName"] = "changed by a reader"
+    assert cache[("n", "a")]["spec"]["nodeName"] == "x" and cache[("n", "a")] is not cache[("n", "a")]
+    assert ("n", "a") in cache and ("n", "b") not in cache and len(cache) == 1 and list(cache) == [("n", "a")]
+    assert cache == {("n", "a"): {"metadata": pod["metadata"], "spec": {"nodeName": "x"}}}
+    assert cache.get(("n", "b")) is None and cache.pop(("n", "a"))["metadata"]["name"] == "a"
+    assert cache == {} and len(cache) == 0

@@ -1,5 +1,8 @@
 """The patroller finds missing, changed and orphaned super objects from the caches alone."""
 
+from collections.abc import MutableMapping
+from typing import Any
+
 from syncer.engine import patrol
 from syncer.engine.informer import Informer
 from syncer.engine.tenant import TenantRuntime
@@ -39,7 +42,7 @@ async def test_drift_kinds_are_found_and_queued() -> None:
         foreign = {"metadata": {"name": "foreign", "namespace": "t-abcdef-dev-app", "labels": {"x": "y"}}}
         scm[("t-abcdef-dev-app", "foreign")] = foreign
 
-        keys, counts = patrol.drift(DOWN_KINDS, t, supers)
+        keys, counts = patrol.drift(DOWN_KINDS, t, supers, patrol.owned(DOWN_KINDS, supers))
         assert sorted(keys) == [
             ("ConfigMap", "app", "changed"),
             ("ConfigMap", "app", "missing"),
@@ -59,17 +62,24 @@ async def test_drift_kinds_are_found_and_queued() -> None:
 
         # Pairs found in sync are remembered by resourceVersion and skipped next time;
         # a change on either side is looked at again.
-        tcm[("app", "same")]["metadata"]["resourceVersion"] = "5"
-        scm[("t-abcdef-dev-app", "same")]["metadata"]["resourceVersion"] = "9"
+        def changed(cache: MutableMapping, key: tuple[str, str], **fields: Any) -> None:
+            """As a watch event does: the cached object replaced by its new version."""
+            obj = cache[key]
+            obj["metadata"]["resourceVersion"] = fields.pop("rv", obj["metadata"].get("resourceVersion"))
+            cache[key] = obj | fields
+
+        owned = patrol.owned(DOWN_KINDS, supers)
+        changed(tcm, ("app", "same"), rv="5")
+        changed(scm, ("t-abcdef-dev-app", "same"), rv="9")
         first: patrol.Verified = {}
-        patrol.drift(DOWN_KINDS, t, supers, {}, first)
+        patrol.drift(DOWN_KINDS, t, supers, owned, {}, first)
         assert first == {("t/dev", "ConfigMap", "app", "same"): ("5", "9", id(t.ctx))}
-        scm[("t-abcdef-dev-app", "same")]["data"] = {"a": "tampered"}  # same rv: trusted, skipped
+        changed(scm, ("t-abcdef-dev-app", "same"), data={"a": "tampered"})  # same rv: trusted, skipped
         second: patrol.Verified = {}
-        keys, _ = patrol.drift(DOWN_KINDS, t, supers, first, second)
+        keys, _ = patrol.drift(DOWN_KINDS, t, supers, owned, first, second)
         assert ("ConfigMap", "app", "same") not in keys and second == first
-        scm[("t-abcdef-dev-app", "same")]["metadata"]["resourceVersion"] = "10"  # changed: checked again
-        keys, _ = patrol.drift(DOWN_KINDS, t, supers, second, {})
+        changed(scm, ("t-abcdef-dev-app", "same"), rv="10")  # changed: checked again
+        keys, _ = patrol.drift(DOWN_KINDS, t, supers, owned, second, {})
         assert ("ConfigMap", "app", "same") in keys
 
         # Nothing happens while any cache is still listing.

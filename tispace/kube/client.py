@@ -214,17 +214,26 @@ class Client:
         self, res: Resource, namespace: str | None = None, *, label_selector: str = "", limit: int = 500
     ) -> dict[str, Any]:
         """All items (pages followed); the result's metadata carries the list resourceVersion."""
+        items: list[dict[str, Any]] = []
+        async for page in self.pages(res, namespace, label_selector=label_selector, limit=limit):
+            items.extend(page.get("items") or [])
+        page["items"] = items
+        return page
+
+    async def pages(
+        self, res: Resource, namespace: str | None = None, *, label_selector: str = "", limit: int = 500
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Each page of a list as it comes, for callers that keep less than the whole list parsed;
+        the last page's metadata carries the list resourceVersion."""
         params = {"limit": str(limit)}
         if label_selector:
             params["labelSelector"] = label_selector
-        items: list[dict[str, Any]] = []
         while True:
             page = await self.request("GET", res.path(namespace), params=params, timeout=120)
-            items.extend(page.get("items") or [])
+            yield page
             cont = page.get("metadata", {}).get("continue")
             if not cont:
-                page["items"] = items
-                return page
+                return
             params["continue"] = cont
 
     async def exec_collect(

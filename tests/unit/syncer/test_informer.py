@@ -220,3 +220,35 @@ def test_the_cache_holds_json_and_hands_out_copies() -> None:
     assert cache == {("n", "a"): {"metadata": pod["metadata"], "spec": {"nodeName": "x"}}}
     assert cache.get(("n", "b")) is None and cache.pop(("n", "a"))["metadata"]["name"] == "a"
     assert cache == {} and len(cache) == 0
+
+
+async def test_a_list_is_read_page_by_page_and_watched_from_the_last_page() -> None:
+    requests: list[str] = []
+    finished = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") == "1":
+            requests.append(f"watch@{request.query['resourceVersion']}")
+            await finished.wait()
+            return web.Response()
+        requests.append(f"list limit={request.query['limit']} continue={request.query.get('continue', '')}")
+        if "continue" not in request.query:
+            page = {"metadata": {"resourceVersion": "7", "continue": "next"}, "items": [cm("a", "3")]}
+        else:
+            page = {"metadata": {"resourceVersion": "7"}, "items": [cm("b", "4"), cm("c", "5")]}
+        return web.json_response(page)
+
+    app = web.Application()
+    app.router.add_get("/api/v1/configmaps", handler)
+    changes: list[str] = []
+    async with serving(app) as creds, Client(creds) as client:
+        inf = Informer(client, r.CONFIGMAPS, lambda key, old, new: changes.append(key[1]))
+        task = asyncio.create_task(inf.run())
+        try:
+            await poll(lambda: "watch@7" in requests, timeout=10, what="the watch from rv 7", interval=0.05)
+            assert requests == ["list limit=500 continue=", "list limit=500 continue=next", "watch@7"]
+            assert sorted(changes) == ["a", "b", "c"] and inf.get("d", "c") == cm("c", "5")
+        finally:
+            finished.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -76,6 +77,11 @@ class Packed(MutableMapping[Key, dict[str, Any]]):
 
     def __len__(self) -> int:
         return len(self._raw)
+
+    @property
+    def raw(self) -> Mapping[Key, bytes]:
+        """The stored JSON, unparsed: for a reader that only asks whether an object changed."""
+        return MappingProxyType(self._raw)
 
 
 class Informer:

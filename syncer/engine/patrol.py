@@ -10,15 +10,19 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
+import orjson
+
 from syncer.engine.informer import Informer
 from syncer.engine.model import SyncedKind, WorkKey
 from syncer.engine.tenant import TenantRuntime
 from syncer.resources.context import Refused
 from tispace import naming
 
-Verified = dict[tuple[str, str, str, str], tuple[str, str, int]]
-"""(tenant, kind, namespace, name) -> (tenant resourceVersion, super resourceVersion, context id)
-of pairs found in sync: unchanged since, they need no translation on the next patrol."""
+Verified = dict[tuple[str, str, str, str], tuple[int, int, int]]
+"""(tenant, kind, namespace, name) -> (hash of the tenant object's cached JSON, of the super
+object's, context id) of pairs found in sync: unchanged since, they are not even parsed on the next
+patrol. (A bytes object keeps its hash once computed; two versions of an object colliding in 64 bits
+is not a practical concern, and would only delay a repair to the next change.)"""
 
 
 Owned = dict[str, dict[str, list[tuple[str, str]]]]
@@ -48,8 +52,8 @@ def drift(
 ) -> tuple[list[WorkKey], Counter[str]]:
     """Keys to reconcile for one tenant, and counts per kind of drift (missing, orphan, changed).
 
-    Pairs in `previous` with the same resourceVersions are skipped; pairs found in sync are
-    recorded in `current` (a new dict per patrol, so deleted objects drop out).
+    Pairs in `previous` whose cached JSON is unchanged on both sides are skipped unparsed; pairs
+    found in sync are recorded in `current` (a new dict per patrol, so deleted objects drop out).
     """
     keys: list[WorkKey] = []
     counts: Counter[str] = Counter()
@@ -58,26 +62,23 @@ def drift(
         if not kind.enabled(t.ctx):
             continue
         tenant_cache = t.informers[kind.name].cache
-        super_inf = super_informers[kind.name]
-        for (ns, name), obj in tenant_cache.items():
+        super_raw = super_informers[kind.name].cache.raw
+        for (ns, name), raw in tenant_cache.raw.items():
+            sraw = super_raw.get(kind.super_location(ns, name, t.ctx))
+            memo_key = (t.name, kind.name, ns, name)
+            seen = (hash(raw), hash(sraw), id(t.ctx))
+            if sraw is not None and previous is not None and previous.get(memo_key) == seen:
+                if current is not None:
+                    current[memo_key] = seen
+                continue
+            obj = orjson.loads(raw)
             if kind.skip(obj) or kind.finished(obj) or obj["metadata"].get("deletionTimestamp"):
                 continue
-            sns, sname = kind.super_location(ns, name, t.ctx)
-            sobj = super_inf.get(sns, sname)
-            if sobj is None:
+            if sraw is None:
                 counts["missing"] += 1
                 keys.append((kind.name, ns, name))
                 continue
-            memo_key = (t.name, kind.name, ns, name)
-            versions = (
-                obj["metadata"].get("resourceVersion", ""),
-                sobj["metadata"].get("resourceVersion", ""),
-                id(t.ctx),
-            )
-            if previous is not None and previous.get(memo_key) == versions:
-                if current is not None:
-                    current[memo_key] = versions
-                continue
+            sobj = orjson.loads(sraw)
             try:
                 desired = kind.to_super(obj, t.ctx)
             except Refused:
@@ -86,7 +87,7 @@ def drift(
                 counts["changed"] += 1
                 keys.append((kind.name, ns, name))
             elif current is not None:
-                current[memo_key] = versions
+                current[memo_key] = seen
         for ns, name in super_owned[kind.name].get(t.ctx.root, ()):
             if (ns, name) not in tenant_cache:
                 counts["orphan"] += 1

@@ -1,5 +1,6 @@
 """The patroller finds missing, changed and orphaned super objects from the caches alone."""
 
+import dataclasses
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -60,8 +61,8 @@ async def test_drift_kinds_are_found_and_queued() -> None:
         )
         assert {n for n, _ in queued} == {"t/dev"} and len(recorded) == 3
 
-        # Pairs found in sync are remembered by resourceVersion and skipped next time;
-        # a change on either side is looked at again.
+        # Pairs found in sync are remembered by their cached JSON and skipped next time;
+        # any change on either side is looked at again.
         def changed(cache: MutableMapping, key: tuple[str, str], **fields: Any) -> None:
             """As a watch event does: the cached object replaced by its new version."""
             obj = cache[key]
@@ -73,12 +74,18 @@ async def test_drift_kinds_are_found_and_queued() -> None:
         changed(scm, ("t-abcdef-dev-app", "same"), rv="9")
         first: patrol.Verified = {}
         patrol.drift(DOWN_KINDS, t, supers, owned, {}, first)
-        assert first == {("t/dev", "ConfigMap", "app", "same"): ("5", "9", id(t.ctx))}
-        changed(scm, ("t-abcdef-dev-app", "same"), data={"a": "tampered"})  # same rv: trusted, skipped
+        assert list(first) == [("t/dev", "ConfigMap", "app", "same")]
+
+        # Unchanged on both sides: not translated again (here a translation would fail).
+        def untranslatable(obj: dict, ctx: TenantContext) -> dict:
+            raise AssertionError(f"{obj['metadata']['name']} translated again")
+
+        del tcm[("app", "changed")]
+        strict = [dataclasses.replace(KINDS["ConfigMap"], to_super=untranslatable)]
         second: patrol.Verified = {}
-        keys, _ = patrol.drift(DOWN_KINDS, t, supers, owned, first, second)
+        keys, _ = patrol.drift(strict, t, supers, owned, first, second)
         assert ("ConfigMap", "app", "same") not in keys and second == first
-        changed(scm, ("t-abcdef-dev-app", "same"), rv="10")  # changed: checked again
+        changed(scm, ("t-abcdef-dev-app", "same"), data={"a": "tampered"})  # same rv: looked at all the same
         keys, _ = patrol.drift(DOWN_KINDS, t, supers, owned, second, {})
         assert ("ConfigMap", "app", "same") in keys
 

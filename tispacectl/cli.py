@@ -12,8 +12,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from tispace import aio, procs, tenants
 from tispace import kubeconfig as kubeconfig_file
-from tispace import procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
 from tispacectl import localcluster, programs, stack
@@ -283,7 +283,7 @@ def bench(
             "through": bar.add_task("pods Running through tenants", total=plan.total),
             "direct": bar.add_task("pods Running directly", total=plan.total),
         }
-        result = asyncio.run(
+        result = aio.run(
             bench_mod.run(
                 s.super_kubeconfig,
                 plan,

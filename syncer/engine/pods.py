@@ -28,7 +28,7 @@ from syncer.engine.model import (
 )
 from syncer.resources import nodes, pods
 from syncer.resources.context import Refused
-from tispace import naming
+from tispace import leases, naming
 from tispace.kube import resources as r
 
 log = logging.getLogger("syncer.pods")
@@ -211,15 +211,27 @@ def token_due(super_pod: Obj, secret: Obj | None, made_just_now: bool, now: date
     return not made_just_now
 
 
-def ensure_vnode(node: str, super_node: Obj | None, view: View) -> Write | None:
-    """The virtual node a pod is bound to, made the first time one of the tenant's pods lands there."""
+def ensure_vnode(node: str, super_node: Obj | None, view: View) -> list[Write]:
+    """The virtual node a pod is bound to and its Lease, made the first time one of the tenant's pods
+    lands there, as a kubelet registers its node and then takes its Lease (the Lease made with the
+    node spares the first renewal a 404 and a second write)."""
     if view.tenant("Node", "", node) is not None:
-        return None
+        return []
     if super_node is None:
         raise NotYet(f"super node {node} not in the cache yet")
-    return Write(
-        "tenant", "create", r.NODES, node, None, nodes.virtual_node(super_node, view.ctx), conflict_ok=True
-    )
+    lease = nodes.lease(node, leases.micro_now())
+    return [
+        Write(
+            "tenant",
+            "create",
+            r.NODES,
+            node,
+            None,
+            nodes.virtual_node(super_node, view.ctx),
+            conflict_ok=True,
+        ),
+        Write("tenant", "create", r.LEASES, node, nodes.LEASE_NAMESPACE, lease, conflict_ok=True),
+    ]
 
 
 async def bind(pod: Obj, super_pod: Obj, view: View, fx: Effects) -> None:
@@ -229,7 +241,7 @@ async def bind(pod: Obj, super_pod: Obj, view: View, fx: Effects) -> None:
     meta = pod["metadata"]
     if not node:
         return
-    if make := ensure_vnode(node, view.super("Node", "", node), view):
+    for make in ensure_vnode(node, view.super("Node", "", node), view):
         await fx.write(make)
     if pod["spec"].get("nodeName") or view.done_just_now(BINDING, meta["uid"]):
         return

@@ -101,8 +101,8 @@ async def _tend(
 async def renew_lease(t: TenantRuntime, name: str, now: str) -> None:
     spec = {"renewTime": now, "holderIdentity": name, "leaseDurationSeconds": nodes.LEASE_SECONDS}
     try:
-        await t.client.patch(r.LEASES, name, {"spec": spec}, "kube-node-lease")
+        await t.client.patch(r.LEASES, name, {"spec": spec}, nodes.LEASE_NAMESPACE)
     except ApiError as e:
         if e.status != 404:
             raise
-        await t.client.create(r.LEASES, nodes.lease(name, now), "kube-node-lease")
+        await t.client.create(r.LEASES, nodes.lease(name, now), nodes.LEASE_NAMESPACE)

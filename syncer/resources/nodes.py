@@ -23,6 +23,7 @@ LEASE_SECONDS = 80
 `nodeLeaseDurationSeconds: 80` does: half the writes of the kubelet default (40), and every tenant
 renews a Lease per node (20 tenants x 100 nodes: 100 writes/s). The tenant's node controller marks a
 node Unknown only after 50 s without a renewal (its --node-monitor-grace-period), two missed ones."""
+LEASE_NAMESPACE = "kube-node-lease"
 
 
 def selects(selector: dict[str, Any] | None, super_node: dict[str, Any]) -> bool:
@@ -128,6 +129,6 @@ def lease(node_name: str, now: str) -> dict[str, Any]:
     return {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
-        "metadata": {"name": node_name, "namespace": "kube-node-lease"},
+        "metadata": {"name": node_name, "namespace": LEASE_NAMESPACE},
         "spec": {"holderIdentity": node_name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now},
     }

@@ -583,6 +583,25 @@ async def test_a_pod_costs_the_super_cluster_its_create_and_token_and_no_patch(
     assert up["PATCH pods/status"] <= 2 * n  # scheduled, then running: as a kubelet writes them
 
 
+async def test_a_new_virtual_node_costs_the_tenant_its_create_and_its_lease(
+    syncer: SyncerProc, tenant_factory
+) -> None:
+    """As a kubelet registers: the node, then its Lease, both before the first pod there is bound; and
+    no not-ready taint for the tenant's node controller to take off again (a GET and a PATCH per node)."""
+    t: TenantHandle = await tenant_factory("sync-vnode")
+    before = bench.request_counts(await t.client.get_text("/metrics"))
+    await t.client.create(r.PODS, pod("first"), "default")
+    [made] = await eventually(lambda: running(t.client, "default", 1, "app=first"), what="the pod Running")
+    node = made["spec"]["nodeName"]
+    assert await t.client.get_or_none(r.LEASES, node, "kube-node-lease") is not None
+    # the tenant's node controller has seen the node (it would have untainted it by now)
+    await eventually(lambda: event(t.client, "default", "RegisteredNode", node), what="RegisteredNode")
+    spent = bench.request_counts(await t.client.get_text("/metrics")) - before
+    assert not (await t.client.get(r.NODES, node))["spec"].get("taints")
+    assert spent["POST nodes"] == 1 and spent["POST leases"] == 1
+    assert spent["GET nodes"] == 0 and spent["PATCH nodes"] == 0
+
+
 async def test_a_pod_spec_update_reaches_the_super_pod_and_its_generation_comes_back_observed(
     syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:

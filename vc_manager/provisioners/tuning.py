@@ -15,6 +15,13 @@ GO_ENV: dict[str, dict[str, str]] = {
 """Environment per component (the process names; the native provisioner maps its containers)."""
 
 FLAGS: dict[str, tuple[str, ...]] = {
+    "kube-apiserver": (
+        # The plugin taints every new node not-ready until the node controller sees a kubelet's first
+        # Ready status, which costs it a GET and a PATCH per node. A virtual node is made with its
+        # super node's conditions, so the taint only ever came off again; a node that is not Ready
+        # is still tainted by the node controller, which reads its conditions.
+        "--disable-admission-plugins=TaintNodesByCondition",
+    ),
     "kube-controller-manager": (
         # No kubelet reads a virtual node's TTL annotation, and volumes are attached in the super
         # cluster: these two controllers only write objects nothing uses.

@@ -434,6 +434,26 @@ async def test_a_scheduled_pod_is_bound_once_though_the_tenant_cache_shows_it_la
     assert bindings(fx) == ["web"]
 
 
+async def test_a_pod_on_a_new_node_makes_its_virtual_node_and_lease_before_binding() -> None:
+    """As a kubelet registers its node and takes its Lease: both made with the first pod there, so
+    the first renewal patches a Lease that exists."""
+    view = FakeView()
+    key = synced_pair(view, "Pod")
+    view.super_objs[key]["spec"]["nodeName"] = "n1"
+    view.super_objs[("Node", "", "n1")] = super_node()
+    fx = FakeEffects(view=view)
+    await rec.reconcile(KINDS["Pod"], ("app", "web"), view, fx)
+    made = [(w.verb, w.resource.kind, w.namespace, w.name, w.subresource) for w in fx.writes[:3]]
+    assert made == [
+        ("create", "Node", None, "n1", None),
+        ("create", "Lease", "kube-node-lease", "n1", None),
+        ("create", "Pod", "app", "web", "binding"),
+    ]
+    lease = fx.writes[1].body
+    assert lease["spec"]["holderIdentity"] == "n1" and lease["spec"]["renewTime"]
+    assert all(w.conflict_ok for w in fx.writes[:2])  # made by another worker a moment before: fine
+
+
 async def test_a_pods_token_secret_waits_until_the_super_pod_is_in_the_cache() -> None:
     class TokenView(FakeView):
         def token_due(self, super_pod: Obj) -> bool:  # no secret yet: due unless just made

@@ -111,6 +111,8 @@ class TenantRuntime:
             if kind.tenant_watched
         }
         self.vnode_idle_since: dict[str, float] = {}
+        self.lease_renewed: dict[str, float] = {}
+        """When this process last renewed each virtual node's Lease (time.monotonic)."""
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 
@@ -20,7 +21,11 @@ from tispace.kube import resources as r
 from tispace.kube.client import ApiError
 
 log = logging.getLogger("syncer.nodes")
-NODE_PERIOD = nodes.LEASE_SECONDS / 4
+NODE_PERIOD = 20.0
+"""How often each tenant's nodes are looked at: idle ones removed, Leases due renewed."""
+RENEW_PERIOD = nodes.LEASE_SECONDS / 4
+"""A Lease is renewed when this much has passed since its last renewal by this process, as a kubelet
+renews at a quarter of its Lease's duration (a restarted syncer renews every Lease at once)."""
 RENEWALS_IN_FLIGHT = 16
 """Lease writes in flight per tenant: a few pooled connections carry a tenant's hundred nodes in
 under a second (seven round trips, so even at a second each under load the Leases stay fresh); a
@@ -34,7 +39,8 @@ def selected(t: TenantRuntime, super_node: Obj | None) -> bool:
 
 
 async def node_loop(tenants: Mapping[str, TenantRuntime], super_nodes: Informer) -> None:
-    """Renew every virtual node's Lease every 20 s; remove nodes no tenant pod uses any more.
+    """Every NODE_PERIOD: renew the virtual nodes' Leases that are due; remove nodes no tenant pod
+    uses any more.
 
     Each tenant's round runs on its own: a tenant whose API server hangs holds back only its own
     next round, never another tenant's Leases (waiting for every round made one frozen tenant
@@ -87,10 +93,14 @@ async def _tend(
             if time.monotonic() - idle > VNODE_GRACE:
                 await t.client.delete(r.NODES, name)
                 t.vnode_idle_since.pop(name, None)
+                t.lease_renewed.pop(name, None)
                 return
         else:
             t.vnode_idle_since.pop(name, None)
-        await renew_lease(t, name, now)
+        # due within half a round: a round's own lateness must not push a renewal a whole round back
+        if time.monotonic() - t.lease_renewed.get(name, -math.inf) >= RENEW_PERIOD - NODE_PERIOD / 2:
+            await renew_lease(t, name, now)
+            t.lease_renewed[name] = time.monotonic()
     except Exception as e:  # noqa: BLE001 - one node's trouble must not stop the others' leases
         if tenants.get(t.name) is t:  # else the tenant stopped mid-write (its client closed): no news
             log.warning(

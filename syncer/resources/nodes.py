@@ -18,11 +18,16 @@ COPIED_LABEL_PREFIXES = (
 BETA_LABELS = {"kubernetes.io/arch": "beta.kubernetes.io/arch", "kubernetes.io/os": "beta.kubernetes.io/os"}
 """Written by a kubelet next to the stable ones, and reconciled to them by the node lifecycle
 controller: set from the start, they cost no controller patch per new node."""
-LEASE_SECONDS = 80
-"""A virtual node's Lease is renewed every quarter of this (vnodes.NODE_PERIOD), as a kubelet with
-`nodeLeaseDurationSeconds: 80` does: half the writes of the kubelet default (40), and every tenant
-renews a Lease per node (20 tenants x 100 nodes: 100 writes/s). The tenant's node controller marks a
-node Unknown only after 50 s without a renewal (its --node-monitor-grace-period), two missed ones."""
+LEASE_SECONDS = 240
+"""A virtual node's Lease is renewed every quarter of this (vnodes.RENEW_PERIOD, 60 s), as a kubelet
+with `nodeLeaseDurationSeconds: 240` does, and tenant controller-managers mark a node Unknown after
+180 s without a renewal (their --node-monitor-grace-period, vc_manager's tuning): three missed
+renewals. A kubelet's defaults (a 40 s Lease, renewed every 10 s, a 50 s grace) cost every tenant a
+write per node every 10 s, the largest share of tenant requests at scale (20 tenants x 100 nodes:
+200 writes/s; PATCH leases were 4.1 of 11.5 tenant requests per pod at 20 x 250 with 20 s). A
+virtual node's health is its super node's conditions, which the syncer copies up as they change and
+the node controller acts on at once; the Lease only tells that the syncer is alive, and a longer
+grace keeps a syncer's restart from making every node Unknown."""
 LEASE_NAMESPACE = "kube-node-lease"
 
 

@@ -26,6 +26,10 @@ FLAGS: dict[str, tuple[str, ...]] = {
         # No kubelet reads a virtual node's TTL annotation, and volumes are attached in the super
         # cluster: these two controllers only write objects nothing uses.
         "--controllers=*,-ttl-controller,-persistentvolume-attach-detach-controller",
+        # The syncer renews a virtual node's Lease every 60 s (syncer/resources/nodes.py, LEASE_SECONDS):
+        # three renewals missed before a node is Unknown. A VirtualCluster that sets a grace under
+        # 60 s makes its nodes flap.
+        "--node-monitor-grace-period=180s",
     ),
 }
 """Extra flags per component, before the VirtualCluster's own extraArgs (which may override them).

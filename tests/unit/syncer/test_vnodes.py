@@ -1,6 +1,7 @@
 """The virtual nodes' heartbeat loop."""
 
 import asyncio
+import time
 import types
 from collections import Counter
 
@@ -17,6 +18,7 @@ def _tenant(name: str, nodes: list[str]) -> types.SimpleNamespace:
         name=name,
         informers={"Node": informer},
         vnode_idle_since={},
+        lease_renewed={},
         pods_per_node=lambda: Counter(nodes),
         client=None,
     )
@@ -116,6 +118,7 @@ async def test_a_frozen_tenant_holds_back_only_its_own_next_round(monkeypatch: p
 
     monkeypatch.setattr(vnodes, "renew_lease", renew)
     monkeypatch.setattr(vnodes, "NODE_PERIOD", 0.01)
+    monkeypatch.setattr(vnodes, "RENEW_PERIOD", 0.0)  # every round
     super_nodes = types.SimpleNamespace(get=lambda ns, name: None)
     loop = asyncio.create_task(vnodes.node_loop(tenants, super_nodes))  # type: ignore[arg-type]
 
@@ -130,3 +133,29 @@ async def test_a_frozen_tenant_holds_back_only_its_own_next_round(monkeypatch: p
         await asyncio.gather(loop, return_exceptions=True)
     # the frozen tenant's one round is still in flight: no second round was piled onto it
     assert sorted(c for c in calls if c[0] == "frozen") == [("frozen", "a"), ("frozen", "b")]
+
+
+async def test_a_lease_is_renewed_when_due_not_every_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rounds come every NODE_PERIOD (idle nodes go on time); a Lease is written only once its last
+    renewal is RENEW_PERIOD old, as a kubelet renews at a quarter of the Lease's duration."""
+    t = _tenant("t", ["old", "recent", "new"])
+    t.lease_renewed.update({"old": time.monotonic() - vnodes.RENEW_PERIOD, "recent": time.monotonic()})
+    renewed: list[str] = []
+
+    async def renew(t: types.SimpleNamespace, name: str, now: str) -> None:
+        renewed.append(name)
+
+    monkeypatch.setattr(vnodes, "renew_lease", renew)
+    monkeypatch.setattr(vnodes, "NODE_PERIOD", 0.01)
+    super_nodes = types.SimpleNamespace(get=lambda ns, name: None)
+    loop = asyncio.create_task(vnodes.node_loop({"t": t}, super_nodes))  # type: ignore[arg-type]
+    try:
+        while len(renewed) < 2:
+            await asyncio.sleep(0.01)
+        for _ in range(5):  # five more rounds: nothing else is due for a minute
+            await asyncio.sleep(0.01)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+    assert sorted(renewed) == ["new", "old"]  # a node this process never renewed is due at once
+    assert t.lease_renewed["old"] >= t.lease_renewed["recent"] and "new" in t.lease_renewed

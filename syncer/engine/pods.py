@@ -213,8 +213,8 @@ def token_due(super_pod: Obj, secret: Obj | None, made_just_now: bool, now: date
 
 def ensure_vnode(node: str, super_node: Obj | None, view: View) -> list[Write]:
     """The virtual node a pod is bound to and its Lease, made the first time one of the tenant's pods
-    lands there, as a kubelet registers its node and then takes its Lease (the Lease made with the
-    node spares the first renewal a 404 and a second write)."""
+    lands there, as a kubelet registers its node and then takes its Lease (made at the next renewal
+    round instead, it left a new node without one for up to a round)."""
     if view.tenant("Node", "", node) is not None:
         return []
     if super_node is None:

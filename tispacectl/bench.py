@@ -362,6 +362,53 @@ def _machine() -> dict[str, Any]:
     }
 
 
+async def _direct_phase(
+    sup: Client,
+    namespaces: list[str],
+    plan: Plan,
+    tick: Tick,
+    processes: Callable[[], dict[str, list[int]]],
+    progress: Callable[[str], None],
+) -> tuple[PathResult, list[list[float]], dict[str, Any]]:
+    """The plan's pods straight into the super cluster, one namespace per tenant, then removed (the
+    namespaces waited out): the path's result, each namespace's latencies, the phase's figures."""
+    try:
+        for ns in namespaces:
+            await _ready_namespace(sup, ns)
+        progress(f"directly: {plan.total} pods ({plan.template})")
+        requests0 = await _requests([sup])
+        groups0 = cpu_by_group(processes())
+        own0 = time.process_time()
+        t0 = time.monotonic()
+        per_ns = await asyncio.gather(
+            *(
+                _run_path(sup, ns, plan.pods_of(i), plan, lambda n: tick("direct", n), direct=True)
+                for i, ns in enumerate(namespaces)
+            )
+        )
+        result = summarize([x for lat in per_ns for x in lat], time.monotonic() - t0)
+        return (
+            result,
+            list(per_ns),
+            {
+                "cpu_seconds_direct": cpu_delta(groups0, cpu_by_group(processes())),
+                # the load generator shares the machine: its own CPU, apart from the components'
+                "bench_client_cpu_seconds": {"direct": round(time.process_time() - own0, 2)},
+                "requests_per_pod_direct": {"super": per_pod(requests0, await _requests([sup]), plan.total)},
+            },
+        )
+    finally:
+        progress("removing the direct pods")
+        for ns in namespaces:
+            await sup.delete(r.NAMESPACES, ns)
+        await aio.poll(
+            lambda: _all_gone(sup, namespaces),
+            timeout=plan.timeout,
+            interval=1,
+            what="direct namespaces gone",
+        )
+
+
 async def run(
     super_kubeconfig: Path,
     plan: Plan,
@@ -382,39 +429,10 @@ async def run(
     direct_ns = [f"bench-direct-{stamp}-{i}" for i in range(plan.tenants)]
     async with Client.from_kubeconfig(super_kubeconfig, name="super") as sup:
         await sup.ensure(r.CLUSTERVERSIONS, tenants.cluster_version())
-        extra: dict[str, Any] = {}
         # The direct path first, while the super cluster has no tenants, and its pods gone before
         # there are: measured after the tenants, it paid for their steady work (20 tenants' Lease
         # renewals and node controllers took half its CPU at 20 x 250) and looked slower than it is.
-        try:
-            for ns in direct_ns:
-                await _ready_namespace(sup, ns)
-            progress(f"directly: {plan.total} pods ({plan.template})")
-            direct0 = await _requests([sup])
-            groups0 = cpu_by_group(processes())
-            own0 = time.process_time()
-            t0 = time.monotonic()
-            per_ns = await asyncio.gather(
-                *(
-                    _run_path(sup, ns, plan.pods_of(i), plan, lambda n: tick("direct", n), direct=True)
-                    for i, ns in enumerate(direct_ns)
-                )
-            )
-            direct = summarize([x for lat in per_ns for x in lat], time.monotonic() - t0)
-            extra["cpu_seconds_direct"] = cpu_delta(groups0, cpu_by_group(processes()))
-            # the load generator shares the machine: its own CPU, apart from the components'
-            extra["bench_client_cpu_seconds"] = {"direct": round(time.process_time() - own0, 2)}
-            extra["requests_per_pod_direct"] = {"super": per_pod(direct0, await _requests([sup]), plan.total)}
-        finally:
-            progress("removing the direct pods")
-            for ns in direct_ns:
-                await sup.delete(r.NAMESPACES, ns)
-            await aio.poll(
-                lambda: _all_gone(sup, direct_ns),
-                timeout=plan.timeout,
-                interval=1,
-                what="direct namespaces gone",
-            )
+        direct, per_ns, extra = await _direct_phase(sup, direct_ns, plan, tick, processes, progress)
         progress(f"creating {plan.tenants} tenants")
         for name in names:
             await sup.create(r.VIRTUALCLUSTERS, tenants.virtual_cluster(name), "default")

@@ -211,27 +211,16 @@ def token_due(super_pod: Obj, secret: Obj | None, made_just_now: bool, now: date
     return not made_just_now
 
 
-def ensure_vnode(node: str, super_node: Obj | None, view: View) -> list[Write]:
-    """The virtual node a pod is bound to and its Lease, made the first time one of the tenant's pods
-    lands there, as a kubelet registers its node and then takes its Lease (made at the next renewal
-    round instead, it left a new node without one for up to a round)."""
+def ensure_vnode(node: str, super_node: Obj | None, view: View) -> Write | None:
+    """The virtual node a pod is bound to, made the first time one of the tenant's pods lands there
+    (bind then makes its Lease, as a kubelet registers its node and then takes its Lease)."""
     if view.tenant("Node", "", node) is not None:
-        return []
+        return None
     if super_node is None:
         raise NotYet(f"super node {node} not in the cache yet")
-    lease = nodes.lease(node, leases.micro_now())
-    return [
-        Write(
-            "tenant",
-            "create",
-            r.NODES,
-            node,
-            None,
-            nodes.virtual_node(super_node, view.ctx),
-            conflict_ok=True,
-        ),
-        Write("tenant", "create", r.LEASES, node, nodes.LEASE_NAMESPACE, lease, conflict_ok=True),
-    ]
+    return Write(
+        "tenant", "create", r.NODES, node, None, nodes.virtual_node(super_node, view.ctx), conflict_ok=True
+    )
 
 
 async def bind(pod: Obj, super_pod: Obj, view: View, fx: Effects) -> None:
@@ -241,8 +230,11 @@ async def bind(pod: Obj, super_pod: Obj, view: View, fx: Effects) -> None:
     meta = pod["metadata"]
     if not node:
         return
-    for make in ensure_vnode(node, view.super("Node", "", node), view):
-        await fx.write(make)
+    if (make := ensure_vnode(node, view.super("Node", "", node), view)) and (made := await fx.write(make)):
+        lease = nodes.lease(made, leases.micro_now())  # owned by the node, so it needs the node's uid
+        await fx.write(
+            Write("tenant", "create", r.LEASES, node, nodes.LEASE_NAMESPACE, lease, conflict_ok=True)
+        )
     if pod["spec"].get("nodeName") or view.done_just_now(BINDING, meta["uid"]):
         return
     binding = {

@@ -69,22 +69,23 @@ async def _tend_all(
     busy = t.pods_per_node()
     slots = asyncio.Semaphore(RENEWALS_IN_FLIGHT)
 
-    async def tend(name: str) -> None:
+    async def tend(node: Obj) -> None:
         async with slots:
-            await _tend(t, name, busy[name], now, tenants, super_nodes)
+            await _tend(t, node, busy[node["metadata"]["name"]], now, tenants, super_nodes)
 
-    await asyncio.gather(*(tend(name) for _, name in list(t.informers["Node"].cache)))
+    await asyncio.gather(*(tend(node) for node in list(t.informers["Node"].cache.values())))
 
 
 async def _tend(
     t: TenantRuntime,
-    name: str,
+    node: Obj,
     pods: int,
     now: str,
     tenants: Mapping[str, TenantRuntime],
     super_nodes: Informer,
 ) -> None:
     """One virtual node (with `pods` bound to it): removed after a grace when idle, else its Lease renewed."""
+    name = node["metadata"]["name"]
     if tenants.get(t.name) is not t:
         return  # no longer served (its client is closed)
     try:
@@ -98,8 +99,8 @@ async def _tend(
         else:
             t.vnode_idle_since.pop(name, None)
         # due within half a round: a round's own lateness must not push a renewal a whole round back
-        if time.monotonic() - t.lease_renewed.get(name, -math.inf) >= RENEW_PERIOD - NODE_PERIOD / 2:
-            await renew_lease(t, name, now)
+        if time.monotonic() - last_renewal(t, node) >= RENEW_PERIOD - NODE_PERIOD / 2:
+            await renew_lease(t, node, now)
             t.lease_renewed[name] = time.monotonic()
     except Exception as e:  # noqa: BLE001 - one node's trouble must not stop the others' leases
         if tenants.get(t.name) is t:  # else the tenant stopped mid-write (its client closed): no news
@@ -108,11 +109,21 @@ async def _tend(
             )
 
 
-async def renew_lease(t: TenantRuntime, name: str, now: str) -> None:
-    spec = {"renewTime": now, "holderIdentity": name, "leaseDurationSeconds": nodes.LEASE_SECONDS}
+def last_renewal(t: TenantRuntime, node: Obj) -> float:
+    """When the node's Lease was last written, on the monotonic clock: by this process, else when the
+    node was made (its Lease is made with it: renewed again at once, each new node cost a write)."""
+    if (renewed := t.lease_renewed.get(node["metadata"]["name"])) is not None:
+        return renewed
+    made = nodes.made_at(node)
+    return time.monotonic() - (time.time() - made.timestamp()) if made else -math.inf
+
+
+async def renew_lease(t: TenantRuntime, node: Obj, now: str) -> None:
+    """The whole Lease as a merge patch: its owner is set on Leases made before they had one."""
+    lease = nodes.lease(node, now)
     try:
-        await t.client.patch(r.LEASES, name, {"spec": spec}, nodes.LEASE_NAMESPACE)
+        await t.client.patch(r.LEASES, lease["metadata"]["name"], lease, nodes.LEASE_NAMESPACE)
     except ApiError as e:
         if e.status != 404:
             raise
-        await t.client.create(r.LEASES, nodes.lease(name, now), nodes.LEASE_NAMESPACE)
+        await t.client.create(r.LEASES, lease, nodes.LEASE_NAMESPACE)

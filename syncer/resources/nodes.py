@@ -130,10 +130,20 @@ def seconds_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def lease(node_name: str, now: str) -> dict[str, Any]:
+def lease(node: dict[str, Any], now: str) -> dict[str, Any]:
+    """A virtual node's Lease, owned by its Node as a kubelet's is: the tenant's garbage collector
+    removes it with the node (unowned, the Leases of removed on-demand nodes piled up)."""
+    name, uid = node["metadata"]["name"], node["metadata"]["uid"]
+    owner = {"apiVersion": "v1", "kind": "Node", "name": name, "uid": uid}
     return {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
-        "metadata": {"name": node_name, "namespace": LEASE_NAMESPACE},
-        "spec": {"holderIdentity": node_name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now},
+        "metadata": {"name": name, "namespace": LEASE_NAMESPACE, "ownerReferences": [owner]},
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now},
     }
+
+
+def made_at(node: dict[str, Any]) -> datetime.datetime | None:
+    """When the node was made (its Lease is made with it), if the API server said."""
+    at = node["metadata"].get("creationTimestamp")
+    return datetime.datetime.fromisoformat(at) if at else None

@@ -90,8 +90,10 @@ async def test_deployment_runs_in_the_super_cluster_and_is_mirrored(
     async def no_virtual_nodes() -> bool:
         return not (await t.client.list(r.NODES))["items"]
 
-    # A virtual node goes when the tenant has no pod left on it (after a grace period).
+    # A virtual node goes when the tenant has no pod left on it (after a grace period), and its Lease
+    # with it: owned by the node, as a kubelet's, the tenant's garbage collector removes it.
     await eventually(no_virtual_nodes, timeout=120, what="virtual nodes removed")
+    await eventually(lambda: _is(lambda: _lease_names(t.client), set()), what="their Leases removed")
 
 
 async def _gone(client: Client, ns: str, label: str) -> bool:
@@ -517,6 +519,10 @@ async def _node_names(client: Client) -> set[str]:
     return {n["metadata"]["name"] for n in (await client.list(r.NODES))["items"]}
 
 
+async def _lease_names(client: Client) -> set[str]:
+    return {n["metadata"]["name"] for n in (await client.list(r.LEASES, "kube-node-lease"))["items"]}
+
+
 async def test_tenants_see_the_super_nodes_they_select_from_the_start(
     syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
@@ -545,6 +551,7 @@ async def test_tenants_see_the_super_nodes_they_select_from_the_start(
         r.VIRTUALCLUSTERS, "nodes-zone", {"spec": {"nodes": {"mode": "onDemand"}}}, "default"
     )
     await eventually(lambda: _is(lambda: _node_names(some.client), set()), what="idle nodes removed")
+    await eventually(lambda: _is(lambda: _lease_names(some.client), set()), what="their Leases removed")
 
 
 async def test_a_pod_costs_the_super_cluster_its_create_and_token_and_no_patch(
@@ -593,13 +600,15 @@ async def test_a_new_virtual_node_costs_the_tenant_its_create_and_its_lease(
     await t.client.create(r.PODS, pod("first"), "default")
     [made] = await eventually(lambda: running(t.client, "default", 1, "app=first"), what="the pod Running")
     node = made["spec"]["nodeName"]
-    assert await t.client.get_or_none(r.LEASES, node, "kube-node-lease") is not None
+    lease = await t.client.get(r.LEASES, node, "kube-node-lease")
     # the tenant's node controller has seen the node (it would have untainted it by now)
     await eventually(lambda: event(t.client, "default", "RegisteredNode", node), what="RegisteredNode")
     spent = bench.request_counts(await t.client.get_text("/metrics")) - before
     assert not (await t.client.get(r.NODES, node))["spec"].get("taints")
     assert spent["POST nodes"] == 1 and spent["POST leases"] == 1
     assert spent["GET nodes"] == 0 and spent["PATCH nodes"] == 0
+    [owner] = lease["metadata"]["ownerReferences"]  # the garbage collector removes it with the node
+    assert (owner["kind"], owner["uid"]) == ("Node", (await t.client.get(r.NODES, node))["metadata"]["uid"])
 
 
 async def test_a_pod_spec_update_reaches_the_super_pod_and_its_generation_comes_back_observed(

@@ -451,7 +451,19 @@ async def test_a_pod_on_a_new_node_makes_its_virtual_node_and_lease_before_bindi
     ]
     lease = fx.writes[1].body
     assert lease["spec"]["holderIdentity"] == "n1" and lease["spec"]["renewTime"]
+    assert lease["metadata"]["ownerReferences"][0]["uid"] == "made-n1"  # the uid the node came back with
     assert all(w.conflict_ok for w in fx.writes[:2])  # made by another worker a moment before: fine
+
+
+async def test_a_node_another_worker_made_a_moment_before_gets_no_second_lease() -> None:
+    """Its maker made its Lease; without the node's uid this one could not own one anyway."""
+    view = FakeView()
+    key = synced_pair(view, "Pod")
+    view.super_objs[key]["spec"]["nodeName"] = "n1"
+    view.super_objs[("Node", "", "n1")] = super_node()
+    fx = FakeEffects(view=view, conflicts=True)
+    await rec.reconcile(KINDS["Pod"], ("app", "web"), view, fx)
+    assert [w.resource.kind for w in fx.writes if w.verb == "create"][:2] == ["Node", "Pod"]
 
 
 async def test_a_pods_token_secret_waits_until_the_super_pod_is_in_the_cache() -> None:

@@ -1,6 +1,7 @@
 """Rows of the kind table: each translator and patch function, and the table itself."""
 
 import dataclasses
+import datetime
 
 import pytest
 
@@ -222,10 +223,18 @@ def test_virtual_node_points_at_vn_agent_and_copies_topology() -> None:
     assert nodes.status_differs(nodes.status(down, CTX), vn)
 
 
-def test_lease_shape() -> None:
-    lease = nodes.lease("node-1", "2026-01-01T00:00:00.000000Z")
-    assert lease["metadata"] == {"name": "node-1", "namespace": "kube-node-lease"}
+def test_a_lease_is_owned_by_its_node() -> None:
+    """As a kubelet's: the tenant's garbage collector removes it with the node."""
+    node = {"metadata": {"name": "node-1", "uid": "u1", "creationTimestamp": "2026-01-01T00:00:00Z"}}
+    lease = nodes.lease(node, "2026-01-01T00:00:00.000000Z")
+    assert lease["metadata"] == {
+        "name": "node-1",
+        "namespace": "kube-node-lease",
+        "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "node-1", "uid": "u1"}],
+    }
     assert lease["spec"]["leaseDurationSeconds"] == nodes.LEASE_SECONDS
+    assert nodes.made_at(node) == datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    assert nodes.made_at({"metadata": {"name": "unsaved"}}) is None
 
 
 @pytest.mark.parametrize("kind", [k.name for k in DOWN_KINDS])

@@ -4,16 +4,23 @@ import asyncio
 import time
 import types
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from syncer.engine import vnodes
+from syncer.resources import nodes
+from tispace.kube.client import ApiError
+
+
+def _node(name: str, made: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+    return {"metadata": {"name": name, "uid": f"uid-{name}", "creationTimestamp": made}}
 
 
 def _tenant(name: str, nodes: list[str]) -> types.SimpleNamespace:
     synced = asyncio.Event()
     synced.set()
-    informer = types.SimpleNamespace(synced=synced, cache={("", n): {} for n in nodes})
+    informer = types.SimpleNamespace(synced=synced, cache={("", n): _node(n) for n in nodes})
     return types.SimpleNamespace(
         name=name,
         informers={"Node": informer},
@@ -31,10 +38,10 @@ async def test_every_tenants_leases_are_renewed_side_by_side(monkeypatch: pytest
     fast_done = asyncio.Event()
     renewed: list[tuple[str, str]] = []
 
-    async def renew(t: types.SimpleNamespace, name: str, now: str) -> None:
+    async def renew(t: types.SimpleNamespace, node: dict[str, Any], now: str) -> None:
         if t.name == "slow":
             await fast_done.wait()  # finishes only once the other tenant's are done
-        renewed.append((t.name, name))
+        renewed.append((t.name, node["metadata"]["name"]))
         if len([r for r in renewed if r[0] == "fast"]) == 2:
             fast_done.set()
 
@@ -64,8 +71,8 @@ async def test_a_node_without_pods_goes_after_its_grace_and_a_busy_one_is_renewe
     async def delete(res: object, name: str) -> None:
         deleted.append(name)
 
-    async def renew(t: types.SimpleNamespace, name: str, now: str) -> None:
-        renewed.append(name)
+    async def renew(t: types.SimpleNamespace, node: dict[str, Any], now: str) -> None:
+        renewed.append(node["metadata"]["name"])
 
     t.client = types.SimpleNamespace(delete=delete)
     monkeypatch.setattr(vnodes, "renew_lease", renew)
@@ -85,7 +92,7 @@ async def test_a_tenants_leases_are_renewed_a_few_at_a_time(monkeypatch: pytest.
     t = _tenant("t", [f"n{i}" for i in range(30)])
     in_flight, most, done = 0, 0, 0
 
-    async def renew(t: types.SimpleNamespace, name: str, now: str) -> None:
+    async def renew(t: types.SimpleNamespace, node: dict[str, Any], now: str) -> None:
         nonlocal in_flight, most, done
         in_flight += 1
         most = max(most, in_flight)
@@ -111,8 +118,8 @@ async def test_a_frozen_tenant_holds_back_only_its_own_next_round(monkeypatch: p
     never = asyncio.Event()
     calls: list[tuple[str, str]] = []
 
-    async def renew(t: types.SimpleNamespace, name: str, now: str) -> None:
-        calls.append((t.name, name))
+    async def renew(t: types.SimpleNamespace, node: dict[str, Any], now: str) -> None:
+        calls.append((t.name, node["metadata"]["name"]))
         if t.name == "frozen":
             await never.wait()
 
@@ -142,8 +149,8 @@ async def test_a_lease_is_renewed_when_due_not_every_round(monkeypatch: pytest.M
     t.lease_renewed.update({"old": time.monotonic() - vnodes.RENEW_PERIOD, "recent": time.monotonic()})
     renewed: list[str] = []
 
-    async def renew(t: types.SimpleNamespace, name: str, now: str) -> None:
-        renewed.append(name)
+    async def renew(t: types.SimpleNamespace, node: dict[str, Any], now: str) -> None:
+        renewed.append(node["metadata"]["name"])
 
     monkeypatch.setattr(vnodes, "renew_lease", renew)
     monkeypatch.setattr(vnodes, "NODE_PERIOD", 0.01)
@@ -159,3 +166,58 @@ async def test_a_lease_is_renewed_when_due_not_every_round(monkeypatch: pytest.M
         await asyncio.gather(loop, return_exceptions=True)
     assert sorted(renewed) == ["new", "old"]  # a node this process never renewed is due at once
     assert t.lease_renewed["old"] >= t.lease_renewed["recent"] and "new" in t.lease_renewed
+
+
+async def test_a_new_nodes_lease_waits_a_renewal_period_from_the_nodes_making(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node's Lease is made with it (bind): written again at the next round, each new node cost an
+    extra write. A node made long ago, by an earlier syncer, is due at once."""
+    t = _tenant("t", ["new", "old"])
+    t.informers["Node"].cache[("", "new")] = _node("new", nodes.seconds_now())
+    renewed: list[str] = []
+
+    async def renew(t: types.SimpleNamespace, node: dict[str, Any], now: str) -> None:
+        renewed.append(node["metadata"]["name"])
+
+    monkeypatch.setattr(vnodes, "renew_lease", renew)
+    monkeypatch.setattr(vnodes, "NODE_PERIOD", 0.01)
+    super_nodes = types.SimpleNamespace(get=lambda ns, name: None)
+    loop = asyncio.create_task(vnodes.node_loop({"t": t}, super_nodes))  # type: ignore[arg-type]
+    try:
+        while not renewed:
+            await asyncio.sleep(0.01)
+        for _ in range(5):  # five more rounds: the new node's Lease is not due for a minute
+            await asyncio.sleep(0.01)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+    assert renewed == ["old"]
+
+
+async def test_a_renewal_sends_the_whole_lease_and_makes_a_missing_one() -> None:
+    """The merge patch carries the owner, so a Lease made before Leases had one gets it; a Lease
+    someone deleted is made again, owned by its node."""
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def patch(res: object, name: str, body: dict[str, Any], namespace: str) -> None:
+        sent.append(("patch", body))
+        raise ApiError(404, {"message": "not found"}, "PATCH", name)
+
+    async def create(res: object, body: dict[str, Any], namespace: str) -> None:
+        sent.append(("create", body))
+
+    t = _tenant("t", ["n1"])
+    t.client = types.SimpleNamespace(patch=patch, create=create)
+    now = "2026-12-06T00:00:00.000000Z"
+    await vnodes.renew_lease(t, _node("n1"), now)  # type: ignore[arg-type]
+    assert [verb for verb, _ in sent] == ["patch", "create"]
+    for _, lease in sent:
+        assert lease["metadata"]["ownerReferences"] == [
+            {"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "uid-n1"}
+        ]
+        assert lease["spec"] == {
+            "holderIdentity": "n1",
+            "leaseDurationSeconds": nodes.LEASE_SECONDS,
+            "renewTime": now,
+        }

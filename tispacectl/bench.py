@@ -409,6 +409,58 @@ async def _direct_phase(
         )
 
 
+async def _through_phase(
+    sup: Client,
+    clients: list[Client],
+    plan: Plan,
+    tick: Tick,
+    processes: Callable[[], dict[str, list[int]]],
+    progress: Callable[[str], None],
+    syncer: Syncer | None,
+    profile: Path | None,
+) -> tuple[PathResult, list[list[float]], dict[str, Any]]:
+    """The plan's pods through the tenants, each tenant its share: the path's result, each tenant's
+    latencies, the phase's figures (the syncer's with them)."""
+    cpu0 = _cpu_seconds(syncer.pid()) if syncer else 0.0
+    rss0 = procs.rss_bytes(syncer.pid()) if syncer else 0
+    reconciles0 = await _reconciles(syncer)
+    progress(f"through tenants: {plan.total} pods ({plan.template})")
+    requests0 = (await _requests([sup]), await _requests(clients))
+    groups0 = cpu_by_group(processes())
+    own0 = time.process_time()
+    t0 = time.monotonic()
+    with flame_graph(syncer.pid() if syncer else None, profile):
+        per_tenant = await asyncio.gather(
+            *(
+                _run_path(c, "bench", plan.pods_of(i), plan, lambda n: tick("through", n), direct=False)
+                for i, c in enumerate(clients)
+            )
+        )
+    through = summarize([x for lat in per_tenant for x in lat], time.monotonic() - t0)
+    figures: dict[str, Any] = {
+        "cpu_seconds_through_tenants": cpu_delta(groups0, cpu_by_group(processes())),
+        "bench_client_cpu_seconds": {"through_tenants": round(time.process_time() - own0, 2)},
+        "requests_per_pod_through_tenants": {
+            "super": per_pod(requests0[0], await _requests([sup]), plan.total),
+            "tenants": per_pod(requests0[1], await _requests(clients), plan.total),
+        },
+    }
+    if syncer:
+        figures["syncer_cpu_seconds"] = round(_cpu_seconds(syncer.pid()) - cpu0, 2)
+        figures["syncer_cpu_ms_per_pod"] = round(1000 * figures["syncer_cpu_seconds"] / plan.total, 2)
+        reconciles = await _reconciles(syncer) - reconciles0
+        figures["syncer_reconciles_per_pod"] = {
+            "total": round(sum(reconciles.values()) / plan.total, 2),
+            "by_kind": {k: round(v / plan.total, 2) for k, v in reconciles.most_common()},
+        }
+        figures["syncer_peak_rss_mib"] = round(procs.rss_bytes(syncer.pid(), peak=True) / 2**20, 1)
+        # each pod twice (tenant and super caches) plus its token Secret, Events and queue keys
+        figures["syncer_rss_kib_per_pod"] = round(
+            (procs.rss_bytes(syncer.pid()) - rss0) / 1024 / plan.total, 1
+        )
+    return through, list(per_tenant), figures
+
+
 async def run(
     super_kubeconfig: Path,
     plan: Plan,
@@ -449,43 +501,11 @@ async def run(
                 extra["idle_tenant_control_plane"] = await idle_cost(
                     await _control_plane_pids(sup, state_dir, names[0]), idle
                 )
-            cpu0 = _cpu_seconds(syncer.pid()) if syncer else 0.0
-            rss0 = procs.rss_bytes(syncer.pid()) if syncer else 0
-            reconciles0 = await _reconciles(syncer)
-            progress(f"through tenants: {plan.total} pods ({plan.template})")
-            requests0 = (await _requests([sup]), await _requests(clients))
-            groups0 = cpu_by_group(processes())
-            own0 = time.process_time()
-            t0 = time.monotonic()
-            with flame_graph(syncer.pid() if syncer else None, profile):
-                per_tenant = await asyncio.gather(
-                    *(
-                        _run_path(
-                            c, "bench", plan.pods_of(i), plan, lambda n: tick("through", n), direct=False
-                        )
-                        for i, c in enumerate(clients)
-                    )
-                )
-            through = summarize([x for lat in per_tenant for x in lat], time.monotonic() - t0)
-            extra["cpu_seconds_through_tenants"] = cpu_delta(groups0, cpu_by_group(processes()))
-            extra["bench_client_cpu_seconds"]["through_tenants"] = round(time.process_time() - own0, 2)
-            extra["requests_per_pod_through_tenants"] = {
-                "super": per_pod(requests0[0], await _requests([sup]), plan.total),
-                "tenants": per_pod(requests0[1], await _requests(clients), plan.total),
-            }
-            if syncer:
-                extra["syncer_cpu_seconds"] = round(_cpu_seconds(syncer.pid()) - cpu0, 2)
-                extra["syncer_cpu_ms_per_pod"] = round(1000 * extra["syncer_cpu_seconds"] / plan.total, 2)
-                reconciles = await _reconciles(syncer) - reconciles0
-                extra["syncer_reconciles_per_pod"] = {
-                    "total": round(sum(reconciles.values()) / plan.total, 2),
-                    "by_kind": {k: round(v / plan.total, 2) for k, v in reconciles.most_common()},
-                }
-                extra["syncer_peak_rss_mib"] = round(procs.rss_bytes(syncer.pid(), peak=True) / 2**20, 1)
-                # each pod twice (tenant and super caches) plus its token Secret, Events and queue keys
-                extra["syncer_rss_kib_per_pod"] = round(
-                    (procs.rss_bytes(syncer.pid()) - rss0) / 1024 / plan.total, 1
-                )
+            through, per_tenant, figures = await _through_phase(
+                sup, clients, plan, tick, processes, progress, syncer, profile
+            )
+            extra["bench_client_cpu_seconds"].update(figures.pop("bench_client_cpu_seconds"))
+            extra.update(figures)
             if plan.noisy and plan.tenants > 1:
                 quiet = [x for lat in per_tenant[1:] for x in lat]
                 extra["quiet_tenants"] = asdict(summarize(quiet, max(quiet)))

@@ -144,8 +144,11 @@ async def test_a_frozen_tenant_holds_back_only_its_own_next_round(monkeypatch: p
 
 async def test_a_lease_is_renewed_when_due_not_every_round(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rounds come every NODE_PERIOD (idle nodes go on time); a Lease is written only once its last
-    renewal is RENEW_PERIOD old, as a kubelet renews at a quarter of the Lease's duration."""
-    t = _tenant("t", ["old", "recent", "new"])
+    renewal is RENEW_PERIOD old, as a kubelet renews at a quarter of the Lease's duration. A node
+    made just now has its Lease from its making (bind): written again at the next round, each new
+    node cost an extra write."""
+    t = _tenant("t", ["old", "recent", "new", "made-now"])
+    t.informers["Node"].cache[("", "made-now")] = _node("made-now", nodes.seconds_now())
     t.lease_renewed.update({"old": time.monotonic() - vnodes.RENEW_PERIOD, "recent": time.monotonic()})
     renewed: list[str] = []
 
@@ -164,35 +167,9 @@ async def test_a_lease_is_renewed_when_due_not_every_round(monkeypatch: pytest.M
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
-    assert sorted(renewed) == ["new", "old"]  # a node this process never renewed is due at once
+    # a node this process never renewed, made long ago (by an earlier syncer), is due at once
+    assert sorted(renewed) == ["new", "old"]
     assert t.lease_renewed["old"] >= t.lease_renewed["recent"] and "new" in t.lease_renewed
-
-
-async def test_a_new_nodes_lease_waits_a_renewal_period_from_the_nodes_making(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A node's Lease is made with it (bind): written again at the next round, each new node cost an
-    extra write. A node made long ago, by an earlier syncer, is due at once."""
-    t = _tenant("t", ["new", "old"])
-    t.informers["Node"].cache[("", "new")] = _node("new", nodes.seconds_now())
-    renewed: list[str] = []
-
-    async def renew(t: types.SimpleNamespace, node: dict[str, Any], now: str) -> None:
-        renewed.append(node["metadata"]["name"])
-
-    monkeypatch.setattr(vnodes, "renew_lease", renew)
-    monkeypatch.setattr(vnodes, "NODE_PERIOD", 0.01)
-    super_nodes = types.SimpleNamespace(get=lambda ns, name: None)
-    loop = asyncio.create_task(vnodes.node_loop({"t": t}, super_nodes))  # type: ignore[arg-type]
-    try:
-        while not renewed:
-            await asyncio.sleep(0.01)
-        for _ in range(5):  # five more rounds: the new node's Lease is not due for a minute
-            await asyncio.sleep(0.01)
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
-    assert renewed == ["old"]
 
 
 async def test_a_renewal_sends_the_whole_lease_and_makes_a_missing_one() -> None:

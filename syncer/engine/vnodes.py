@@ -89,7 +89,8 @@ async def _tend(
     if tenants.get(t.name) is not t:
         return  # no longer served (its client is closed)
     try:
-        if pods == 0 and not selected(t, super_nodes.get("", name)):
+        on_demand = not selected(t, super_nodes.get("", name))
+        if pods == 0 and on_demand:
             idle = t.vnode_idle_since.setdefault(name, time.monotonic())
             if time.monotonic() - idle > VNODE_GRACE:
                 await t.client.delete(r.NODES, name)
@@ -99,7 +100,7 @@ async def _tend(
         else:
             t.vnode_idle_since.pop(name, None)
         # due within half a round: a round's own lateness must not push a renewal a whole round back
-        if time.monotonic() - last_renewal(t, node) >= RENEW_PERIOD - NODE_PERIOD / 2:
+        if time.monotonic() - last_renewal(t, node, on_demand) >= RENEW_PERIOD - NODE_PERIOD / 2:
             await renew_lease(t, node, now)
             t.lease_renewed[name] = time.monotonic()
     except Exception as e:  # noqa: BLE001 - one node's trouble must not stop the others' leases
@@ -109,13 +110,16 @@ async def _tend(
             )
 
 
-def last_renewal(t: TenantRuntime, node: Obj) -> float:
-    """When the node's Lease was last written, on the monotonic clock: by this process, else when the
-    node was made (its Lease is made with it: renewed again at once, each new node cost a write)."""
+def last_renewal(t: TenantRuntime, node: Obj, on_demand: bool) -> float:
+    """When the node's Lease was last written, on the monotonic clock: by this process; else, for a
+    node made on demand, when it was made (the pod's binding makes its Lease with it: renewed again
+    at once, each new node cost a write); else never (a selected node is made without one)."""
     if (renewed := t.lease_renewed.get(node["metadata"]["name"])) is not None:
         return renewed
-    made = nodes.made_at(node)
-    return time.monotonic() - (time.time() - made.timestamp()) if made else -math.inf
+    if not on_demand or (made := nodes.made_at(node)) is None:
+        return -math.inf
+    age = min(max(0.0, time.time() - made.timestamp()), RENEW_PERIOD)  # an API server's clock ahead
+    return time.monotonic() - age
 
 
 async def renew_lease(t: TenantRuntime, node: Obj, now: str) -> None:

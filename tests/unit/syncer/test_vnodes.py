@@ -1,6 +1,7 @@
 """The virtual nodes' heartbeat loop."""
 
 import asyncio
+import datetime
 import time
 import types
 from collections import Counter
@@ -28,6 +29,7 @@ def _tenant(name: str, nodes: list[str]) -> types.SimpleNamespace:
         lease_renewed={},
         pods_per_node=lambda: Counter(nodes),
         client=None,
+        ctx=types.SimpleNamespace(node_selector=None),  # nodes on demand
     )
 
 
@@ -145,11 +147,13 @@ async def test_a_frozen_tenant_holds_back_only_its_own_next_round(monkeypatch: p
 async def test_a_lease_is_renewed_when_due_not_every_round(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rounds come every NODE_PERIOD (idle nodes go on time); a Lease is written only once its last
     renewal is RENEW_PERIOD old, as a kubelet renews at a quarter of the Lease's duration. A node
-    made just now has its Lease from its making (bind): written again at the next round, each new
-    node cost an extra write."""
-    t = _tenant("t", ["old", "recent", "new", "made-now"])
-    t.informers["Node"].cache[("", "made-now")] = _node("made-now", nodes.seconds_now())
+    made on demand just now has its Lease from its making (the pod's binding): written again at the
+    next round, each new node cost an extra write. A selected node is made without one."""
+    t = _tenant("t", ["old", "recent", "new", "made-now", "selected-now"])
+    for name in ("made-now", "selected-now"):
+        t.informers["Node"].cache[("", name)] = _node(name, nodes.seconds_now())
     t.lease_renewed.update({"old": time.monotonic() - vnodes.RENEW_PERIOD, "recent": time.monotonic()})
+    t.ctx.node_selector = {}  # every super node there is: only selected-now's
     renewed: list[str] = []
 
     async def renew(t: types.SimpleNamespace, node: dict[str, Any], now: str) -> None:
@@ -157,10 +161,11 @@ async def test_a_lease_is_renewed_when_due_not_every_round(monkeypatch: pytest.M
 
     monkeypatch.setattr(vnodes, "renew_lease", renew)
     monkeypatch.setattr(vnodes, "NODE_PERIOD", 0.01)
-    super_nodes = types.SimpleNamespace(get=lambda ns, name: None)
+    selected_now = {"metadata": {"name": "selected-now", "labels": {}}}
+    super_nodes = types.SimpleNamespace(get=lambda ns, name: selected_now if name == "selected-now" else None)
     loop = asyncio.create_task(vnodes.node_loop({"t": t}, super_nodes))  # type: ignore[arg-type]
     try:
-        while len(renewed) < 2:
+        while len(renewed) < 2:  # the first round renews all that are due at once
             await asyncio.sleep(0.01)
         for _ in range(5):  # five more rounds: nothing else is due for a minute
             await asyncio.sleep(0.01)
@@ -168,7 +173,7 @@ async def test_a_lease_is_renewed_when_due_not_every_round(monkeypatch: pytest.M
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
     # a node this process never renewed, made long ago (by an earlier syncer), is due at once
-    assert sorted(renewed) == ["new", "old"]
+    assert sorted(renewed) == ["new", "old", "selected-now"]
     assert t.lease_renewed["old"] >= t.lease_renewed["recent"] and "new" in t.lease_renewed
 
 
@@ -198,3 +203,11 @@ async def test_a_renewal_sends_the_whole_lease_and_makes_a_missing_one() -> None
             "leaseDurationSeconds": nodes.LEASE_SECONDS,
             "renewTime": now,
         }
+
+
+def test_an_api_server_clock_ahead_does_not_put_a_new_nodes_lease_off() -> None:
+    """A node made "an hour from now" by the syncer's clock counts as made just now."""
+    t = _tenant("t", ["n1"])
+    ahead = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    node = _node("n1", ahead.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    assert vnodes.last_renewal(t, node, on_demand=True) <= time.monotonic()  # type: ignore[arg-type]

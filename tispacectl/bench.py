@@ -362,6 +362,21 @@ def _machine() -> dict[str, Any]:
     }
 
 
+async def _drive(
+    targets: list[tuple[Client, str]], plan: Plan, tick: Tick, path: str
+) -> tuple[PathResult, list[list[float]]]:
+    """Each target (an API server and a namespace) its share of the plan's pods, all at once: the
+    path's result and each target's latencies."""
+    t0 = time.monotonic()
+    per_target = await asyncio.gather(
+        *(
+            _run_path(c, ns, plan.pods_of(i), plan, lambda n: tick(path, n), direct=path == "direct")
+            for i, (c, ns) in enumerate(targets)
+        )
+    )
+    return summarize([x for lat in per_target for x in lat], time.monotonic() - t0), list(per_target)
+
+
 async def _direct_phase(
     sup: Client,
     namespaces: list[str],
@@ -379,17 +394,10 @@ async def _direct_phase(
         requests0 = await _requests([sup])
         groups0 = cpu_by_group(processes())
         own0 = time.process_time()
-        t0 = time.monotonic()
-        per_ns = await asyncio.gather(
-            *(
-                _run_path(sup, ns, plan.pods_of(i), plan, lambda n: tick("direct", n), direct=True)
-                for i, ns in enumerate(namespaces)
-            )
-        )
-        result = summarize([x for lat in per_ns for x in lat], time.monotonic() - t0)
+        result, per_ns = await _drive([(sup, ns) for ns in namespaces], plan, tick, "direct")
         return (
             result,
-            list(per_ns),
+            per_ns,
             {
                 "cpu_seconds_direct": cpu_delta(groups0, cpu_by_group(processes())),
                 # the load generator shares the machine: its own CPU, apart from the components'
@@ -428,15 +436,8 @@ async def _through_phase(
     requests0 = (await _requests([sup]), await _requests(clients))
     groups0 = cpu_by_group(processes())
     own0 = time.process_time()
-    t0 = time.monotonic()
     with flame_graph(syncer.pid() if syncer else None, profile):
-        per_tenant = await asyncio.gather(
-            *(
-                _run_path(c, "bench", plan.pods_of(i), plan, lambda n: tick("through", n), direct=False)
-                for i, c in enumerate(clients)
-            )
-        )
-    through = summarize([x for lat in per_tenant for x in lat], time.monotonic() - t0)
+        through, per_tenant = await _drive([(c, "bench") for c in clients], plan, tick, "through")
     figures: dict[str, Any] = {
         "cpu_seconds_through_tenants": cpu_delta(groups0, cpu_by_group(processes())),
         "bench_client_cpu_seconds": {"through_tenants": round(time.process_time() - own0, 2)},
@@ -458,7 +459,7 @@ async def _through_phase(
         figures["syncer_rss_kib_per_pod"] = round(
             (procs.rss_bytes(syncer.pid()) - rss0) / 1024 / plan.total, 1
         )
-    return through, list(per_tenant), figures
+    return through, per_tenant, figures
 
 
 async def run(

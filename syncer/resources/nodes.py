@@ -144,6 +144,6 @@ def lease(node: dict[str, Any], now: str) -> dict[str, Any]:
 
 
 def made_at(node: dict[str, Any]) -> datetime.datetime | None:
-    """When the node was made (its Lease is made with it), if the API server said."""
+    """When the node was made, if the API server said (a node made on demand gets its Lease then)."""
     at = node["metadata"].get("creationTimestamp")
     return datetime.datetime.fromisoformat(at) if at else None

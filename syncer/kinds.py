@@ -64,6 +64,7 @@ KINDS: dict[str, SyncedKind] = {
             graceful=True,
             status_up=pod_rules.status_patch,
             finished=pod_rules.finished,
+            super_kept=pods.token_dropped,
             hooks=pods.HOOKS,
         ),
         SyncedKind(

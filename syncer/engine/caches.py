@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from cachetools import TTLCache
 
-from syncer.engine import pods as pod_hooks
 from syncer.engine.hooks import QUOTAS
 from syncer.engine.informer import Informer
 from syncer.engine.model import Obj, SyncedKind, Write
 from syncer.engine.tenant import TenantRuntime
-from syncer.resources import pods, simple
+from syncer.resources import simple
 from syncer.resources.context import TenantContext
 from tispace import naming
 from tispace.kube.client import ApiError, Client
@@ -30,7 +28,7 @@ class JustDone:
     """What this process just wrote, for as long as an informer may lag behind it (a minute).
 
     Two questions are asked of it. Reconcile: has this step of that object just been done? A pod
-    re-queued by another event before the cache shows its token Secret, its binding or its last
+    re-queued by another event before the cache shows its renewed token, its binding or its last
     status write would ask for a second TokenRequest, POST a second binding (refused with 409) or
     send the same status again (reconcile keys a status write by its digest). The informers: is
     this watch event the echo of a settled write, exactly the object (uid and resourceVersion) that
@@ -99,14 +97,6 @@ class TenantView:
             return True
         q = self.super(QUOTAS.name, super_ns, simple.QUOTA)
         return q is not None and (q.get("status") or {}).get("hard") == q["spec"].get("hard")
-
-    def token_due(self, super_pod: Obj) -> bool:
-        meta = super_pod["metadata"]
-        secret = self.super(
-            pod_hooks.TOKEN_SECRETS.name, meta["namespace"], pods.token_secret_name(meta["name"])
-        )
-        made_just_now = self.done_just_now(pod_hooks.TOKEN, meta["uid"])
-        return pod_hooks.token_due(super_pod, secret, made_just_now, datetime.datetime.now(datetime.UTC))
 
     def done_just_now(self, what: str, uid: str) -> bool:
         return self.just_done.done_just_now(what, uid)

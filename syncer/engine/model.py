@@ -8,6 +8,7 @@ class, copied into every tenant). Kinds with side effects add a Hooks object. Ev
 
 from __future__ import annotations
 
+import datetime
 import enum
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -137,8 +138,6 @@ class View(Protocol):
         """Nothing may be created in the namespace before the tenant's quota there is counted."""
         ...
 
-    def token_due(self, super_pod: Obj) -> bool: ...
-
     def done_just_now(self, what: str, uid: str) -> bool:
         """This process wrote `what` for object `uid` moments ago (its informer may not show it yet)."""
         ...
@@ -240,9 +239,15 @@ class Hooks:
     """(tenant obj, Refused, effects): the translation refused the object (default: an Event)."""
     on_rejected: Callable[[Obj, str, Effects], Awaitable[None]] | None = None
     """(tenant obj, message, effects): the super cluster refused it (besides the Event)."""
+    prepare: Callable[[Obj, Obj, View, Effects], Awaitable[Obj]] | None = None
+    """(tenant obj, desired, view, effects) -> the super object to make: what its making needs from
+    elsewhere (a pod's token), added to a copy (the desired object is what later patches compare)."""
     after_apply: Callable[[Obj, Obj, Obj, View, Effects], Awaitable[None]] | None = None
     """(tenant obj, desired, super obj, view, effects): after create or patch; a kind with this hook is
     carried on to it right after its create."""
+    due: Callable[[Obj, datetime.datetime], bool] | None = None
+    """(super obj, now): its tenant object is due a reconcile by the clock (a pod's token to renew);
+    the patrol asks it of every super object it reads."""
     watches: tuple[Watch, ...] = ()
 
 

@@ -7,6 +7,7 @@ the event path would not, and an unreachable tenant (stale but kept cache) loses
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
@@ -27,19 +28,27 @@ is not a practical concern, and would only delay a repair to the next change.)""
 
 Owned = dict[str, dict[str, list[tuple[str, str]]]]
 """kind -> tenant root -> (tenant namespace, name) of each super object marked as that tenant's."""
+Due = dict[str, list[WorkKey]]
+"""tenant root -> keys whose super object says they are due a reconcile by the clock (Hooks.due)."""
 
 
-def owned(kinds: list[SyncedKind], super_informers: dict[str, Informer]) -> Owned:
+def owned(
+    kinds: list[SyncedKind], super_informers: dict[str, Informer], now: datetime.datetime
+) -> tuple[Owned, Due]:
     """The owner of every super object, read once per patrol rather than once per tenant (each read
-    of a cached object parses it)."""
+    of a cached object parses it), and the tenant keys due by the clock, from the same read."""
     out: Owned = {}
+    due: defaultdict[str, list[WorkKey]] = defaultdict(list)
     for kind in kinds:
         by_root: defaultdict[str, list[tuple[str, str]]] = defaultdict(list)
+        is_due = kind.hooks.due
         for sobj in super_informers[kind.name].cache.values():
             if (owner := naming.tenant_key(sobj)) is not None:
                 by_root[owner[0]].append((owner[1], owner[2]))
+                if is_due is not None and is_due(sobj, now):
+                    due[owner[0]].append((kind.name, owner[1], owner[2]))
         out[kind.name] = by_root
-    return out
+    return out, due
 
 
 def drift(
@@ -104,15 +113,17 @@ def patrol(
     previous: Verified | None = None,
     current: Verified | None = None,
 ) -> int:
-    """One pass over every synced tenant; returns how many keys were queued."""
+    """One pass over every synced tenant (what drifted, and what is due by the clock); returns how
+    many keys were queued."""
     if not all(i.synced.is_set() for i in super_informers.values()):
         return 0
     queued = 0
-    super_owned = owned(kinds, super_informers)
+    super_owned, due = owned(kinds, super_informers, datetime.datetime.now(datetime.UTC))
     for t in tenants:
         if not all(i.synced.is_set() for i in t.informers.values()):
             continue
         keys, counts = drift(kinds, t, super_informers, super_owned, previous, current)
+        keys += due.get(t.ctx.root, [])
         for key in keys:
             enqueue(t.name, key)
         for what, n in counts.items():

@@ -11,7 +11,6 @@ import base64
 import dataclasses
 import datetime
 import logging
-from collections.abc import Iterable
 
 from syncer.engine.model import (
     Effects,
@@ -20,8 +19,6 @@ from syncer.engine.model import (
     Obj,
     Routes,
     View,
-    Watch,
-    WorkKey,
     Write,
     set_status,
     tell,
@@ -38,16 +35,10 @@ TOKEN, BINDING = "token", "binding"  # writes remembered for a while (View.done_
 TOKEN_MANAGED_BY = "tispace-token"
 
 
-def token_secret_kept(secret: Obj, routes: Routes) -> Obj:
-    """A token Secret's metadata (owner, renewal time) is all the syncer reads of it: the token, a
-    third of its memory, stays out of the cache."""
-    secret.pop("data", None)
-    return secret
-
-
-TOKEN_SECRETS = Watch(
-    "TokenSecret", r.SECRETS, f"{naming.MANAGED_BY}={TOKEN_MANAGED_BY}", kept=token_secret_kept
-)  # read by View.token_due; their renewals are found by the patrol (tokens_due)
+def token_dropped(super_pod: Obj, routes: Routes) -> Obj:
+    """The super cache keeps a pod's token renewal time, not its token (a kilobyte per pod)."""
+    super_pod["metadata"].get("annotations", {}).pop(pods.ANN_TOKEN, None)
+    return super_pod
 
 
 def claims_missing(pod: Obj, super_ns: str, view: View) -> bool:
@@ -109,11 +100,21 @@ async def rejected(pod: Obj, message: str, fx: Effects) -> None:
     )
 
 
+async def prepare(pod: Obj, desired: Obj, view: View, fx: Effects) -> Obj:
+    """A pod that mounts a token is made with it: the tenant signs it first."""
+    if not pods.needs_token(pod):
+        return desired
+    annotations = await new_token(pod, fx)
+    meta = desired["metadata"]
+    return {**desired, "metadata": {**meta, "annotations": {**meta["annotations"], **annotations}}}
+
+
 async def after_apply(pod: Obj, desired: Obj, super_pod: Obj, view: View, fx: Effects) -> None:
-    if pods.needs_token(pod) and seen(super_pod, view) and view.token_due(super_pod):
-        await create_token(pod, super_pod, view.ctx.root, fx)
+    smeta = super_pod["metadata"]
+    now = datetime.datetime.now(datetime.UTC)
+    if pods.token_due(super_pod, now) and not view.done_just_now(TOKEN, smeta["uid"]):
+        await renew_token(pod, super_pod, view.ctx.root, fx)
     if debug := pods.ephemeral_patch(desired, super_pod):
-        smeta = super_pod["metadata"]
         await fx.write(
             Write(
                 "super",
@@ -129,22 +130,11 @@ async def after_apply(pod: Obj, desired: Obj, super_pod: Obj, view: View, fx: Ef
     await bind(pod, super_pod, view, fx)
 
 
-def seen(super_pod: Obj, view: View) -> bool:
-    """The super pod is in the cache, not only just made: its token Secret waits for that (the
-    pod's ADDED event queues it again), because the super garbage collector, whose informer sees
-    the pod about as soon, otherwise meets a Secret whose owner it does not know yet and GETs the
-    pod to check it: one request per pod."""
-    meta = super_pod["metadata"]
-    return view.super("Pod", meta["namespace"], meta["name"]) is not None
-
-
-async def create_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None:
-    """A token signed by the tenant for the pod's service account, as a super secret the pod mounts
-    (the kubelet updates the mounted file when the secret changes, so a renewal reaches the pod).
-
-    Owned by the super pod, so the super garbage collector removes it with the pod.
-    """
-    meta, smeta = pod["metadata"], super_pod["metadata"]
+async def new_token(pod: Obj, fx: Effects) -> dict[str, str]:
+    """A token signed by the tenant for the pod's service account and bound to the pod, as the
+    super pod's token annotations (the kubelet rewrites a downward API file when they change, so a
+    renewal reaches the running pod)."""
+    meta = pod["metadata"]
     sa = pod["spec"].get("serviceAccountName") or "default"
     req = {
         "apiVersion": "authentication.k8s.io/v1",
@@ -159,24 +149,34 @@ async def create_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None
         Write("tenant", "create", r.SERVICEACCOUNTS, sa, meta["namespace"], req, subresource="token")
     )
     assert token is not None
-    secret = token_secret(pod, super_pod, root, token, issued)
-    create = Write(
-        "super",
-        "create",
-        r.SECRETS,
-        secret["metadata"]["name"],
-        smeta["namespace"],
-        secret,
-        conflict_ok=True,
-    )
-    if await fx.write(create) is None:  # left from an earlier pod of that name
-        await fx.write(dataclasses.replace(create, verb="replace", conflict_ok=False))
+    return pods.token_annotations(token, issued)
+
+
+async def renew_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None:
+    """A new token on the super pod; a pod made when tokens were Secrets reads it from its Secret,
+    which is written too (owned by the super pod, so the super garbage collector removes it)."""
+    smeta = super_pod["metadata"]
+    annotations = await new_token(pod, fx)
+    patch = {"metadata": {"annotations": annotations}}
+    await fx.write(Write("super", "patch", r.PODS, smeta["name"], smeta["namespace"], patch))
+    if pods.mounts_token_secret(super_pod):
+        secret = token_secret(pod, super_pod, root, annotations[pods.ANN_TOKEN])
+        create = Write(
+            "super",
+            "create",
+            r.SECRETS,
+            secret["metadata"]["name"],
+            smeta["namespace"],
+            secret,
+            conflict_ok=True,
+        )
+        if await fx.write(create) is None:  # the Secret is there: the usual case
+            await fx.write(dataclasses.replace(create, verb="replace", conflict_ok=False))
     fx.done(TOKEN, smeta["uid"])
 
 
-def token_secret(pod: Obj, super_pod: Obj, root: str, token: Obj, issued: datetime.datetime) -> Obj:
+def token_secret(pod: Obj, super_pod: Obj, root: str, token: str) -> Obj:
     meta, smeta = pod["metadata"], super_pod["metadata"]
-    expires = datetime.datetime.fromisoformat(token["status"]["expirationTimestamp"])
     name = pods.token_secret_name(meta["name"])
     return {
         "apiVersion": "v1",
@@ -191,24 +191,13 @@ def token_secret(pod: Obj, super_pod: Obj, root: str, token: Obj, issued: dateti
                 naming.ANN_UID: meta["uid"],
                 naming.ANN_NAMESPACE: meta["namespace"],
                 naming.ANN_NAME: name,
-                pods.ANN_TOKEN_REFRESH: pods.token_refresh_at(issued, expires),
             },
             "ownerReferences": [
                 {"apiVersion": "v1", "kind": "Pod", "name": smeta["name"], "uid": smeta["uid"]}
             ],
         },
-        "data": {pods.TOKEN_KEY: base64.b64encode(token["status"]["token"].encode()).decode()},
+        "data": {pods.TOKEN_KEY: base64.b64encode(token.encode()).decode()},
     }
-
-
-def token_due(super_pod: Obj, secret: Obj | None, made_just_now: bool, now: datetime.datetime) -> bool:
-    """The pod's token secret is missing, left from an earlier pod of that name, or due for renewal
-    (a secret made moments ago that the informer does not show yet is not missing)."""
-    uid = super_pod["metadata"]["uid"]
-    owners = (secret or {}).get("metadata", {}).get("ownerReferences") or [{}]
-    if secret is not None and owners[0].get("uid") == uid:
-        return pods.token_due(secret, now)
-    return not made_just_now
 
 
 def ensure_vnode(node: str, super_node: Obj | None, view: View) -> Write | None:
@@ -259,27 +248,12 @@ async def bind(pod: Obj, super_pod: Obj, view: View, fx: Effects) -> None:
     fx.done(BINDING, meta["uid"])
 
 
-def tokens_due(secrets: Iterable[Obj], routes: Routes, now: datetime.datetime) -> list[tuple[str, WorkKey]]:
-    """The pods whose token is due for renewal (their reconcile asks the tenant for a new one)."""
-    out: list[tuple[str, WorkKey]] = []
-    for secret in secrets:
-        if not pods.token_due(secret, now):
-            continue
-        meta = secret["metadata"]
-        owner = (meta.get("ownerReferences") or [{}])[0].get("name", "")
-        super_pod = routes.super_obj("Pod", meta["namespace"], owner)
-        key = naming.tenant_key(super_pod) if super_pod else None
-        tenant = routes.tenant_of_root(key[0]) if key else None
-        if key and tenant:
-            out.append((tenant, ("Pod", key[1], key[2])))
-    return out
-
-
 HOOKS = Hooks(
     missing=missing,
     wait_for=claims_missing,
     on_refused=refuse,
     on_rejected=rejected,
+    prepare=prepare,
     after_apply=after_apply,
-    watches=(TOKEN_SECRETS,),
+    due=pods.token_due,
 )

@@ -101,7 +101,8 @@ async def _down(kind: SyncedKind, key: Key, view: View, fx: Effects) -> None:
                 raise Later(1.0)  # a scheduler that sees no claim backs off for minutes
             if not view.quota_in_force(sns):
                 raise NotYet(f"the tenant's quota in {sns} is not counted yet")  # a broken one backs off
-        sobj = await fx.write(Write("super", "create", kind.resource, sname, sns or None, desired))
+        made = await hooks.prepare(tobj, desired, view, fx) if hooks.prepare else desired
+        sobj = await fx.write(Write("super", "create", kind.resource, sname, sns or None, made))
         if hooks.after_apply is None or sobj is None:
             return
     patch = kind.patch_down(desired, sobj)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
@@ -18,7 +17,6 @@ from typing import Any
 
 from syncer.engine import admission, reconcile
 from syncer.engine import patrol as patroller
-from syncer.engine import pods as pod_hooks
 from syncer.engine.caches import ClientEffects, JustDone, TenantView
 from syncer.engine.informer import Informer, Key, slim
 from syncer.engine.metrics import InformerCollector, Metrics
@@ -186,8 +184,8 @@ class Syncer:
         await reconcile.rejected(self.kinds[key[0]], (key[1], key[2]), self.view(t), fx, err)
 
     def patrol(self) -> dict[str, Any]:
-        """One full drift check of every tenant, and of pod tokens due for renewal; the repairs go
-        through the queue."""
+        """One full drift check of every tenant, and of what is due by the clock (pod tokens to
+        renew); the repairs go through the queue."""
         t0, cpu0 = time.perf_counter(), time.thread_time()
         verified: patroller.Verified = {}
         down = [k for k in self.kinds.values() if k.direction is Direction.DOWN]
@@ -201,11 +199,6 @@ class Syncer:
             verified,
         )
         self._verified = verified
-        secrets = list(self.supers[pod_hooks.TOKEN_SECRETS.name].cache.values())
-        due = pod_hooks.tokens_due(secrets, self, datetime.datetime.now(datetime.UTC))
-        for tenant, key in due:
-            self._enqueue(tenant, key)
-        queued += len(due)
         seconds = time.perf_counter() - t0
         self.metrics.patrol_seconds.set(seconds)
         # Wall time, and the scan's own CPU time: on a busy machine the first is mostly other processes'.

@@ -11,11 +11,18 @@ from tispace import naming
 
 DEFAULT_SCHEDULER = "default-scheduler"
 ANN_SCHEDULER = f"{naming.GROUP}/schedulerName"
+ANN_TOKEN = f"{naming.GROUP}/token"
+"""On a super pod: the token its tenant signed for it, mounted by a downward API item (as vcluster
+does): the token costs the super cluster no Secret, no watch event and no garbage collection."""
 ANN_TOKEN_REFRESH = f"{naming.GROUP}/token-refresh"
+"""On a super pod: when the syncer asks the tenant for a new token."""
 ANN_GENERATION = f"{naming.GROUP}/generation"
 """On a super pod: the tenant pod's metadata.generation its spec carries (status.observedGeneration up)."""
-"""On a pod's token secret: when the syncer asks the tenant for a new token."""
 TOKEN_KEY = "token"
+_TOKEN_FIELD = f"metadata.annotations['{ANN_TOKEN}']"
+_META_OWNED = (*POD_OWNED, ANN_TOKEN)
+"""The token annotations (ANN_TOKEN is a prefix of ANN_TOKEN_REFRESH) are the syncer's on the super
+pod alone: not in the desired pod, never removed by a patch."""
 # Fields the tenant API server fills for its own cluster that must not reach the super one. The
 # overhead is its RuntimeClass admission's, for the tenant's class: the super one sets it for the
 # class the super pod runs with, and refuses a pod with an overhead it did not compute.
@@ -92,7 +99,37 @@ def refusal(pod: dict[str, Any]) -> Refused | None:
 
 
 def token_secret_name(pod_name: str) -> str:
+    """The Secret a super pod made before tokens were annotations mounts its token from (renewed
+    there until the pod is replaced: a pod's volumes cannot change)."""
     return f"tispace-token-{pod_name}"[:253]
+
+
+def token_annotations(token: dict[str, Any], issued: datetime.datetime) -> dict[str, str]:
+    """A super pod's token annotations from a TokenRequest's answer."""
+    expires = datetime.datetime.fromisoformat(token["status"]["expirationTimestamp"])
+    return {ANN_TOKEN: token["status"]["token"], ANN_TOKEN_REFRESH: token_refresh_at(issued, expires)}
+
+
+def _sources(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        src
+        for vol in pod.get("spec", {}).get("volumes", [])
+        for src in (vol.get("projected") or {}).get("sources", [])
+    ]
+
+
+def mounts_token_secret(super_pod: dict[str, Any]) -> bool:
+    name = token_secret_name(super_pod["metadata"]["name"])
+    return any((src.get("secret") or {}).get("name") == name for src in _sources(super_pod))
+
+
+def carries_token(super_pod: dict[str, Any]) -> bool:
+    """Whether the super pod mounts a tenant token: from its annotation, or from a token Secret."""
+    return mounts_token_secret(super_pod) or any(
+        item.get("fieldRef", {}).get("fieldPath") == _TOKEN_FIELD
+        for src in _sources(super_pod)
+        for item in (src.get("downwardAPI") or {}).get("items", [])
+    )
 
 
 def token_refresh_at(issued: datetime.datetime, expires: datetime.datetime) -> str:
@@ -100,9 +137,12 @@ def token_refresh_at(issued: datetime.datetime, expires: datetime.datetime) -> s
     return (issued + (expires - issued) * 0.8).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def token_due(secret: dict[str, Any], now: datetime.datetime) -> bool:
-    """Whether a token secret needs a new token (one without a readable renewal time does)."""
-    at = (secret["metadata"].get("annotations") or {}).get(ANN_TOKEN_REFRESH)
+def token_due(super_pod: dict[str, Any], now: datetime.datetime) -> bool:
+    """Whether a super pod that mounts a token needs a new one (one without a readable renewal time
+    does: a pod made when tokens were Secrets has none)."""
+    if not carries_token(super_pod):
+        return False
+    at = (super_pod["metadata"].get("annotations") or {}).get(ANN_TOKEN_REFRESH)
     try:
         return now >= datetime.datetime.fromisoformat(str(at))
     except (ValueError, TypeError):  # garbled, or without a time zone
@@ -128,7 +168,7 @@ def _env(container: dict[str, Any], ctx: TenantContext) -> list[dict[str, Any]]:
     return env
 
 
-def _volumes(vols: list[dict[str, Any]], pod_name: str, ctx: TenantContext) -> list[dict[str, Any]]:
+def _volumes(vols: list[dict[str, Any]], ctx: TenantContext) -> list[dict[str, Any]]:
     """Translated in place and returned: `vols` is the super pod's own copy."""
     for vol in vols:
         claim = (vol.get("ephemeral") or {}).get("volumeClaimTemplate")
@@ -140,10 +180,9 @@ def _volumes(vols: list[dict[str, Any]], pod_name: str, ctx: TenantContext) -> l
                 cm["name"] = simple.configmap_super_name(cm["name"])
         for src in sources:
             tok = src.pop("serviceAccountToken", None)
-            if tok is not None:  # the tenant-signed token, minted by the syncer into a super secret
-                src["secret"] = {
-                    "name": token_secret_name(pod_name),
-                    "items": [{"key": TOKEN_KEY, "path": tok["path"]}],
+            if tok is not None:  # the tenant-signed token, which the syncer writes on the super pod
+                src["downwardAPI"] = {
+                    "items": [{"path": tok["path"], "fieldRef": {"fieldPath": _TOKEN_FIELD}}]
                 }
             ref = (src.get("downwardAPI") or {}).get("items", [])
             for item in ref:
@@ -167,11 +206,7 @@ def claim_names(pod: dict[str, Any]) -> list[str]:
 
 
 def needs_token(pod: dict[str, Any]) -> bool:
-    return any(
-        "serviceAccountToken" in src
-        for vol in pod.get("spec", {}).get("volumes", [])
-        for src in (vol.get("projected") or {}).get("sources", [])
-    )
+    return any("serviceAccountToken" in src for src in _sources(pod))
 
 
 def _pin_to_node(spec: dict[str, Any], node: str) -> None:
@@ -219,7 +254,7 @@ def to_super(pod: dict[str, Any], ctx: TenantContext) -> dict[str, Any]:
     for key in ("initContainers", "containers", "ephemeralContainers"):
         for c in spec.get(key, []):
             c["env"] = _env(c, ctx)
-    spec["volumes"] = _volumes(spec.get("volumes", []), meta["name"], ctx)
+    spec["volumes"] = _volumes(spec.get("volumes", []), ctx)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": out_meta, "spec": spec}
 
 
@@ -228,7 +263,7 @@ def patch_down(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any
     containers, init containers and sidecars (a strategic merge patch: containers are merged by
     name, the rest of each is kept), activeDeadlineSeconds and added tolerations (the super pod's
     own, from its admission, are kept: a pod's tolerations may only grow)."""
-    patch = meta_patch(desired, actual, POD_OWNED) or {}
+    patch = meta_patch(desired, actual, _META_OWNED) or {}
     want, have_spec = desired["spec"], actual["spec"]
     spec: dict[str, Any] = {}
     for key in ("containers", "initContainers"):

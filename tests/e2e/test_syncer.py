@@ -188,7 +188,7 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     await t.client.patch(r.CONFIGMAPS, "cfg", {"data": {"a": "2"}}, "default")
     await eventually(lambda: _data_is(super_client, sns, {"a": "2"}), what="cm update mirrored")
 
-    # A pod of the robot SA mounts a token signed by the tenant, carried in a super secret.
+    # A pod of the robot SA mounts a token signed by the tenant, carried on the super pod itself.
     await t.client.create(
         r.PODS,
         {
@@ -216,24 +216,31 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     )
     assert sp["metadata"]["annotations"][naming.ANN_NAMESPACE] == "default"
     assert env["KUBERNETES_SERVICE_HOST"]["value"] == "127.0.0.1"
-    token_secret = await eventually(  # made right after the pod, so it may lag behind it
-        lambda: super_client.get_or_none(r.SECRETS, "tispace-token-withtoken", sns), what="token secret"
-    )
-    jwt = base64.b64decode(token_secret["data"]["token"]).decode()
+    # The tenant's kube-api-access volume reads the token from the annotation (a downward API
+    # item the super API server accepted beside the namespace one); no token Secret is made.
+    [api] = [v for v in sp["spec"]["volumes"] if v["name"].startswith("kube-api-access")]
+    items = [
+        i for src in api["projected"]["sources"] for i in (src.get("downwardAPI") or {}).get("items", [])
+    ]
+    assert {
+        "path": "token",
+        "fieldRef": {"apiVersion": "v1", "fieldPath": f"metadata.annotations['{pods.ANN_TOKEN}']"},
+    } in items
+    assert await super_client.get_or_none(r.SECRETS, pods.token_secret_name("withtoken"), sns) is None
+    jwt = sp["metadata"]["annotations"][pods.ANN_TOKEN]
     claims = orjson.loads(base64.urlsafe_b64decode(jwt.split(".")[1] + "=="))
     assert claims["sub"] == "system:serviceaccount:default:robot"
     assert claims["kubernetes.io"]["pod"]["name"] == "withtoken"
-    assert token_secret["metadata"]["ownerReferences"][0]["uid"] == sp["metadata"]["uid"]
 
     # Tokens live a day: at 80% of its life the patrol has the tenant sign a new one. Bring it due.
-    refresh = token_secret["metadata"]["annotations"][pods.ANN_TOKEN_REFRESH]
+    refresh = sp["metadata"]["annotations"][pods.ANN_TOKEN_REFRESH]
     assert datetime.datetime.fromisoformat(refresh) > datetime.datetime.now(datetime.UTC)
     due = {"metadata": {"annotations": {pods.ANN_TOKEN_REFRESH: "2020-01-01T00:00:00Z"}}}
-    await super_client.patch(r.SECRETS, "tispace-token-withtoken", due, sns)
+    await super_client.patch(r.PODS, "withtoken", due, sns)
 
     async def renewed() -> dict | None:
-        sec = await super_client.get(r.SECRETS, "tispace-token-withtoken", sns)
-        return sec if sec["data"]["token"] != token_secret["data"]["token"] else None
+        now = await super_client.get(r.PODS, "withtoken", sns)
+        return now if now["metadata"]["annotations"][pods.ANN_TOKEN] != jwt else None
 
     async def patrolled() -> bool:
         """A patrol finds the token due once the syncer's informer shows the patch (unless its own
@@ -246,8 +253,9 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     fresh = await eventually(renewed, what="a new token")
     again = datetime.datetime.fromisoformat(fresh["metadata"]["annotations"][pods.ANN_TOKEN_REFRESH])
     assert again > datetime.datetime.now(datetime.UTC)  # due again at 80% of the new token's life
-    jwt = base64.b64decode(fresh["data"]["token"]).decode()
-    claims = orjson.loads(base64.urlsafe_b64decode(jwt.split(".")[1] + "=="))
+    claims = orjson.loads(
+        base64.urlsafe_b64decode(fresh["metadata"]["annotations"][pods.ANN_TOKEN].split(".")[1] + "==")
+    )
     assert (
         claims["kubernetes.io"]["pod"]["uid"]
         == (await t.client.get(r.PODS, "withtoken", "default"))["metadata"]["uid"]
@@ -554,13 +562,13 @@ async def test_tenants_see_the_super_nodes_they_select_from_the_start(
     await eventually(lambda: _is(lambda: _lease_names(some.client), set()), what="their Leases removed")
 
 
-async def test_a_pod_costs_the_super_cluster_its_create_and_token_and_no_patch(
+async def test_a_pod_costs_the_super_cluster_its_create_and_no_patch(
     syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
     """Counted on both API servers (apiserver_request_total), as the bench reports them: on the way
-    to Running a tenant pod costs the super cluster its create and its token Secret, never a pod
-    patch (zone and region labels are each API server's own), and its tenant one binding, one token
-    and at most two status writes."""
+    to Running a tenant pod costs the super cluster its create (its token rides on it: no Secret),
+    never a pod patch (zone and region labels are each API server's own), and its tenant one
+    binding, one token and at most two status writes."""
     t: TenantHandle = await tenant_factory("sync-cost")
     first = pod("warm")  # the namespace and a virtual node exist before counting
     await t.client.create(r.PODS, first, "default")
@@ -584,7 +592,7 @@ async def test_a_pod_costs_the_super_cluster_its_create_and_token_and_no_patch(
     await eventually(settled, what=f"{n} pods Running and the syncer idle")
     super_after, tenant_after = await counts()
     up, down = tenant_after - tenant_before, super_after - super_before
-    assert down["POST pods"] == n and down["POST secrets"] == n
+    assert down["POST pods"] == n and down["POST secrets"] == 0
     assert down["PATCH pods"] <= 1  # another test's leftover may still settle; two per pod before
     assert up["POST pods/binding"] == n and up["POST serviceaccounts/token"] == n
     assert up["PATCH pods/status"] <= 2 * n  # scheduled, then running: as a kubelet writes them

@@ -6,8 +6,8 @@ from typing import Any
 
 from syncer.engine import up
 from syncer.engine.model import View
-from syncer.engine.pods import token_secret_kept
-from syncer.resources import events
+from syncer.engine.pods import token_dropped
+from syncer.resources import events, pods
 
 POD = {
     "metadata": {
@@ -123,10 +123,9 @@ def test_the_super_cache_holds_only_events_a_tenant_may_see() -> None:
     assert up.event_kept(event("kube-system", "Node"), Namespaces(set(), synced=False)) is None
 
 
-def test_a_token_secret_is_cached_without_its_token() -> None:
-    secret = {
-        "metadata": {"name": "tispace-token-p", "annotations": {"a": "b"}, "ownerReferences": [{"uid": "u"}]},
-        "data": {"token": "c2VjcmV0"},
-    }
-    kept = token_secret_kept(secret, Namespaces(set()))
-    assert kept == {"metadata": secret["metadata"]} and "data" not in kept
+def test_a_super_pod_is_cached_without_its_token() -> None:
+    annotations = {"a": "b", pods.ANN_TOKEN: "eyJ.signed", pods.ANN_TOKEN_REFRESH: "2026-12-07T00:00:00Z"}
+    pod = {"metadata": {"name": "p", "annotations": annotations}, "spec": {}}
+    kept = token_dropped(pod, Namespaces(set()))
+    assert kept["metadata"]["annotations"] == {"a": "b", pods.ANN_TOKEN_REFRESH: "2026-12-07T00:00:00Z"}
+    assert token_dropped({"metadata": {"name": "q"}}, Namespaces(set())) == {"metadata": {"name": "q"}}

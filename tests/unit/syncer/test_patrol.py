@@ -1,6 +1,7 @@
 """The patroller finds missing, changed and orphaned super objects from the caches alone."""
 
 import dataclasses
+import datetime
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -8,12 +9,14 @@ from syncer.engine import patrol
 from syncer.engine.informer import Informer
 from syncer.engine.tenant import TenantRuntime
 from syncer.kinds import DOWN_KINDS, KINDS
+from syncer.resources import pods
 from syncer.resources.context import TenantContext
 from tispace import kubeconfig, naming
 from tispace.kube.client import Client
 from tispace.naming import RootNamespace
 
 CTX = TenantContext(root=RootNamespace("t-abcdef-dev"), vc_name="dev", vc_namespace="t")
+NOW = datetime.datetime(2026, 12, 6, 12, 0, tzinfo=datetime.UTC)
 
 
 def cm(name: str, data: dict) -> dict:
@@ -43,7 +46,7 @@ async def test_drift_kinds_are_found_and_queued() -> None:
         foreign = {"metadata": {"name": "foreign", "namespace": "t-abcdef-dev-app", "labels": {"x": "y"}}}
         scm[("t-abcdef-dev-app", "foreign")] = foreign
 
-        keys, counts = patrol.drift(DOWN_KINDS, t, supers, patrol.owned(DOWN_KINDS, supers))
+        keys, counts = patrol.drift(DOWN_KINDS, t, supers, patrol.owned(DOWN_KINDS, supers, NOW)[0])
         assert sorted(keys) == [
             ("ConfigMap", "app", "changed"),
             ("ConfigMap", "app", "missing"),
@@ -69,7 +72,7 @@ async def test_drift_kinds_are_found_and_queued() -> None:
             obj["metadata"]["resourceVersion"] = fields.pop("rv", obj["metadata"].get("resourceVersion"))
             cache[key] = obj | fields
 
-        owned = patrol.owned(DOWN_KINDS, supers)
+        owned, _ = patrol.owned(DOWN_KINDS, supers, NOW)
         changed(tcm, ("app", "same"), rv="5")
         changed(scm, ("t-abcdef-dev-app", "same"), rv="9")
         first: patrol.Verified = {}
@@ -93,5 +96,45 @@ async def test_drift_kinds_are_found_and_queued() -> None:
         supers["Pod"].synced.clear()
         assert patrol.patrol(DOWN_KINDS, [t], supers, lambda *_: None, lambda *_: None) == 0
         assert naming.tenant_key(foreign) is None
+    finally:
+        await client.close()
+
+
+async def test_pods_whose_token_is_due_are_queued_in_sync_or_not() -> None:
+    """The patrol reads every super pod's owner anyway: the same read finds tokens due for renewal
+    (a pod in sync is otherwise never reconciled again)."""
+    client = Client(kubeconfig.Credentials(server="http://127.0.0.1:1", ca_pem=b""))
+    try:
+        t = TenantRuntime("t/dev", CTX, client, 1, lambda *_: None, KINDS.values())
+        supers = {k: Informer(client, KINDS[k].resource, lambda *_: None) for k in KINDS}
+        for inf in [*t.informers.values(), *supers.values()]:
+            inf.synced.set()
+        token = {"serviceAccountToken": {"path": "token"}}
+        for name, refresh in [
+            ("due", "2026-12-06T11:59:00Z"),
+            ("fresh", "2026-12-07T07:00:00Z"),
+            ("plain", None),
+        ]:
+            volumes = [{"name": "api", "projected": {"sources": [token]}}] if refresh else []
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "namespace": "app", "uid": name},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}], "volumes": volumes},
+            }
+            t.informers["Pod"].cache[("app", name)] = pod
+            sobj = KINDS["Pod"].to_super(pod, CTX)
+            if refresh:
+                sobj["metadata"]["annotations"][pods.ANN_TOKEN_REFRESH] = refresh
+            supers["Pod"].cache[("t-abcdef-dev-app", name)] = sobj
+
+        _, due = patrol.owned(DOWN_KINDS, supers, NOW)
+        assert due == {CTX.root: [("Pod", "app", "due")]}
+        keys, counts = patrol.drift(DOWN_KINDS, t, supers, patrol.owned(DOWN_KINDS, supers, NOW)[0])
+        assert keys == [] and not counts  # in sync: only the clock brings "due" back
+        queued: list = []
+        patrol.patrol(DOWN_KINDS, [t], supers, lambda n, k: queued.append((n, k)), lambda *_: None)
+        assert ("t/dev", ("Pod", "app", "due")) in queued
+        assert not [k for _, k in queued if k[2] in ("fresh", "plain")]
     finally:
         await client.close()

@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -212,7 +213,11 @@ def test_volumes_token_ca_and_downward_api() -> None:
     out = pods.to_super(p, CTX)["spec"]["volumes"]
     sources = out[0]["projected"]["sources"]
     assert sources[0] == {
-        "secret": {"name": "tispace-token-web-0", "items": [{"key": "token", "path": "token"}]}
+        "downwardAPI": {
+            "items": [
+                {"path": "token", "fieldRef": {"fieldPath": f"metadata.annotations['{pods.ANN_TOKEN}']"}}
+            ]
+        }
     }
     assert sources[1]["configMap"]["name"] == simple.SUPER_ROOT_CA_CONFIGMAP
     assert sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"].endswith(
@@ -417,12 +422,56 @@ def test_a_pod_token_is_renewed_at_80_percent_of_its_life_and_when_its_time_is_u
     issued = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
     at = pods.token_refresh_at(issued, issued + datetime.timedelta(hours=24))
     assert at == "2026-12-01T07:12:00Z"  # 19.2 h of 24 h
-    secret = {"metadata": {"annotations": {pods.ANN_TOKEN_REFRESH: at}}}
-    assert not pods.token_due(secret, issued)
-    assert not pods.token_due(secret, datetime.datetime(2026, 12, 1, 7, 11, 59, tzinfo=datetime.UTC))
-    assert pods.token_due(secret, datetime.datetime(2026, 12, 1, 7, 12, tzinfo=datetime.UTC))
-    assert pods.token_due({"metadata": {}}, issued)  # made before renewal existed
-    assert pods.token_due({"metadata": {"annotations": {pods.ANN_TOKEN_REFRESH: "soon"}}}, issued)
-    assert pods.token_due(
-        {"metadata": {"annotations": {pods.ANN_TOKEN_REFRESH: "2026-12-01T07:12:00"}}}, issued
+    token = {"serviceAccountToken": {"path": "token"}}
+    made = pods.to_super(tenant_pod(volumes=[{"name": "api", "projected": {"sources": [token]}}]), CTX)
+
+    def with_refresh(at: str | None) -> dict[str, Any]:
+        annotations = {**made["metadata"]["annotations"], **({pods.ANN_TOKEN_REFRESH: at} if at else {})}
+        return {**made, "metadata": {**made["metadata"], "annotations": annotations}}
+
+    assert not pods.token_due(with_refresh(at), issued)
+    assert not pods.token_due(
+        with_refresh(at), datetime.datetime(2026, 12, 1, 7, 11, 59, tzinfo=datetime.UTC)
     )
+    assert pods.token_due(with_refresh(at), datetime.datetime(2026, 12, 1, 7, 12, tzinfo=datetime.UTC))
+    assert pods.token_due(with_refresh(None), issued)  # never renewed by this syncer
+    assert pods.token_due(with_refresh("soon"), issued)
+    assert pods.token_due(with_refresh("2026-12-01T07:12:00"), issued)  # no time zone
+    # A pod made when tokens were Secrets mounts its Secret; a pod without a token is never due.
+    legacy = {
+        "metadata": {"name": "web-0"},
+        "spec": {
+            "volumes": [
+                {
+                    "name": "api",
+                    "projected": {"sources": [{"secret": {"name": pods.token_secret_name("web-0")}}]},
+                }
+            ]
+        },
+    }
+    assert pods.carries_token(legacy) and pods.mounts_token_secret(legacy) and pods.token_due(legacy, issued)
+    plain = pods.to_super(tenant_pod(), CTX)
+    assert not pods.carries_token(plain) and not pods.token_due(plain, issued)
+    assert not pods.mounts_token_secret(made)
+
+
+def test_a_token_answer_becomes_the_super_pods_annotations() -> None:
+    issued = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
+    answer = {"status": {"token": "eyJ.x", "expirationTimestamp": "2026-12-01T12:00:00Z"}}
+    assert pods.token_annotations(answer, issued) == {
+        pods.ANN_TOKEN: "eyJ.x",
+        pods.ANN_TOKEN_REFRESH: "2026-12-01T07:12:00Z",
+    }
+
+
+def test_the_token_annotations_are_never_patched_away_nor_copied_from_the_tenant() -> None:
+    p = tenant_pod()
+    p["metadata"]["annotations"] = {pods.ANN_TOKEN: "forged", "team": "db"}
+    desired = pods.to_super(p, CTX)
+    assert pods.ANN_TOKEN not in desired["metadata"]["annotations"]
+    actual = copy.deepcopy(desired)
+    actual["metadata"]["annotations"] |= {
+        pods.ANN_TOKEN: "signed",
+        pods.ANN_TOKEN_REFRESH: "2026-12-07T00:00:00Z",
+    }
+    assert pods.patch_down(desired, actual) is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from syncer.engine import pods as pod_hooks
 from syncer.engine import reconcile as rec
 from syncer.engine.model import Direction, Later, NotYet, Obj, SyncedKind, Write
 from syncer.kinds import DOWN_KINDS, KINDS, PUBLIC_KINDS
+from syncer.resources import pods
 from syncer.resources.context import TenantContext
 from tispace import naming
 from tispace.kube.client import ApiError
@@ -79,9 +81,6 @@ class FakeView:
 
     def quota_in_force(self, super_ns: str) -> bool:
         return True
-
-    def token_due(self, super_pod: Obj) -> bool:
-        return False
 
     def done_just_now(self, what: str, uid: str) -> bool:
         return (what, uid) in self.just_done
@@ -466,67 +465,85 @@ async def test_a_node_another_worker_made_a_moment_before_gets_no_second_lease()
     assert [w.resource.kind for w in fx.writes if w.verb == "create"][:2] == ["Node", "Pod"]
 
 
-async def test_a_pods_token_secret_waits_until_the_super_pod_is_in_the_cache() -> None:
-    class TokenView(FakeView):
-        def token_due(self, super_pod: Obj) -> bool:  # no secret yet: due unless just made
-            return not self.done_just_now(pod_hooks.TOKEN, super_pod["metadata"]["uid"])
+class TokenEffects(FakeEffects):
+    """The tenant signs a token that lives a day; a Secret create finds one there when `leftover`."""
 
-    class TokenEffects(FakeEffects):
-        async def write(self, w: Write) -> Obj | None:
-            if w.subresource != "token":
-                return await super().write(w)
+    def __init__(self, view: FakeView, leftover: bool = False) -> None:
+        super().__init__(view=view)
+        self.leftover = leftover
+
+    async def write(self, w: Write) -> Obj | None:
+        if w.subresource == "token":
             self.writes.append(w)
-            return {"status": {"token": "signed", "expirationTimestamp": "2026-12-06T00:00:00Z"}}
+            expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+            return {"status": {"token": "signed", "expirationTimestamp": expires.isoformat()}}
+        if w.resource.plural == "secrets" and self.leftover:
+            self.writes.append(w)
+            return None if w.verb == "create" else w.body
+        return await super().write(w)
 
-    kind = KINDS["Pod"]
-    view = TokenView()
-    tobj = tenant_obj(kind)
+
+def token_pod(view: FakeView) -> Obj:
+    tobj = tenant_obj(KINDS["Pod"])
     token = {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}
     tobj["spec"]["volumes"] = [{"name": "api", "projected": {"sources": [token]}}]
     view.tenant_objs[("Pod", "app", "web")] = tobj
-
-    def tokens(fx: FakeEffects) -> list[tuple[str, str, str]]:
-        return [
-            (w.side, w.verb, w.resource.plural)
-            for w in fx.writes
-            if "token" in (w.name + (w.subresource or ""))
-        ]
-
-    fx = TokenEffects(view=view)
-    await rec.reconcile(kind, ("app", "web"), view, fx)
-    assert fx.on("super") == [("create", "Pod")] and tokens(fx) == []  # made, not seen yet
-    made = fx.writes[0]
-    assert made.body is not None
-    view.super_objs[("Pod", made.namespace or "", made.name)] = {
-        **made.body,
-        "metadata": {**made.body["metadata"], "uid": "super-uid"},
-    }
-    fx = TokenEffects(view=view)
-    await rec.reconcile(kind, ("app", "web"), view, fx)  # its ADDED event queued it again
-    assert tokens(fx) == [("tenant", "create", "serviceaccounts"), ("super", "create", "secrets")]
-    assert made.settled is False  # the pod's own create: its echo is what made the token
+    return tobj
 
 
-async def test_a_token_secret_left_by_an_earlier_pod_of_that_name_is_replaced() -> None:
-    class LeftoverEffects(FakeEffects):
-        async def write(self, w: Write) -> Obj | None:
-            self.writes.append(w)
-            if w.subresource == "token":
-                return {"status": {"token": "signed", "expirationTimestamp": "2026-12-06T00:00:00Z"}}
-            if w.verb == "create":
-                assert w.conflict_ok
-                return None  # 409: the earlier pod's Secret is still there
-            return w.body
+def steps(fx: FakeEffects) -> list[tuple[str, str, str, str | None]]:
+    return [(w.side, w.verb, w.resource.plural, w.subresource) for w in fx.writes]
 
+
+async def test_a_pod_is_made_with_its_tenant_signed_token_and_no_secret() -> None:
     kind = KINDS["Pod"]
-    tobj = tenant_obj(kind)
-    _, sobj = super_copy(kind, tobj)
-    fx = LeftoverEffects()
-    await pod_hooks.create_token(tobj, sobj, CTX.root, fx)
-    secrets = [w for w in fx.writes if w.resource.plural == "secrets"]
-    assert [(w.verb, w.conflict_ok) for w in secrets] == [("create", True), ("replace", False)]
-    assert secrets[0].body == secrets[1].body
-    assert (pod_hooks.TOKEN, "super-uid") in fx.just_done
+    view = FakeView()
+    token_pod(view)
+    fx = TokenEffects(view)
+    await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert steps(fx) == [("tenant", "create", "serviceaccounts", "token"), ("super", "create", "pods", None)]
+    made = fx.writes[1].body
+    assert made is not None
+    assert made["metadata"]["annotations"][pods.ANN_TOKEN] == "signed"
+    assert not pods.token_due(made, datetime.datetime.now(datetime.UTC))  # renewed at 80% of its life
+    assert made["metadata"]["labels"][naming.LABEL_TENANT] == CTX.root
+
+    # Its ADDED event: the cache holds it without the token, which no patch takes away.
+    view.super_objs[("Pod", CTX.super_ns("app"), "web")] = pod_hooks.token_dropped(
+        {**made, "metadata": {**made["metadata"], "uid": "super-uid"}}, view
+    )
+    fx = TokenEffects(view)
+    await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert fx.writes == []
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["annotation", "made-with-a-secret"])
+async def test_a_due_token_is_renewed_once_on_the_super_pod(legacy: bool) -> None:
+    """A pod made when tokens were Secrets mounts its Secret (a pod's volumes cannot change): that
+    Secret gets the new token too, replaced since it is there."""
+    kind = KINDS["Pod"]
+    view = FakeView()
+    key, sobj = super_copy(kind, token_pod(view))
+    annotations = sobj["metadata"]["annotations"]
+    if legacy:
+        name = pods.token_secret_name("web")
+        sobj["spec"]["volumes"][0]["projected"]["sources"] = [{"secret": {"name": name}}]
+    else:
+        annotations[pods.ANN_TOKEN_REFRESH] = "2026-01-01T00:00:00Z"
+    view.super_objs[key] = sobj
+    fx = TokenEffects(view, leftover=True)
+    await rec.reconcile(kind, ("app", "web"), view, fx)
+    renewal = [("tenant", "create", "serviceaccounts", "token"), ("super", "patch", "pods", None)]
+    legacy_secret = [("super", "create", "secrets", None), ("super", "replace", "secrets", None)]
+    assert steps(fx) == renewal + (legacy_secret if legacy else [])
+    assert set(fx.writes[1].body["metadata"]["annotations"]) == {pods.ANN_TOKEN, pods.ANN_TOKEN_REFRESH}  # type: ignore[index]
+    if legacy:
+        assert fx.writes[3].body["data"] == {"token": "c2lnbmVk"}  # type: ignore[index]
+        assert fx.writes[3].body["metadata"]["ownerReferences"][0]["uid"] == "super-uid"  # type: ignore[index]
+
+    fx = TokenEffects(view)  # queued again before the cache shows the renewal: not signed twice
+    await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert fx.writes == []
 
 
 async def test_a_status_just_written_is_not_written_again_before_the_cache_shows_it() -> None:

@@ -102,7 +102,12 @@ async def _down(kind: SyncedKind, key: Key, view: View, fx: Effects) -> None:
             if not view.quota_in_force(sns):
                 raise NotYet(f"the tenant's quota in {sns} is not counted yet")  # a broken one backs off
         made = await hooks.prepare(tobj, desired, view, fx) if hooks.prepare else desired
-        sobj = await fx.write(Write("super", "create", kind.resource, sname, sns or None, made))
+        # A kind with after_apply goes on below with what the create returned, so the create's echo
+        # would only find all done: settled (a reconcile per pod).
+        create = Write(
+            "super", "create", kind.resource, sname, sns or None, made, settled=bool(hooks.after_apply)
+        )
+        sobj = await fx.write(create)
         if hooks.after_apply is None or sobj is None:
             return
     patch = kind.patch_down(desired, sobj)

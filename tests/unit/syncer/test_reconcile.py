@@ -569,9 +569,21 @@ async def test_a_status_just_written_is_not_written_again_before_the_cache_shows
 
 
 async def test_only_writes_whose_echo_finds_nothing_to_do_are_settled() -> None:
-    """A settled write's own watch event queues nothing (caches.JustDone): the last status write, and
-    the super delete of a pod being deleted; a create or binding whose echo carries the pod on is not."""
+    """A settled write's own watch event queues nothing (caches.JustDone): the last status write, the
+    super delete of a pod being deleted, and a pod's create (its reconcile goes on with the answer);
+    a binding, whose echo carries the pod on, is not; nor a create that ends its reconcile."""
     kind = KINDS["Pod"]
+    view = FakeView()
+    tobj = tenant_obj(kind)
+    view.tenant_objs[("Pod", "app", "web")] = tobj
+    fx = FakeEffects(view=view)
+    await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert [(w.side, w.verb, w.settled) for w in fx.writes] == [("super", "create", True)]
+    cm = KINDS["ConfigMap"]
+    fx = FakeEffects()
+    await rec.reconcile(cm, ("app", "web"), with_tenant(cm), fx)  # its echo is where it is compared
+    assert [(w.side, w.verb, w.settled) for w in fx.writes] == [("super", "create", False)]
+
     view = FakeView()
     key = synced_pair(view, "Pod")
     view.super_objs[key]["spec"]["nodeName"] = "node-1"

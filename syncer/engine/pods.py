@@ -158,7 +158,8 @@ async def renew_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None:
     smeta = super_pod["metadata"]
     annotations = await new_token(pod, fx)
     patch = {"metadata": {"annotations": annotations}}
-    await fx.write(Write("super", "patch", r.PODS, smeta["name"], smeta["namespace"], patch))
+    # settled: its echo would only find the token renewed
+    await fx.write(Write("super", "patch", r.PODS, smeta["name"], smeta["namespace"], patch, settled=True))
     if pods.mounts_token_secret(super_pod):
         secret = token_secret(pod, super_pod, root, annotations[pods.ANN_TOKEN])
         create = Write(

@@ -536,6 +536,7 @@ async def test_a_due_token_is_renewed_once_on_the_super_pod(legacy: bool) -> Non
     renewal = [("tenant", "create", "serviceaccounts", "token"), ("super", "patch", "pods", None)]
     legacy_secret = [("super", "create", "secrets", None), ("super", "replace", "secrets", None)]
     assert steps(fx) == renewal + (legacy_secret if legacy else [])
+    assert fx.writes[1].settled  # its echo would only find the token renewed
     assert set(fx.writes[1].body["metadata"]["annotations"]) == {pods.ANN_TOKEN, pods.ANN_TOKEN_REFRESH}  # type: ignore[index]
     if legacy:
         assert fx.writes[3].body["data"] == {"token": "c2lnbmVk"}  # type: ignore[index]

@@ -455,7 +455,7 @@ async def _through_phase(
             "by_kind": {k: round(v / plan.total, 2) for k, v in reconciles.most_common()},
         }
         figures["syncer_peak_rss_mib"] = round(procs.rss_bytes(syncer.pid(), peak=True) / 2**20, 1)
-        # each pod twice (tenant and super caches) plus its token Secret, Events and queue keys
+        # each pod twice (tenant and super caches) plus its Events and queue keys
         figures["syncer_rss_kib_per_pod"] = round(
             (procs.rss_bytes(syncer.pid()) - rss0) / 1024 / plan.total, 1
         )

@@ -210,7 +210,7 @@ def every_tenant(kind: str) -> Route:
 
 @dataclass(frozen=True)
 class Watch:
-    """A super cache a kind's hooks read besides its own (quotas, token secrets)."""
+    """A super cache a kind's hooks read besides its own (a namespace's quota)."""
 
     name: str
     resource: Resource

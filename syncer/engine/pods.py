@@ -12,6 +12,8 @@ import dataclasses
 import datetime
 import logging
 
+from cachetools import TTLCache
+
 from syncer.engine.model import (
     Effects,
     Hooks,
@@ -27,17 +29,23 @@ from syncer.resources import nodes, pods
 from syncer.resources.context import Refused
 from tispace import leases, naming
 from tispace.kube import resources as r
+from tispace.kube.client import ApiError
 
 log = logging.getLogger("syncer.pods")
 TOKEN_SECONDS = 86400
 TOKEN, BINDING = "token", "binding"  # writes remembered for a while (View.done_just_now)
 # Not the tenant-object mark: a token secret mirrors no tenant Secret, and its pod owns it.
 TOKEN_MANAGED_BY = "tispace-token"
+TOKEN_KEPT = "-"
+"""What the super cache holds of a pod's token."""
 
 
 def token_dropped(super_pod: Obj, routes: Routes) -> Obj:
-    """The super cache keeps a pod's token renewal time, not its token (a kilobyte per pod)."""
-    super_pod["metadata"].get("annotations", {}).pop(pods.ANN_TOKEN, None)
+    """The super cache keeps a pod's token renewal time, and a mark where its token is (a kilobyte per
+    pod): a token removed from the pod is seen, and renewed."""
+    annotations = super_pod["metadata"].get("annotations") or {}
+    if pods.ANN_TOKEN in annotations:
+        annotations[pods.ANN_TOKEN] = TOKEN_KEPT
     return super_pod
 
 
@@ -100,17 +108,27 @@ async def rejected(pod: Obj, message: str, fx: Effects) -> None:
     )
 
 
+MINTED: TTLCache[str, dict[str, str]] = TTLCache(maxsize=10_000, ttl=600)
+"""Token annotations signed for a tenant pod (by uid) whose super create has not succeeded yet: a
+create the super cluster refuses (over quota, say) is retried for as long as it is refused, and
+each attempt would otherwise have the tenant sign another token. Reused for ten minutes of a
+day-long token; dropped once the pod is made."""
+
+
 async def prepare(pod: Obj, desired: Obj, view: View, fx: Effects) -> Obj:
     """A pod that mounts a token is made with it: the tenant signs it first."""
     if not pods.needs_token(pod):
         return desired
-    annotations = await new_token(pod, fx)
+    uid = pod["metadata"]["uid"]
+    annotations = MINTED.get(uid) or await new_token(pod, fx)
+    MINTED[uid] = annotations
     meta = desired["metadata"]
     return {**desired, "metadata": {**meta, "annotations": {**meta["annotations"], **annotations}}}
 
 
 async def after_apply(pod: Obj, desired: Obj, super_pod: Obj, view: View, fx: Effects) -> None:
     smeta = super_pod["metadata"]
+    MINTED.pop(pod["metadata"]["uid"], None)
     now = datetime.datetime.now(datetime.UTC)
     if pods.token_due(super_pod, now) and not view.done_just_now(TOKEN, smeta["uid"]):
         await renew_token(pod, super_pod, view.ctx.root, fx)
@@ -153,26 +171,23 @@ async def new_token(pod: Obj, fx: Effects) -> dict[str, str]:
 
 
 async def renew_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None:
-    """A new token on the super pod; a pod made when tokens were Secrets reads it from its Secret,
-    which is written too (owned by the super pod, so the super garbage collector removes it)."""
+    """A new token on the super pod. A pod made when tokens were Secrets reads it from its Secret,
+    written first (replaced, as it is there; owned by the super pod, so the super garbage collector
+    removes it): the pod's new renewal time is the last write, so a failure before it is retried."""
     smeta = super_pod["metadata"]
     annotations = await new_token(pod, fx)
-    patch = {"metadata": {"annotations": annotations}}
-    # settled: its echo would only find the token renewed
-    await fx.write(Write("super", "patch", r.PODS, smeta["name"], smeta["namespace"], patch, settled=True))
     if pods.mounts_token_secret(super_pod):
         secret = token_secret(pod, super_pod, root, annotations[pods.ANN_TOKEN])
-        create = Write(
-            "super",
-            "create",
-            r.SECRETS,
-            secret["metadata"]["name"],
-            smeta["namespace"],
-            secret,
-            conflict_ok=True,
-        )
-        if await fx.write(create) is None:  # the Secret is there: the usual case
-            await fx.write(dataclasses.replace(create, verb="replace", conflict_ok=False))
+        replace = Write("super", "replace", r.SECRETS, secret["metadata"]["name"], smeta["namespace"], secret)
+        try:
+            await fx.write(replace)
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            await fx.write(dataclasses.replace(replace, verb="create"))
+    patch = {"metadata": {"uid": smeta["uid"], "annotations": annotations}}  # never a namesake's
+    # settled: its echo would only find the token renewed
+    await fx.write(Write("super", "patch", r.PODS, smeta["name"], smeta["namespace"], patch, settled=True))
     fx.done(TOKEN, smeta["uid"])
 
 

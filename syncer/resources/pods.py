@@ -118,18 +118,28 @@ def _sources(pod: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def mounts_token_secret(super_pod: dict[str, Any]) -> bool:
-    name = token_secret_name(super_pod["metadata"]["name"])
-    return any((src.get("secret") or {}).get("name") == name for src in _sources(super_pod))
-
-
-def carries_token(super_pod: dict[str, Any]) -> bool:
-    """Whether the super pod mounts a tenant token: from its annotation, or from a token Secret."""
-    return mounts_token_secret(super_pod) or any(
+def _mounts_token_annotation(super_pod: dict[str, Any]) -> bool:
+    return any(
         item.get("fieldRef", {}).get("fieldPath") == _TOKEN_FIELD
         for src in _sources(super_pod)
         for item in (src.get("downwardAPI") or {}).get("items", [])
     )
+
+
+def mounts_token_secret(super_pod: dict[str, Any]) -> bool:
+    """A super pod made when tokens were Secrets: its token source became that Secret's, with the
+    token key (a tenant Secret of that name mounted in a pod of this syncer is not one)."""
+    name = token_secret_name(super_pod["metadata"]["name"])
+    return not _mounts_token_annotation(super_pod) and any(
+        (src.get("secret") or {}).get("name") == name
+        and any(item.get("key") == TOKEN_KEY for item in src["secret"].get("items", []))
+        for src in _sources(super_pod)
+    )
+
+
+def carries_token(super_pod: dict[str, Any]) -> bool:
+    """Whether the super pod mounts a tenant token: from its annotation, or from a token Secret."""
+    return _mounts_token_annotation(super_pod) or mounts_token_secret(super_pod)
 
 
 def token_refresh_at(issued: datetime.datetime, expires: datetime.datetime) -> str:
@@ -138,11 +148,14 @@ def token_refresh_at(issued: datetime.datetime, expires: datetime.datetime) -> s
 
 
 def token_due(super_pod: dict[str, Any], now: datetime.datetime) -> bool:
-    """Whether a super pod that mounts a token needs a new one (one without a readable renewal time
-    does: a pod made when tokens were Secrets has none)."""
+    """Whether a super pod that mounts a token needs a new one: at its renewal time, or without a
+    readable one (a pod made when tokens were Secrets has none), or without its token."""
     if not carries_token(super_pod):
         return False
-    at = (super_pod["metadata"].get("annotations") or {}).get(ANN_TOKEN_REFRESH)
+    annotations = super_pod["metadata"].get("annotations") or {}
+    if ANN_TOKEN not in annotations and not mounts_token_secret(super_pod):
+        return True  # its token was taken off the pod
+    at = annotations.get(ANN_TOKEN_REFRESH)
     try:
         return now >= datetime.datetime.fromisoformat(str(at))
     except (ValueError, TypeError):  # garbled, or without a time zone

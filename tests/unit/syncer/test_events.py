@@ -6,7 +6,8 @@ from typing import Any
 
 from syncer.engine import up
 from syncer.engine.model import View
-from syncer.engine.pods import token_dropped
+from syncer.engine.pods import TOKEN_KEPT, token_dropped
+from syncer.kinds import KINDS
 from syncer.resources import events, pods
 
 POD = {
@@ -127,5 +128,10 @@ def test_a_super_pod_is_cached_without_its_token() -> None:
     annotations = {"a": "b", pods.ANN_TOKEN: "eyJ.signed", pods.ANN_TOKEN_REFRESH: "2026-12-07T00:00:00Z"}
     pod = {"metadata": {"name": "p", "annotations": annotations}, "spec": {}}
     kept = token_dropped(pod, Namespaces(set()))
-    assert kept["metadata"]["annotations"] == {"a": "b", pods.ANN_TOKEN_REFRESH: "2026-12-07T00:00:00Z"}
+    assert kept["metadata"]["annotations"] == {
+        "a": "b",
+        pods.ANN_TOKEN: TOKEN_KEPT,  # where the token is, so a token taken off the pod is seen
+        pods.ANN_TOKEN_REFRESH: "2026-12-07T00:00:00Z",
+    }
+    assert KINDS["Pod"].super_kept is token_dropped  # what the syncer's super pod informer keeps
     assert token_dropped({"metadata": {"name": "q"}}, Namespaces(set())) == {"metadata": {"name": "q"}}

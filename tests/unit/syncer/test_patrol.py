@@ -125,16 +125,28 @@ async def test_pods_whose_token_is_due_are_queued_in_sync_or_not() -> None:
             t.informers["Pod"].cache[("app", name)] = pod
             sobj = KINDS["Pod"].to_super(pod, CTX)
             if refresh:
-                sobj["metadata"]["annotations"][pods.ANN_TOKEN_REFRESH] = refresh
+                sobj["metadata"]["annotations"] |= {pods.ANN_TOKEN: "-", pods.ANN_TOKEN_REFRESH: refresh}
             supers["Pod"].cache[("t-abcdef-dev-app", name)] = sobj
 
+        other = dataclasses.replace(CTX, root=RootNamespace("t-123456-other"), vc_name="other")
+        mounted = {
+            **pod,
+            "spec": {**pod["spec"], "volumes": [{"name": "api", "projected": {"sources": [token]}}]},
+        }
+        theirs = KINDS["Pod"].to_super(mounted, other)  # another tenant's, due too: never queued for this one
+        theirs["metadata"]["annotations"] |= {
+            pods.ANN_TOKEN: "-",
+            pods.ANN_TOKEN_REFRESH: "2026-12-06T11:00:00Z",
+        }
+        supers["Pod"].cache[("t-123456-other-app", "plain")] = theirs
+
         _, due = patrol.owned(DOWN_KINDS, supers, NOW)
-        assert due == {CTX.root: [("Pod", "app", "due")]}
+        assert due == {CTX.root: [("Pod", "app", "due")], other.root: [("Pod", "app", "plain")]}
         keys, counts = patrol.drift(DOWN_KINDS, t, supers, patrol.owned(DOWN_KINDS, supers, NOW)[0])
         assert keys == [] and not counts  # in sync: only the clock brings "due" back
         queued: list = []
         patrol.patrol(DOWN_KINDS, [t], supers, lambda n, k: queued.append((n, k)), lambda *_: None)
-        assert ("t/dev", ("Pod", "app", "due")) in queued
+        assert [k for n, k in queued if k[0] == "Pod"] == [("Pod", "app", "due")]  # once, for this tenant
         assert not [k for _, k in queued if k[2] in ("fresh", "plain")]
     finally:
         await client.close()

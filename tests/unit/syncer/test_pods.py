@@ -425,8 +425,12 @@ def test_a_pod_token_is_renewed_at_80_percent_of_its_life_and_when_its_time_is_u
     token = {"serviceAccountToken": {"path": "token"}}
     made = pods.to_super(tenant_pod(volumes=[{"name": "api", "projected": {"sources": [token]}}]), CTX)
 
-    def with_refresh(at: str | None) -> dict[str, Any]:
-        annotations = {**made["metadata"]["annotations"], **({pods.ANN_TOKEN_REFRESH: at} if at else {})}
+    def with_refresh(at: str | None, token: bool = True) -> dict[str, Any]:
+        annotations = {
+            **made["metadata"]["annotations"],
+            **({pods.ANN_TOKEN: "signed"} if token else {}),
+            **({pods.ANN_TOKEN_REFRESH: at} if at else {}),
+        }
         return {**made, "metadata": {**made["metadata"], "annotations": annotations}}
 
     assert not pods.token_due(with_refresh(at), issued)
@@ -437,19 +441,24 @@ def test_a_pod_token_is_renewed_at_80_percent_of_its_life_and_when_its_time_is_u
     assert pods.token_due(with_refresh(None), issued)  # never renewed by this syncer
     assert pods.token_due(with_refresh("soon"), issued)
     assert pods.token_due(with_refresh("2026-12-01T07:12:00"), issued)  # no time zone
-    # A pod made when tokens were Secrets mounts its Secret; a pod without a token is never due.
-    legacy = {
-        "metadata": {"name": "web-0"},
-        "spec": {
-            "volumes": [
-                {
-                    "name": "api",
-                    "projected": {"sources": [{"secret": {"name": pods.token_secret_name("web-0")}}]},
-                }
-            ]
-        },
-    }
+    assert pods.token_due(with_refresh(at, token=False), issued)  # its token taken off the pod
+
+    # A pod made when tokens were Secrets mounts its Secret's token key; a pod without a token is
+    # never due; a tenant Secret of that name is not a token Secret.
+    def mounting(secret: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "metadata": {"name": "web-0"},
+            "spec": {"volumes": [{"name": "api", "projected": {"sources": [secret]}}]},
+        }
+
+    legacy = mounting(
+        {"secret": {"name": pods.token_secret_name("web-0"), "items": [{"key": "token", "path": "t"}]}}
+    )
     assert pods.carries_token(legacy) and pods.mounts_token_secret(legacy) and pods.token_due(legacy, issued)
+    own = mounting(
+        {"secret": {"name": pods.token_secret_name("web-0"), "items": [{"key": "ca", "path": "ca"}]}}
+    )
+    assert not pods.carries_token(own) and not pods.token_due(own, issued)
     plain = pods.to_super(tenant_pod(), CTX)
     assert not pods.carries_token(plain) and not pods.token_due(plain, issued)
     assert not pods.mounts_token_secret(made)

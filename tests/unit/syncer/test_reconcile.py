@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import datetime
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -466,20 +467,29 @@ async def test_a_node_another_worker_made_a_moment_before_gets_no_second_lease()
 
 
 class TokenEffects(FakeEffects):
-    """The tenant signs a token that lives a day; a Secret create finds one there when `leftover`."""
+    """The tenant signs a token that lives a day; a Secret is there unless `gone`; the super cluster
+    refuses pod creates and patches when `refused`."""
 
-    def __init__(self, view: FakeView, leftover: bool = False) -> None:
+    def __init__(self, view: FakeView, gone: bool = False, refused: bool = False) -> None:
         super().__init__(view=view)
-        self.leftover = leftover
+        self.gone = gone
+        self.refused = refused
 
     async def write(self, w: Write) -> Obj | None:
         if w.subresource == "token":
             self.writes.append(w)
             expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
             return {"status": {"token": "signed", "expirationTimestamp": expires.isoformat()}}
-        if w.resource.plural == "secrets" and self.leftover:
+        if w.resource.plural == "secrets":
             self.writes.append(w)
-            return None if w.verb == "create" else w.body
+            if w.verb == "replace" and self.gone:
+                raise ApiError(404, {"message": "not found"}, "PUT", w.name)
+            return w.body
+        if w.verb == "patch" and self.refused:
+            raise ApiError(429, {"message": "slow down"}, "PATCH", w.name)
+        if w.verb == "create" and w.resource.plural == "pods" and self.refused:
+            self.writes.append(w)
+            raise ApiError(403, {"message": "exceeded quota"}, "POST", w.name)
         return await super().write(w)
 
 
@@ -527,24 +537,71 @@ async def test_a_due_token_is_renewed_once_on_the_super_pod(legacy: bool) -> Non
     annotations = sobj["metadata"]["annotations"]
     if legacy:
         name = pods.token_secret_name("web")
-        sobj["spec"]["volumes"][0]["projected"]["sources"] = [{"secret": {"name": name}}]
+        token_item = {"key": "token", "path": "token"}
+        sobj["spec"]["volumes"][0]["projected"]["sources"] = [
+            {"secret": {"name": name, "items": [token_item]}}
+        ]
     else:
-        annotations[pods.ANN_TOKEN_REFRESH] = "2026-01-01T00:00:00Z"
+        annotations |= {pods.ANN_TOKEN: "old", pods.ANN_TOKEN_REFRESH: "2026-01-01T00:00:00Z"}
     view.super_objs[key] = sobj
-    fx = TokenEffects(view, leftover=True)
+    fx = TokenEffects(view)
     await rec.reconcile(kind, ("app", "web"), view, fx)
-    renewal = [("tenant", "create", "serviceaccounts", "token"), ("super", "patch", "pods", None)]
-    legacy_secret = [("super", "create", "secrets", None), ("super", "replace", "secrets", None)]
-    assert steps(fx) == renewal + (legacy_secret if legacy else [])
-    assert fx.writes[1].settled  # its echo would only find the token renewed
-    assert set(fx.writes[1].body["metadata"]["annotations"]) == {pods.ANN_TOKEN, pods.ANN_TOKEN_REFRESH}  # type: ignore[index]
+    # The pod's new renewal time is the last write: a failed Secret write is retried.
+    secret = [("super", "replace", "secrets", None)] if legacy else []
+    token, patch = ("tenant", "create", "serviceaccounts", "token"), ("super", "patch", "pods", None)
+    assert steps(fx) == [token, *secret, patch]
+    renewed = fx.writes[-1]
+    assert renewed.settled  # its echo would only find the token renewed
+    assert renewed.body == {  # never a namesake's
+        "metadata": {
+            "uid": "super-uid",
+            "annotations": {pods.ANN_TOKEN: "signed", pods.ANN_TOKEN_REFRESH: mock.ANY},
+        }
+    }
     if legacy:
-        assert fx.writes[3].body["data"] == {"token": "c2lnbmVk"}  # type: ignore[index]
-        assert fx.writes[3].body["metadata"]["ownerReferences"][0]["uid"] == "super-uid"  # type: ignore[index]
+        assert fx.writes[1].body["data"] == {"token": "c2lnbmVk"}  # type: ignore[index]
+        assert fx.writes[1].body["metadata"]["ownerReferences"][0]["uid"] == "super-uid"  # type: ignore[index]
 
     fx = TokenEffects(view)  # queued again before the cache shows the renewal: not signed twice
     await rec.reconcile(kind, ("app", "web"), view, fx)
     assert fx.writes == []
+
+
+async def test_a_refused_pod_create_is_retried_with_the_token_already_signed() -> None:
+    pod_hooks.MINTED.clear()
+    kind = KINDS["Pod"]
+    view = FakeView()
+    token_pod(view)
+    for _ in range(2):
+        fx = TokenEffects(view, refused=True)
+        with pytest.raises(ApiError):
+            await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert steps(fx) == [("super", "create", "pods", None)]  # the second attempt: no new token
+    fx = TokenEffects(view)
+    await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert steps(fx) == [("super", "create", "pods", None)]
+    assert "uid-1" not in pod_hooks.MINTED  # made: the next token is a renewal's
+
+
+async def test_a_renewal_that_fails_after_the_secret_is_retried_and_a_missing_secret_is_made() -> None:
+    kind = KINDS["Pod"]
+    view = FakeView()
+    key, sobj = super_copy(kind, token_pod(view))
+    item = {"key": "token", "path": "token"}
+    sobj["spec"]["volumes"][0]["projected"]["sources"] = [
+        {"secret": {"name": "tispace-token-web", "items": [item]}}
+    ]
+    view.super_objs[key] = sobj
+    fx = TokenEffects(view, gone=True, refused=True)
+    with pytest.raises(ApiError):  # the Secret written (made: it was gone), the pod's patch refused
+        await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert [(w.verb, w.resource.plural) for w in fx.writes if w.side == "super"] == [
+        ("replace", "secrets"),
+        ("create", "secrets"),
+    ]
+    fx = TokenEffects(view)  # the retry renews again: the pod still shows no renewal time
+    await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert steps(fx)[-1] == ("super", "patch", "pods", None)
 
 
 async def test_a_status_just_written_is_not_written_again_before_the_cache_shows_it() -> None:

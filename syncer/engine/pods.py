@@ -44,8 +44,9 @@ def token_dropped(super_pod: Obj, routes: Routes) -> Obj:
     """The super cache keeps a pod's token renewal time, and a mark where its token is (a kilobyte per
     pod): a token removed from the pod is seen, and renewed."""
     annotations = super_pod["metadata"].get("annotations") or {}
-    if pods.ANN_TOKEN in annotations:
-        annotations[pods.ANN_TOKEN] = TOKEN_KEPT
+    for key in annotations:
+        if key == pods.ANN_TOKEN or key.startswith(pods.ANN_TOKEN + "."):
+            annotations[key] = TOKEN_KEPT
     return super_pod
 
 
@@ -148,26 +149,28 @@ async def after_apply(pod: Obj, desired: Obj, super_pod: Obj, view: View, fx: Ef
     await bind(pod, super_pod, view, fx)
 
 
-async def new_token(pod: Obj, fx: Effects) -> dict[str, str]:
-    """A token signed by the tenant for the pod's service account and bound to the pod, as the
-    super pod's token annotations (the kubelet rewrites a downward API file when they change, so a
-    renewal reaches the running pod)."""
+async def new_token(pod: Obj, fx: Effects, audiences: list[str] | None = None) -> dict[str, str]:
+    """Tokens signed by the tenant for the pod's service account and bound to the pod, one per
+    audience its token sources ask for (default: all of them), as the super pod's token annotations
+    (the kubelet rewrites a downward API file when they change, so a renewal reaches the running pod)."""
     meta = pod["metadata"]
     sa = pod["spec"].get("serviceAccountName") or "default"
-    req = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {
+    issued = datetime.datetime.now(datetime.UTC)
+    tokens = {}
+    for audience in pods.token_audiences(pod) if audiences is None else audiences:
+        spec: Obj = {
             "expirationSeconds": TOKEN_SECONDS,
             "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
-        },
-    }
-    issued = datetime.datetime.now(datetime.UTC)
-    token = await fx.write(
-        Write("tenant", "create", r.SERVICEACCOUNTS, sa, meta["namespace"], req, subresource="token")
-    )
-    assert token is not None
-    return pods.token_annotations(token, issued)
+        }
+        if audience:
+            spec["audiences"] = [audience]
+        req = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        token = await fx.write(
+            Write("tenant", "create", r.SERVICEACCOUNTS, sa, meta["namespace"], req, subresource="token")
+        )
+        assert token is not None
+        tokens[audience] = token
+    return pods.token_annotations(tokens, issued)
 
 
 async def renew_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None:
@@ -175,8 +178,9 @@ async def renew_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None:
     written first (replaced, as it is there; owned by the super pod, so the super garbage collector
     removes it): the pod's new renewal time is the last write, so a failure before it is retried."""
     smeta = super_pod["metadata"]
-    annotations = await new_token(pod, fx)
-    if pods.mounts_token_secret(super_pod):
+    legacy = pods.mounts_token_secret(super_pod)  # its Secret holds one token, the API server's
+    annotations = await new_token(pod, fx, [""] if legacy else None)
+    if legacy:
         secret = token_secret(pod, super_pod, root, annotations[pods.ANN_TOKEN])
         replace = Write("super", "replace", r.SECRETS, secret["metadata"]["name"], smeta["namespace"], secret)
         try:

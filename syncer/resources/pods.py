@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
+import re
 from typing import Any
 
 from syncer.resources import simple, volumes
@@ -13,13 +15,14 @@ DEFAULT_SCHEDULER = "default-scheduler"
 ANN_SCHEDULER = f"{naming.GROUP}/schedulerName"
 ANN_TOKEN = f"{naming.GROUP}/token"
 """On a super pod: the token its tenant signed for it, mounted by a downward API item (as vcluster
-does): the token costs the super cluster no Secret, no watch event and no garbage collection."""
+does): the token costs the super cluster no Secret, no watch event and no garbage collection. A
+token for another audience is under its own key (token_key)."""
 ANN_TOKEN_REFRESH = f"{naming.GROUP}/token-refresh"
 """On a super pod: when the syncer asks the tenant for a new token."""
 ANN_GENERATION = f"{naming.GROUP}/generation"
 """On a super pod: the tenant pod's metadata.generation its spec carries (status.observedGeneration up)."""
 TOKEN_KEY = "token"
-_TOKEN_FIELD = f"metadata.annotations['{ANN_TOKEN}']"
+_TOKEN_FIELD = re.compile(rf"metadata\.annotations\['({re.escape(ANN_TOKEN)}(?:\.[0-9a-f]+)?)'\]")
 _META_OWNED = (*POD_OWNED, ANN_TOKEN)
 """The token annotations (ANN_TOKEN is a prefix of ANN_TOKEN_REFRESH) are the syncer's on the super
 pod alone: not in the desired pod, never removed by a patch."""
@@ -104,10 +107,34 @@ def token_secret_name(pod_name: str) -> str:
     return f"tispace-token-{pod_name}"[:253]
 
 
-def token_annotations(token: dict[str, Any], issued: datetime.datetime) -> dict[str, str]:
-    """A super pod's token annotations from a TokenRequest's answer."""
-    expires = datetime.datetime.fromisoformat(token["status"]["expirationTimestamp"])
-    return {ANN_TOKEN: token["status"]["token"], ANN_TOKEN_REFRESH: token_refresh_at(issued, expires)}
+def token_key(audience: str) -> str:
+    """The annotation of a pod's token for `audience` ("": the tenant API server's own)."""
+    if not audience:
+        return ANN_TOKEN
+    return f"{ANN_TOKEN}.{hashlib.blake2b(audience.encode(), digest_size=8).hexdigest()}"
+
+
+def token_audiences(pod: dict[str, Any]) -> list[str]:
+    """The audiences the tenant pod's token sources ask for, each once ("": the API server's)."""
+    return sorted(
+        {
+            src["serviceAccountToken"].get("audience") or ""
+            for src in _sources(pod)
+            if "serviceAccountToken" in src
+        }
+    )
+
+
+def token_annotations(tokens: dict[str, dict[str, Any]], issued: datetime.datetime) -> dict[str, str]:
+    """A super pod's token annotations from the TokenRequests' answers, by audience: renewed when the
+    first of them is due."""
+    expires = min(
+        datetime.datetime.fromisoformat(t["status"]["expirationTimestamp"]) for t in tokens.values()
+    )
+    return {
+        **{token_key(audience): t["status"]["token"] for audience, t in tokens.items()},
+        ANN_TOKEN_REFRESH: token_refresh_at(issued, expires),
+    }
 
 
 def _sources(pod: dict[str, Any]) -> list[dict[str, Any]]:
@@ -118,19 +145,21 @@ def _sources(pod: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _mounts_token_annotation(super_pod: dict[str, Any]) -> bool:
-    return any(
-        item.get("fieldRef", {}).get("fieldPath") == _TOKEN_FIELD
+def _mounted_token_keys(super_pod: dict[str, Any]) -> set[str]:
+    """The token annotations the super pod's downward API items read."""
+    return {
+        m.group(1)
         for src in _sources(super_pod)
         for item in (src.get("downwardAPI") or {}).get("items", [])
-    )
+        if (m := _TOKEN_FIELD.fullmatch(item.get("fieldRef", {}).get("fieldPath", "")))
+    }
 
 
 def mounts_token_secret(super_pod: dict[str, Any]) -> bool:
     """A super pod made when tokens were Secrets: its token source became that Secret's, with the
     token key (a tenant Secret of that name mounted in a pod of this syncer is not one)."""
     name = token_secret_name(super_pod["metadata"]["name"])
-    return not _mounts_token_annotation(super_pod) and any(
+    return not _mounted_token_keys(super_pod) and any(
         (src.get("secret") or {}).get("name") == name
         and any(item.get("key") == TOKEN_KEY for item in src["secret"].get("items", []))
         for src in _sources(super_pod)
@@ -139,7 +168,7 @@ def mounts_token_secret(super_pod: dict[str, Any]) -> bool:
 
 def carries_token(super_pod: dict[str, Any]) -> bool:
     """Whether the super pod mounts a tenant token: from its annotation, or from a token Secret."""
-    return _mounts_token_annotation(super_pod) or mounts_token_secret(super_pod)
+    return bool(_mounted_token_keys(super_pod)) or mounts_token_secret(super_pod)
 
 
 def token_refresh_at(issued: datetime.datetime, expires: datetime.datetime) -> str:
@@ -153,8 +182,8 @@ def token_due(super_pod: dict[str, Any], now: datetime.datetime) -> bool:
     if not carries_token(super_pod):
         return False
     annotations = super_pod["metadata"].get("annotations") or {}
-    if ANN_TOKEN not in annotations and not mounts_token_secret(super_pod):
-        return True  # its token was taken off the pod
+    if not _mounted_token_keys(super_pod) <= annotations.keys():
+        return True  # a token was taken off the pod
     at = annotations.get(ANN_TOKEN_REFRESH)
     try:
         return now >= datetime.datetime.fromisoformat(str(at))
@@ -194,9 +223,8 @@ def _volumes(vols: list[dict[str, Any]], ctx: TenantContext) -> list[dict[str, A
         for src in sources:
             tok = src.pop("serviceAccountToken", None)
             if tok is not None:  # the tenant-signed token, which the syncer writes on the super pod
-                src["downwardAPI"] = {
-                    "items": [{"path": tok["path"], "fieldRef": {"fieldPath": _TOKEN_FIELD}}]
-                }
+                field = f"metadata.annotations['{token_key(tok.get('audience') or '')}']"
+                src["downwardAPI"] = {"items": [{"path": tok["path"], "fieldRef": {"fieldPath": field}}]}
             ref = (src.get("downwardAPI") or {}).get("items", [])
             for item in ref:
                 fr = item.get("fieldRef")

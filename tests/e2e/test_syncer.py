@@ -189,6 +189,7 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     await eventually(lambda: _data_is(super_client, sns, {"a": "2"}), what="cm update mirrored")
 
     # A pod of the robot SA mounts a token signed by the tenant, carried on the super pod itself.
+    vault = {"path": "token", "audience": "vault", "expirationSeconds": 3600}
     await t.client.create(
         r.PODS,
         {
@@ -203,6 +204,9 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
                             {"name": "MY_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
                         ],
                     }
+                ],
+                "volumes": [  # a token for another audience, as Vault's Kubernetes auth asks for
+                    {"name": "vault", "projected": {"sources": [{"serviceAccountToken": vault}]}}
                 ],
             },
         },
@@ -231,6 +235,13 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     claims = orjson.loads(base64.urlsafe_b64decode(jwt.split(".")[1] + "=="))
     assert claims["sub"] == "system:serviceaccount:default:robot"
     assert claims["kubernetes.io"]["pod"]["name"] == "withtoken"
+    assert "vault" not in claims["aud"]
+    vault_jwt = sp["metadata"]["annotations"][pods.token_key("vault")]
+    vault_claims = orjson.loads(base64.urlsafe_b64decode(vault_jwt.split(".")[1] + "=="))
+    assert vault_claims["aud"] == ["vault"] and vault_claims["sub"] == claims["sub"]
+    [vault_volume] = [v for v in sp["spec"]["volumes"] if v["name"] == "vault"]
+    [vault_item] = vault_volume["projected"]["sources"][0]["downwardAPI"]["items"]
+    assert vault_item["fieldRef"]["fieldPath"] == f"metadata.annotations['{pods.token_key('vault')}']"
 
     # Tokens live a day: at 80% of its life the patrol has the tenant sign a new one. Bring it due.
     refresh = sp["metadata"]["annotations"][pods.ANN_TOKEN_REFRESH]
@@ -253,6 +264,7 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     fresh = await eventually(renewed, what="a new token")
     again = datetime.datetime.fromisoformat(fresh["metadata"]["annotations"][pods.ANN_TOKEN_REFRESH])
     assert again > datetime.datetime.now(datetime.UTC)  # due again at 80% of the new token's life
+    assert fresh["metadata"]["annotations"][pods.token_key("vault")] != vault_jwt  # every audience's
     claims = orjson.loads(
         base64.urlsafe_b64decode(fresh["metadata"]["annotations"][pods.ANN_TOKEN].split(".")[1] + "==")
     )

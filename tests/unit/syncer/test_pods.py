@@ -464,13 +464,41 @@ def test_a_pod_token_is_renewed_at_80_percent_of_its_life_and_when_its_time_is_u
     assert not pods.mounts_token_secret(made)
 
 
-def test_a_token_answer_becomes_the_super_pods_annotations() -> None:
+def test_token_answers_become_the_super_pods_annotations_one_per_audience() -> None:
     issued = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
     answer = {"status": {"token": "eyJ.x", "expirationTimestamp": "2026-12-01T12:00:00Z"}}
-    assert pods.token_annotations(answer, issued) == {
+    shorter = {"status": {"token": "eyJ.v", "expirationTimestamp": "2026-12-01T00:00:00Z"}}
+    assert pods.token_annotations({"": answer}, issued) == {
         pods.ANN_TOKEN: "eyJ.x",
         pods.ANN_TOKEN_REFRESH: "2026-12-01T07:12:00Z",
     }
+    both = pods.token_annotations({"": answer, "vault": shorter}, issued)
+    assert both[pods.token_key("vault")] == "eyJ.v" and both[pods.ANN_TOKEN] == "eyJ.x"
+    assert both[pods.ANN_TOKEN_REFRESH] == "2026-11-30T21:36:00Z"  # when the first is due
+
+
+def test_a_token_source_with_an_audience_reads_its_own_annotation() -> None:
+    sources = [
+        {"serviceAccountToken": {"path": "token"}},
+        {"serviceAccountToken": {"path": "vault", "audience": "vault", "expirationSeconds": 600}},
+        {"serviceAccountToken": {"path": "vault2", "audience": "vault"}},
+    ]
+    p = tenant_pod(volumes=[{"name": "api", "projected": {"sources": sources}}])
+    assert pods.token_audiences(p) == ["", "vault"]  # one token per audience
+    out = pods.to_super(p, CTX)
+    fields = [
+        item["fieldRef"]["fieldPath"]
+        for src in out["spec"]["volumes"][0]["projected"]["sources"]
+        for item in src["downwardAPI"]["items"]
+    ]
+    vault = pods.token_key("vault")
+    assert fields == [f"metadata.annotations['{k}']" for k in (pods.ANN_TOKEN, vault, vault)]
+    assert vault.startswith(pods.ANN_TOKEN + ".") and vault != pods.token_key("vault2")
+    now = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
+    out["metadata"]["annotations"] |= {pods.ANN_TOKEN: "a", pods.ANN_TOKEN_REFRESH: "2026-12-02T00:00:00Z"}
+    assert pods.token_due(out, now)  # the vault token is missing
+    out["metadata"]["annotations"][vault] = "v"
+    assert not pods.token_due(out, now)
 
 
 def test_the_token_annotations_are_never_patched_away_nor_copied_from_the_tenant() -> None:

@@ -493,6 +493,12 @@ class TokenEffects(FakeEffects):
         return await super().write(w)
 
 
+@pytest.fixture(autouse=True)
+def no_tokens_signed_before() -> None:
+    """Tokens kept for a pod's retried create are kept by tenant pod uid, the same in every test."""
+    pod_hooks.MINTED.clear()
+
+
 def token_pod(view: FakeView) -> Obj:
     tobj = tenant_obj(KINDS["Pod"])
     token = {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}
@@ -567,8 +573,24 @@ async def test_a_due_token_is_renewed_once_on_the_super_pod(legacy: bool) -> Non
     assert fx.writes == []
 
 
+async def test_a_pod_gets_a_token_per_audience_its_sources_ask_for() -> None:
+    kind = KINDS["Pod"]
+    view = FakeView()
+    tobj = token_pod(view)
+    audience = {"serviceAccountToken": {"path": "vault", "audience": "vault"}}
+    tobj["spec"]["volumes"][0]["projected"]["sources"].append(audience)
+    fx = TokenEffects(view)
+    await rec.reconcile(kind, ("app", "web"), view, fx)
+    asked = [w.body["spec"].get("audiences") for w in fx.writes if w.subresource == "token"]  # type: ignore[index]
+    assert asked == [None, ["vault"]]
+    made = fx.writes[-1].body
+    assert (
+        made is not None
+        and {pods.ANN_TOKEN, pods.token_key("vault")} <= made["metadata"]["annotations"].keys()
+    )
+
+
 async def test_a_refused_pod_create_is_retried_with_the_token_already_signed() -> None:
-    pod_hooks.MINTED.clear()
     kind = KINDS["Pod"]
     view = FakeView()
     token_pod(view)

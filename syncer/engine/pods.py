@@ -45,7 +45,7 @@ def token_dropped(super_pod: Obj, routes: Routes) -> Obj:
     pod): a token removed from the pod is seen, and renewed."""
     annotations = super_pod["metadata"].get("annotations") or {}
     for key in annotations:
-        if key == pods.ANN_TOKEN or key.startswith(pods.ANN_TOKEN + "."):
+        if pods.is_token_key(key):
             annotations[key] = TOKEN_KEPT
     return super_pod
 
@@ -121,8 +121,8 @@ async def prepare(pod: Obj, desired: Obj, view: View, fx: Effects) -> Obj:
     if not pods.needs_token(pod):
         return desired
     uid = pod["metadata"]["uid"]
-    annotations = MINTED.get(uid) or await new_token(pod, fx)
-    MINTED[uid] = annotations
+    if (annotations := MINTED.get(uid)) is None:  # kept from its signing, not from each retry
+        annotations = MINTED[uid] = await new_token(pod, fx)
     meta = desired["metadata"]
     return {**desired, "metadata": {**meta, "annotations": {**meta["annotations"], **annotations}}}
 

@@ -22,7 +22,8 @@ ANN_TOKEN_REFRESH = f"{naming.GROUP}/token-refresh"
 ANN_GENERATION = f"{naming.GROUP}/generation"
 """On a super pod: the tenant pod's metadata.generation its spec carries (status.observedGeneration up)."""
 TOKEN_KEY = "token"
-_TOKEN_FIELD = re.compile(rf"metadata\.annotations\['({re.escape(ANN_TOKEN)}(?:\.[0-9a-f]+)?)'\]")
+_TOKEN_KEY = rf"{re.escape(ANN_TOKEN)}(?:\.[0-9a-f]+)?"  # token_key's: the default, or an audience's
+_TOKEN_FIELD = re.compile(rf"metadata\.annotations\['({_TOKEN_KEY})'\]")
 _META_OWNED = (*POD_OWNED, ANN_TOKEN)
 """The token annotations (ANN_TOKEN is a prefix of ANN_TOKEN_REFRESH) are the syncer's on the super
 pod alone: not in the desired pod, never removed by a patch."""
@@ -114,6 +115,10 @@ def token_key(audience: str) -> str:
     return f"{ANN_TOKEN}.{hashlib.blake2b(audience.encode(), digest_size=8).hexdigest()}"
 
 
+def is_token_key(key: str) -> bool:
+    return re.fullmatch(_TOKEN_KEY, key) is not None
+
+
 def token_audiences(pod: dict[str, Any]) -> list[str]:
     """The audiences the tenant pod's token sources ask for, each once ("": the API server's)."""
     return sorted(
@@ -155,20 +160,19 @@ def _mounted_token_keys(super_pod: dict[str, Any]) -> set[str]:
     }
 
 
-def mounts_token_secret(super_pod: dict[str, Any]) -> bool:
-    """A super pod made when tokens were Secrets: its token source became that Secret's, with the
-    token key (a tenant Secret of that name mounted in a pod of this syncer is not one)."""
+def _reads_token_secret(super_pod: dict[str, Any]) -> bool:
     name = token_secret_name(super_pod["metadata"]["name"])
-    return not _mounted_token_keys(super_pod) and any(
+    return any(
         (src.get("secret") or {}).get("name") == name
         and any(item.get("key") == TOKEN_KEY for item in src["secret"].get("items", []))
         for src in _sources(super_pod)
     )
 
 
-def carries_token(super_pod: dict[str, Any]) -> bool:
-    """Whether the super pod mounts a tenant token: from its annotation, or from a token Secret."""
-    return bool(_mounted_token_keys(super_pod)) or mounts_token_secret(super_pod)
+def mounts_token_secret(super_pod: dict[str, Any]) -> bool:
+    """A super pod made when tokens were Secrets: its token source became that Secret's, with the
+    token key (a tenant Secret of that name mounted in a pod of this syncer is not one)."""
+    return not _mounted_token_keys(super_pod) and _reads_token_secret(super_pod)
 
 
 def token_refresh_at(issued: datetime.datetime, expires: datetime.datetime) -> str:
@@ -179,11 +183,12 @@ def token_refresh_at(issued: datetime.datetime, expires: datetime.datetime) -> s
 def token_due(super_pod: dict[str, Any], now: datetime.datetime) -> bool:
     """Whether a super pod that mounts a token needs a new one: at its renewal time, or without a
     readable one (a pod made when tokens were Secrets has none), or without its token."""
-    if not carries_token(super_pod):
-        return False
     annotations = super_pod["metadata"].get("annotations") or {}
-    if not _mounted_token_keys(super_pod) <= annotations.keys():
-        return True  # a token was taken off the pod
+    if keys := _mounted_token_keys(super_pod):  # read once: the patrol asks of every super pod
+        if not keys <= annotations.keys():
+            return True  # a token was taken off the pod
+    elif not _reads_token_secret(super_pod):
+        return False  # it mounts no token
     at = annotations.get(ANN_TOKEN_REFRESH)
     try:
         return now >= datetime.datetime.fromisoformat(str(at))

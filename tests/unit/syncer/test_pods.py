@@ -454,13 +454,15 @@ def test_a_pod_token_is_renewed_at_80_percent_of_its_life_and_when_its_time_is_u
     legacy = mounting(
         {"secret": {"name": pods.token_secret_name("web-0"), "items": [{"key": "token", "path": "t"}]}}
     )
-    assert pods.carries_token(legacy) and pods.mounts_token_secret(legacy) and pods.token_due(legacy, issued)
+    assert pods.mounts_token_secret(legacy) and pods.token_due(legacy, issued)
     own = mounting(
         {"secret": {"name": pods.token_secret_name("web-0"), "items": [{"key": "ca", "path": "ca"}]}}
     )
-    assert not pods.carries_token(own) and not pods.token_due(own, issued)
+    assert not pods.mounts_token_secret(own) and not pods.token_due(
+        own, issued
+    )  # no renewal time: due if it were
     plain = pods.to_super(tenant_pod(), CTX)
-    assert not pods.carries_token(plain) and not pods.token_due(plain, issued)
+    assert not pods.token_due(plain, issued)  # no renewal time either: due if it mounted a token
     assert not pods.mounts_token_secret(made)
 
 

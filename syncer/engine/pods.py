@@ -32,7 +32,6 @@ from tispace.kube import resources as r
 from tispace.kube.client import ApiError
 
 log = logging.getLogger("syncer.pods")
-TOKEN_SECONDS = 86400
 TOKEN, BINDING = "token", "binding"  # writes remembered for a while (View.done_just_now)
 # Not the tenant-object mark: a token secret mirrors no tenant Secret, and its pod owns it.
 TOKEN_MANAGED_BY = "tispace-token"
@@ -120,8 +119,9 @@ async def prepare(pod: Obj, desired: Obj, view: View, fx: Effects) -> Obj:
     """A pod that mounts a token is made with it: the tenant signs it first."""
     if not pods.needs_token(pod):
         return desired
-    uid = pod["metadata"]["uid"]
-    if (annotations := MINTED.get(uid)) is None:  # kept from its signing, not from each retry
+    uid, now = pod["metadata"]["uid"], datetime.datetime.now(datetime.UTC)
+    annotations = MINTED.get(uid)  # kept from its signing, not from each retry
+    if annotations is None or pods.refresh_passed(annotations, now):  # a short-lived token may be due
         annotations = MINTED[uid] = await new_token(pod, fx)
     meta = desired["metadata"]
     return {**desired, "metadata": {**meta, "annotations": {**meta["annotations"], **annotations}}}
@@ -149,17 +149,21 @@ async def after_apply(pod: Obj, desired: Obj, super_pod: Obj, view: View, fx: Ef
     await bind(pod, super_pod, view, fx)
 
 
-async def new_token(pod: Obj, fx: Effects, audiences: list[str] | None = None) -> dict[str, str]:
+async def new_token(pod: Obj, fx: Effects, legacy: bool = False) -> dict[str, str]:
     """Tokens signed by the tenant for the pod's service account and bound to the pod, one per
-    audience its token sources ask for (default: all of them), as the super pod's token annotations
-    (the kubelet rewrites a downward API file when they change, so a renewal reaches the running pod)."""
+    audience its token sources ask for, as long-lived as they ask (pods.token_lifetimes), as the super
+    pod's token annotations (the kubelet rewrites a downward API file when they change, so a renewal
+    reaches the running pod). A `legacy` pod's Secret holds one token, the API server's."""
     meta = pod["metadata"]
     sa = pod["spec"].get("serviceAccountName") or "default"
     issued = datetime.datetime.now(datetime.UTC)
+    lifetimes = pods.token_lifetimes(pod)
+    if legacy:
+        lifetimes = {"": lifetimes.get("", pods.TOKEN_SECONDS)}
     tokens = {}
-    for audience in pods.token_audiences(pod) if audiences is None else audiences:
+    for audience, seconds in lifetimes.items():
         spec: Obj = {
-            "expirationSeconds": TOKEN_SECONDS,
+            "expirationSeconds": seconds,
             "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
         }
         if audience:
@@ -179,7 +183,7 @@ async def renew_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None:
     removes it): the pod's new renewal time is the last write, so a failure before it is retried."""
     smeta = super_pod["metadata"]
     legacy = pods.mounts_token_secret(super_pod)  # its Secret holds one token, the API server's
-    annotations = await new_token(pod, fx, [""] if legacy else None)
+    annotations = await new_token(pod, fx, legacy)
     if legacy:
         secret = token_secret(pod, super_pod, root, annotations[pods.ANN_TOKEN])
         replace = Write("super", "replace", r.SECRETS, secret["metadata"]["name"], smeta["namespace"], secret)
@@ -189,6 +193,7 @@ async def renew_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None:
             if e.status != 404:
                 raise
             await fx.write(dataclasses.replace(replace, verb="create"))
+        annotations = {pods.ANN_TOKEN_REFRESH: annotations[pods.ANN_TOKEN_REFRESH]}  # the token is there
     patch = {"metadata": {"uid": smeta["uid"], "annotations": annotations}}  # never a namesake's
     # settled: its echo would only find the token renewed
     await fx.write(Write("super", "patch", r.PODS, smeta["name"], smeta["namespace"], patch, settled=True))

@@ -119,15 +119,28 @@ def is_token_key(key: str) -> bool:
     return re.fullmatch(_TOKEN_KEY, key) is not None
 
 
-def token_audiences(pod: dict[str, Any]) -> list[str]:
-    """The audiences the tenant pod's token sources ask for, each once ("": the API server's)."""
-    return sorted(
-        {
-            src["serviceAccountToken"].get("audience") or ""
-            for src in _sources(pod)
-            if "serviceAccountToken" in src
-        }
-    )
+TOKEN_SECONDS = 86400
+"""The life of the token a pod's default API access source gets (the service account admission
+plugin's 3607 s, which the API server stretches to a year for the kubelet and has it renewed hourly):
+a day, renewed once a day."""
+_STRETCHED = 3607
+_DEFAULT_SECONDS = 3600  # the API's default for a source's expirationSeconds
+_MAX_REFRESH = datetime.timedelta(hours=24)  # the kubelet renews a token at least daily
+
+
+def token_lifetimes(pod: dict[str, Any]) -> dict[str, int]:
+    """The audiences the tenant pod's token sources ask for, each once ("": the API server's), with
+    the seconds its token lives: the shortest any of its sources asks for, so no token outlives what
+    a source asked (the default API access source's TOKEN_SECONDS aside)."""
+    lives: dict[str, int] = {}
+    for src in _sources(pod):
+        if (tok := src.get("serviceAccountToken")) is not None:
+            audience = tok.get("audience") or ""
+            seconds = tok.get("expirationSeconds") or _DEFAULT_SECONDS
+            if not audience and seconds == _STRETCHED:
+                seconds = TOKEN_SECONDS
+            lives[audience] = min(lives.get(audience, seconds), seconds)
+    return lives
 
 
 def token_annotations(tokens: dict[str, dict[str, Any]], issued: datetime.datetime) -> dict[str, str]:
@@ -176,8 +189,17 @@ def mounts_token_secret(super_pod: dict[str, Any]) -> bool:
 
 
 def token_refresh_at(issued: datetime.datetime, expires: datetime.datetime) -> str:
-    """When a pod's token is renewed: at 80% of its life, as the kubelet renews projected tokens."""
-    return (issued + (expires - issued) * 0.8).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """When a pod's token is renewed: at 80% of its life or after a day, as the kubelet renews
+    projected tokens."""
+    return (issued + min((expires - issued) * 0.8, _MAX_REFRESH)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def refresh_passed(annotations: dict[str, str], now: datetime.datetime) -> bool:
+    """Whether the renewal time in a pod's token annotations has come (or cannot be read)."""
+    try:
+        return now >= datetime.datetime.fromisoformat(str(annotations.get(ANN_TOKEN_REFRESH)))
+    except (ValueError, TypeError):  # missing, garbled, or without a time zone
+        return True
 
 
 def token_due(super_pod: dict[str, Any], now: datetime.datetime) -> bool:
@@ -189,11 +211,7 @@ def token_due(super_pod: dict[str, Any], now: datetime.datetime) -> bool:
             return True  # a token was taken off the pod
     elif not _reads_token_secret(super_pod):
         return False  # it mounts no token
-    at = annotations.get(ANN_TOKEN_REFRESH)
-    try:
-        return now >= datetime.datetime.fromisoformat(str(at))
-    except (ValueError, TypeError):  # garbled, or without a time zone
-        return True
+    return refresh_passed(annotations, now)
 
 
 def _env(container: dict[str, Any], ctx: TenantContext) -> list[dict[str, Any]]:

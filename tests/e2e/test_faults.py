@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import datetime
 import json
 import os
 import signal
@@ -12,8 +14,10 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from syncer.engine import pods as pod_hooks
+from syncer.resources import pods
 from tests.e2e.conftest import ManagerProc, SyncerProc, TenantHandle
-from tests.e2e.helpers import eventually, live_pods, pod, running
+from tests.e2e.helpers import absent, eventually, live_pods, pod, running
 from tispace import procs
 from tispace.kube import resources as r
 from tispace.kube.client import Client
@@ -295,3 +299,61 @@ async def _rejected(super_client: Client, flow_schema: str) -> float:
         if sample.name == "apiserver_flowcontrol_rejected_requests_total"
         and sample.labels.get("flow_schema") == flow_schema
     )
+
+
+async def test_an_upgrade_renews_the_token_of_a_pod_made_when_tokens_were_secrets(
+    syncer: SyncerProc, tenant_factory, super_client: Client
+) -> None:
+    """A pod the syncer before the ninth round made mounts its token from a Secret, and a pod's volumes
+    cannot change: a new syncer renews the token there at its first start and leaves the pod running."""
+    t: TenantHandle = await tenant_factory("fault-upgrade")
+    sns = f"{t.root}-default"
+    await t.client.create(r.PODS, pod("old"), "default")
+    [made] = await eventually(lambda: running(super_client, sns, 1, "app=old"), what="pod down")
+    tenant_pod = await t.client.get(r.PODS, "old", "default")
+    syncer.kill()
+    try:  # the pod as the old syncer made it: its token source a Secret's token key, no annotation
+        await super_client.delete(r.PODS, "old", sns, grace_period=0)
+        await eventually(lambda: absent(super_client, r.PODS, "old", sns), what="new-style pod gone")
+        meta = {k: made["metadata"][k] for k in ("name", "labels", "annotations")}
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if not pods.is_token_key(k)}
+        meta["annotations"].pop(pods.ANN_TOKEN_REFRESH)
+        spec = json.loads(json.dumps(made["spec"]))
+        secret_item = {"key": pods.TOKEN_KEY, "path": "token"}
+        sources = [
+            {"secret": {"name": pods.token_secret_name("old"), "items": [secret_item]}}
+            if any(pods.is_token_key(f) for f in _annotation_fields(src))
+            else src
+            for src in spec["volumes"][0]["projected"]["sources"]
+        ]
+        assert sources != spec["volumes"][0]["projected"]["sources"]  # the token source was there
+        spec["volumes"][0]["projected"]["sources"] = sources
+        legacy = await super_client.create(r.PODS, {"metadata": meta, "spec": spec}, sns)
+        stale = pod_hooks.token_secret(tenant_pod, legacy, t.root, "stale")
+        await super_client.create(r.SECRETS, stale, sns)
+    finally:
+        syncer.start()
+
+    async def renewed() -> str | None:
+        secret = await super_client.get(r.SECRETS, pods.token_secret_name("old"), sns)
+        token = base64.b64decode(secret["data"][pods.TOKEN_KEY]).decode()
+        return token if token != "stale" else None
+
+    token = await eventually(renewed, what="the token renewed in the pod's Secret")
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert claims["kubernetes.io"]["pod"]["uid"] == tenant_pod["metadata"]["uid"]
+    now = await super_client.get(r.PODS, "old", sns)
+    assert now["metadata"]["uid"] == legacy["metadata"]["uid"]  # renewed in place, not replaced
+    refresh = datetime.datetime.fromisoformat(now["metadata"]["annotations"][pods.ANN_TOKEN_REFRESH])
+    assert refresh > datetime.datetime.now(datetime.UTC)
+    assert pods.ANN_TOKEN not in now["metadata"]["annotations"]  # its volume reads the Secret
+    assert (await t.client.get(r.PODS, "old", "default"))["metadata"]["uid"] == tenant_pod["metadata"]["uid"]
+
+
+def _annotation_fields(src: dict) -> list[str]:
+    """The annotations a projected source's downward API items read."""
+    return [
+        item["fieldRef"]["fieldPath"].removeprefix("metadata.annotations['").removesuffix("']")
+        for item in (src.get("downwardAPI") or {}).get("items", [])
+        if "fieldRef" in item
+    ]

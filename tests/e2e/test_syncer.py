@@ -239,6 +239,10 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     vault_jwt = sp["metadata"]["annotations"][pods.token_key("vault")]
     vault_claims = orjson.loads(base64.urlsafe_b64decode(vault_jwt.split(".")[1] + "=="))
     assert vault_claims["aud"] == ["vault"] and vault_claims["sub"] == claims["sub"]
+    # Each as long-lived as its source asks: an hour for Vault's; a day for kube-api-access's 3607 s
+    # (which the API server would stretch to a year).
+    assert vault_claims["exp"] - vault_claims["iat"] == 3600
+    assert claims["exp"] - claims["iat"] == pods.TOKEN_SECONDS
     [vault_volume] = [v for v in sp["spec"]["volumes"] if v["name"] == "vault"]
     [vault_item] = vault_volume["projected"]["sources"][0]["downwardAPI"]["items"]
     assert vault_item["fieldRef"]["fieldPath"] == f"metadata.annotations['{pods.token_key('vault')}']"

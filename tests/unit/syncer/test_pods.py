@@ -422,6 +422,9 @@ def test_a_pod_token_is_renewed_at_80_percent_of_its_life_and_when_its_time_is_u
     issued = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
     at = pods.token_refresh_at(issued, issued + datetime.timedelta(hours=24))
     assert at == "2026-12-01T07:12:00Z"  # 19.2 h of 24 h
+    assert pods.token_refresh_at(issued, issued + datetime.timedelta(seconds=600)) == "2026-11-30T12:08:00Z"
+    two_days = pods.token_refresh_at(issued, issued + datetime.timedelta(hours=48))
+    assert two_days == "2026-12-01T12:00:00Z"  # at least daily, as the kubelet
     token = {"serviceAccountToken": {"path": "token"}}
     made = pods.to_super(tenant_pod(volumes=[{"name": "api", "projected": {"sources": [token]}}]), CTX)
 
@@ -479,6 +482,25 @@ def test_token_answers_become_the_super_pods_annotations_one_per_audience() -> N
     assert both[pods.ANN_TOKEN_REFRESH] == "2026-11-30T21:36:00Z"  # when the first is due
 
 
+@pytest.mark.parametrize(
+    ("sources", "lifetimes"),
+    [
+        ([{"path": "token", "expirationSeconds": 3607}], {"": pods.TOKEN_SECONDS}),  # kube-api-access
+        ([{"path": "token"}], {"": 3600}),  # the API's default
+        ([{"path": "t", "expirationSeconds": 3607}, {"path": "u", "expirationSeconds": 7200}], {"": 7200}),
+        ([{"path": "v", "audience": "vault", "expirationSeconds": 3607}], {"vault": 3607}),  # not stretched
+        ([{"path": "v", "audience": "vault", "expirationSeconds": 172800}], {"vault": 172800}),
+        ([], {}),
+    ],
+    ids=["default-access", "unset", "shortest", "other-audience", "long", "none"],
+)
+def test_each_audience_gets_a_token_no_longer_lived_than_its_sources_ask(
+    sources: list[dict[str, Any]], lifetimes: dict[str, int]
+) -> None:
+    projected = {"sources": [{"serviceAccountToken": s} for s in sources]}
+    assert pods.token_lifetimes(tenant_pod(volumes=[{"name": "t", "projected": projected}])) == lifetimes
+
+
 def test_a_token_source_with_an_audience_reads_its_own_annotation() -> None:
     sources = [
         {"serviceAccountToken": {"path": "token"}},
@@ -486,7 +508,7 @@ def test_a_token_source_with_an_audience_reads_its_own_annotation() -> None:
         {"serviceAccountToken": {"path": "vault2", "audience": "vault"}},
     ]
     p = tenant_pod(volumes=[{"name": "api", "projected": {"sources": sources}}])
-    assert pods.token_audiences(p) == ["", "vault"]  # one token per audience
+    assert pods.token_lifetimes(p) == {"": 3600, "vault": 600}  # one per audience, the shortest
     out = pods.to_super(p, CTX)
     fields = [
         item["fieldRef"]["fieldPath"]

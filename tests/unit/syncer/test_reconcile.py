@@ -467,8 +467,8 @@ async def test_a_node_another_worker_made_a_moment_before_gets_no_second_lease()
 
 
 class TokenEffects(FakeEffects):
-    """The tenant signs a token that lives a day; a Secret is there unless `gone`; the super cluster
-    refuses pod creates and patches when `refused`."""
+    """The tenant signs a token that lives as long as asked; a Secret is there unless `gone`; the
+    super cluster refuses pod creates and patches when `refused`."""
 
     def __init__(self, view: FakeView, gone: bool = False, refused: bool = False) -> None:
         super().__init__(view=view)
@@ -478,7 +478,8 @@ class TokenEffects(FakeEffects):
     async def write(self, w: Write) -> Obj | None:
         if w.subresource == "token":
             self.writes.append(w)
-            expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+            seconds = w.body["spec"]["expirationSeconds"]  # type: ignore[index]
+            expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
             return {"status": {"token": "signed", "expirationTimestamp": expires.isoformat()}}
         if w.resource.plural == "secrets":
             self.writes.append(w)
@@ -561,7 +562,10 @@ async def test_a_due_token_is_renewed_once_on_the_super_pod(legacy: bool) -> Non
     assert renewed.body == {  # never a namesake's
         "metadata": {
             "uid": "super-uid",
-            "annotations": {pods.ANN_TOKEN: "signed", pods.ANN_TOKEN_REFRESH: mock.ANY},
+            "annotations": {  # a Secret's token is not also on its pod
+                **({} if legacy else {pods.ANN_TOKEN: "signed"}),
+                pods.ANN_TOKEN_REFRESH: mock.ANY,
+            },
         }
     }
     if legacy:
@@ -577,17 +581,24 @@ async def test_a_pod_gets_a_token_per_audience_its_sources_ask_for() -> None:
     kind = KINDS["Pod"]
     view = FakeView()
     tobj = token_pod(view)
-    audience = {"serviceAccountToken": {"path": "vault", "audience": "vault"}}
+    audience = {"serviceAccountToken": {"path": "vault", "audience": "vault", "expirationSeconds": 600}}
     tobj["spec"]["volumes"][0]["projected"]["sources"].append(audience)
     fx = TokenEffects(view)
+    before = datetime.datetime.now(datetime.UTC)
     await rec.reconcile(kind, ("app", "web"), view, fx)
-    asked = [w.body["spec"].get("audiences") for w in fx.writes if w.subresource == "token"]  # type: ignore[index]
-    assert asked == [None, ["vault"]]
+    asked = [
+        (w.body["spec"].get("audiences"), w.body["spec"]["expirationSeconds"])  # type: ignore[index]
+        for w in fx.writes
+        if w.subresource == "token"
+    ]
+    assert asked == [(None, pods.TOKEN_SECONDS), (["vault"], 600)]
     made = fx.writes[-1].body
-    assert (
-        made is not None
-        and {pods.ANN_TOKEN, pods.token_key("vault")} <= made["metadata"]["annotations"].keys()
-    )
+    assert made is not None
+    annotations = made["metadata"]["annotations"]
+    assert {pods.ANN_TOKEN, pods.token_key("vault")} <= annotations.keys()
+    # Both renewed when the shorter is at 80% of its life.
+    assert not pods.refresh_passed(annotations, before + datetime.timedelta(seconds=470))
+    assert pods.refresh_passed(annotations, before + datetime.timedelta(seconds=482))
 
 
 async def test_a_refused_pod_create_is_retried_with_the_token_already_signed() -> None:
@@ -599,6 +610,12 @@ async def test_a_refused_pod_create_is_retried_with_the_token_already_signed() -
         with pytest.raises(ApiError):
             await rec.reconcile(kind, ("app", "web"), view, fx)
     assert steps(fx) == [("super", "create", "pods", None)]  # the second attempt: no new token
+    kept = pod_hooks.MINTED["uid-1"]
+    pod_hooks.MINTED["uid-1"] = {**kept, pods.ANN_TOKEN_REFRESH: "2020-01-01T00:00:00Z"}
+    fx = TokenEffects(view, refused=True)
+    with pytest.raises(ApiError):  # a kept token that is due is not reused: a short one may expire
+        await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert steps(fx) == [("tenant", "create", "serviceaccounts", "token"), ("super", "create", "pods", None)]
     fx = TokenEffects(view)
     await rec.reconcile(kind, ("app", "web"), view, fx)
     assert steps(fx) == [("super", "create", "pods", None)]

@@ -111,8 +111,8 @@ async def rejected(pod: Obj, message: str, fx: Effects) -> None:
 MINTED: TTLCache[str, dict[str, str]] = TTLCache(maxsize=10_000, ttl=600)
 """Token annotations signed for a tenant pod (by uid) whose super create has not succeeded yet: a
 create the super cluster refuses (over quota, say) is retried for as long as it is refused, and
-each attempt would otherwise have the tenant sign another token. Reused for ten minutes of a
-day-long token; dropped once the pod is made."""
+each attempt would otherwise have the tenant sign another token. Reused until its renewal time,
+for ten minutes at most; dropped once the pod is made."""
 
 
 async def prepare(pod: Obj, desired: Obj, view: View, fx: Effects) -> Obj:
@@ -131,7 +131,8 @@ async def after_apply(pod: Obj, desired: Obj, super_pod: Obj, view: View, fx: Ef
     smeta = super_pod["metadata"]
     MINTED.pop(pod["metadata"]["uid"], None)
     now = datetime.datetime.now(datetime.UTC)
-    if pods.token_due(super_pod, now) and not view.done_just_now(TOKEN, smeta["uid"]):
+    due = pods.token_due(super_pod, now) or pods.token_outlives_sources(pod, super_pod, now)
+    if due and not view.done_just_now(TOKEN, smeta["uid"]):
         await renew_token(pod, super_pod, view.ctx.root, fx)
     if debug := pods.ephemeral_patch(desired, super_pod):
         await fx.write(
@@ -157,11 +158,8 @@ async def new_token(pod: Obj, fx: Effects, legacy: bool = False) -> dict[str, st
     meta = pod["metadata"]
     sa = pod["spec"].get("serviceAccountName") or "default"
     issued = datetime.datetime.now(datetime.UTC)
-    lifetimes = pods.token_lifetimes(pod)
-    if legacy:
-        lifetimes = {"": lifetimes.get("", pods.TOKEN_SECONDS)}
     tokens = {}
-    for audience, seconds in lifetimes.items():
+    for audience, seconds in pods.token_lifetimes(pod, legacy).items():
         spec: Obj = {
             "expirationSeconds": seconds,
             "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
@@ -183,9 +181,9 @@ async def renew_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None:
     removes it): the pod's new renewal time is the last write, so a failure before it is retried."""
     smeta = super_pod["metadata"]
     legacy = pods.mounts_token_secret(super_pod)  # its Secret holds one token, the API server's
-    annotations = await new_token(pod, fx, legacy)
+    annotations: dict[str, str | None] = {**await new_token(pod, fx, legacy)}
     if legacy:
-        secret = token_secret(pod, super_pod, root, annotations[pods.ANN_TOKEN])
+        secret = token_secret(pod, super_pod, root, str(annotations[pods.ANN_TOKEN]))
         replace = Write("super", "replace", r.SECRETS, secret["metadata"]["name"], smeta["namespace"], secret)
         try:
             await fx.write(replace)
@@ -193,7 +191,8 @@ async def renew_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None:
             if e.status != 404:
                 raise
             await fx.write(dataclasses.replace(replace, verb="create"))
-        annotations = {pods.ANN_TOKEN_REFRESH: annotations[pods.ANN_TOKEN_REFRESH]}  # the token is there
+        # The token is in the Secret; one an earlier syncer also put on the pod comes off.
+        annotations = {pods.ANN_TOKEN_REFRESH: annotations[pods.ANN_TOKEN_REFRESH], pods.ANN_TOKEN: None}
     patch = {"metadata": {"uid": smeta["uid"], "annotations": annotations}}  # never a namesake's
     # settled: its echo would only find the token renewed
     await fx.write(Write("super", "patch", r.PODS, smeta["name"], smeta["namespace"], patch, settled=True))

@@ -122,24 +122,28 @@ def is_token_key(key: str) -> bool:
 TOKEN_SECONDS = 86400
 """The life of the token a pod's default API access source gets (the service account admission
 plugin's 3607 s, which the API server stretches to a year for the kubelet and has it renewed hourly):
-a day, renewed once a day."""
+a day, renewed at 80% of it."""
 _STRETCHED = 3607
 _DEFAULT_SECONDS = 3600  # the API's default for a source's expirationSeconds
 _MAX_REFRESH = datetime.timedelta(hours=24)  # the kubelet renews a token at least daily
+_SKEW = datetime.timedelta(minutes=1)  # a renewal time later than the sources allow by more is stale
 
 
-def token_lifetimes(pod: dict[str, Any]) -> dict[str, int]:
+def token_lifetimes(pod: dict[str, Any], legacy: bool = False) -> dict[str, int]:
     """The audiences the tenant pod's token sources ask for, each once ("": the API server's), with
     the seconds its token lives: the shortest any of its sources asks for, so no token outlives what
-    a source asked (the default API access source's TOKEN_SECONDS aside)."""
+    a source asked (the default API access source's TOKEN_SECONDS aside). A `legacy` super pod (one
+    that mounts its token from a Secret) holds one token, the API server's."""
     lives: dict[str, int] = {}
     for src in _sources(pod):
         if (tok := src.get("serviceAccountToken")) is not None:
             audience = tok.get("audience") or ""
             seconds = tok.get("expirationSeconds") or _DEFAULT_SECONDS
-            if not audience and seconds == _STRETCHED:
-                seconds = TOKEN_SECONDS
+            if seconds == _STRETCHED:  # the API server would sign it for a year for its own audiences
+                seconds = TOKEN_SECONDS if not audience else _DEFAULT_SECONDS
             lives[audience] = min(lives.get(audience, seconds), seconds)
+    if legacy:
+        return {"": lives.get("", TOKEN_SECONDS)}
     return lives
 
 
@@ -194,11 +198,19 @@ def token_refresh_at(issued: datetime.datetime, expires: datetime.datetime) -> s
     return (issued + min((expires - issued) * 0.8, _MAX_REFRESH)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _refresh_time(annotations: dict[str, str]) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.fromisoformat(str(annotations.get(ANN_TOKEN_REFRESH)))
+    except ValueError:  # missing or garbled
+        return None
+
+
 def refresh_passed(annotations: dict[str, str], now: datetime.datetime) -> bool:
     """Whether the renewal time in a pod's token annotations has come (or cannot be read)."""
+    at = _refresh_time(annotations)
     try:
-        return now >= datetime.datetime.fromisoformat(str(annotations.get(ANN_TOKEN_REFRESH)))
-    except (ValueError, TypeError):  # missing, garbled, or without a time zone
+        return at is None or now >= at
+    except TypeError:  # without a time zone
         return True
 
 
@@ -212,6 +224,17 @@ def token_due(super_pod: dict[str, Any], now: datetime.datetime) -> bool:
     elif not _reads_token_secret(super_pod):
         return False  # it mounts no token
     return refresh_passed(annotations, now)
+
+
+def token_outlives_sources(pod: dict[str, Any], super_pod: dict[str, Any], now: datetime.datetime) -> bool:
+    """Whether the super pod's token is renewed later than the tenant pod's sources allow: signed for
+    longer than they ask, as a syncer that gave every token a day did."""
+    lives = token_lifetimes(pod, legacy=mounts_token_secret(super_pod))
+    at = _refresh_time(super_pod["metadata"].get("annotations") or {})
+    if not lives or at is None or at.tzinfo is None:
+        return False  # no token, or due anyway
+    soonest = min(datetime.timedelta(seconds=min(lives.values())) * 0.8, _MAX_REFRESH)
+    return at > now + soonest + _SKEW
 
 
 def _env(container: dict[str, Any], ctx: TenantContext) -> list[dict[str, Any]]:

@@ -305,7 +305,8 @@ async def test_an_upgrade_renews_the_token_of_a_pod_made_when_tokens_were_secret
     syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
     """A pod the syncer before the ninth round made mounts its token from a Secret, and a pod's volumes
-    cannot change: a new syncer renews the token there at its first start and leaves the pod running."""
+    cannot change: a new syncer renews the token there at its first start and leaves the pod in place
+    (KWOK runs no container to read the file)."""
     t: TenantHandle = await tenant_factory("fault-upgrade")
     sns = f"{t.root}-default"
     await t.client.create(r.PODS, pod("old"), "default")
@@ -339,10 +340,15 @@ async def test_an_upgrade_renews_the_token_of_a_pod_made_when_tokens_were_secret
         token = base64.b64decode(secret["data"][pods.TOKEN_KEY]).decode()
         return token if token != "stale" else None
 
+    async def renewal_time() -> dict | None:  # the pod's patch comes after its Secret's write
+        now = await super_client.get(r.PODS, "old", sns)
+        return now if pods.ANN_TOKEN_REFRESH in now["metadata"].get("annotations", {}) else None
+
     token = await eventually(renewed, what="the token renewed in the pod's Secret")
     claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
     assert claims["kubernetes.io"]["pod"]["uid"] == tenant_pod["metadata"]["uid"]
-    now = await super_client.get(r.PODS, "old", sns)
+    assert claims["exp"] - claims["iat"] == pods.TOKEN_SECONDS  # kube-api-access's
+    now = await eventually(renewal_time, what="the pod's renewal time")
     assert now["metadata"]["uid"] == legacy["metadata"]["uid"]  # renewed in place, not replaced
     refresh = datetime.datetime.fromisoformat(now["metadata"]["annotations"][pods.ANN_TOKEN_REFRESH])
     assert refresh > datetime.datetime.now(datetime.UTC)

@@ -488,17 +488,74 @@ def test_token_answers_become_the_super_pods_annotations_one_per_audience() -> N
         ([{"path": "token", "expirationSeconds": 3607}], {"": pods.TOKEN_SECONDS}),  # kube-api-access
         ([{"path": "token"}], {"": 3600}),  # the API's default
         ([{"path": "t", "expirationSeconds": 3607}, {"path": "u", "expirationSeconds": 7200}], {"": 7200}),
-        ([{"path": "v", "audience": "vault", "expirationSeconds": 3607}], {"vault": 3607}),  # not stretched
+        # for its own audiences the API server would stretch 3607 s to a year: never asked for
+        (
+            [{"path": "v", "audience": "https://kubernetes.default.svc", "expirationSeconds": 3607}],
+            {"https://kubernetes.default.svc": 3600},
+        ),
         ([{"path": "v", "audience": "vault", "expirationSeconds": 172800}], {"vault": 172800}),
         ([], {}),
     ],
-    ids=["default-access", "unset", "shortest", "other-audience", "long", "none"],
+    ids=["default-access", "unset", "shortest", "stretched-audience", "long", "none"],
 )
 def test_each_audience_gets_a_token_no_longer_lived_than_its_sources_ask(
     sources: list[dict[str, Any]], lifetimes: dict[str, int]
 ) -> None:
     projected = {"sources": [{"serviceAccountToken": s} for s in sources]}
     assert pods.token_lifetimes(tenant_pod(volumes=[{"name": "t", "projected": projected}])) == lifetimes
+
+
+def test_a_pod_that_reads_its_token_from_a_secret_holds_the_api_servers_token() -> None:
+    vault = {"serviceAccountToken": {"path": "v", "audience": "vault", "expirationSeconds": 600}}
+    api = {"serviceAccountToken": {"path": "t", "expirationSeconds": 7200}}
+    only_vault = tenant_pod(volumes=[{"name": "t", "projected": {"sources": [vault]}}])
+    assert pods.token_lifetimes(only_vault, legacy=True) == {"": pods.TOKEN_SECONDS}
+    both = tenant_pod(volumes=[{"name": "t", "projected": {"sources": [vault, api]}}])
+    assert pods.token_lifetimes(both, legacy=True) == {"": 7200}
+
+
+@pytest.mark.parametrize(
+    ("at", "passed"),
+    [(None, True), ("soon", True), ("2026-12-01T00:00:00", True), ("2026-12-01T00:00:00Z", True)]
+    + [("2026-12-01T00:00:01Z", False)],
+    ids=["missing", "garbled", "no-time-zone", "now", "later"],
+)
+def test_a_renewal_time_passes_when_it_comes_or_cannot_be_read(at: str | None, passed: bool) -> None:
+    now = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
+    assert pods.refresh_passed({pods.ANN_TOKEN_REFRESH: at} if at else {}, now) is passed
+
+
+def test_a_token_renewed_later_than_its_sources_allow_is_stale() -> None:
+    """Pods whose tokens an earlier syncer signed for a day, whatever their sources asked."""
+    now = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
+    vault = {"serviceAccountToken": {"path": "v", "audience": "vault", "expirationSeconds": 600}}
+    p = tenant_pod(volumes=[{"name": "t", "projected": {"sources": [vault]}}])
+    made = pods.to_super(p, CTX)
+
+    def renewed_at(after: datetime.timedelta) -> dict[str, Any]:
+        at = (now + after).strftime("%Y-%m-%dT%H:%M:%SZ")
+        annotations = {**made["metadata"]["annotations"], pods.ANN_TOKEN_REFRESH: at}
+        return {**made, "metadata": {**made["metadata"], "annotations": annotations}}
+
+    assert pods.token_outlives_sources(p, renewed_at(datetime.timedelta(hours=19)), now)
+    assert not pods.token_outlives_sources(p, renewed_at(datetime.timedelta(minutes=8)), now)
+    assert not pods.token_outlives_sources(p, renewed_at(datetime.timedelta(minutes=9)), now)  # clocks
+    assert pods.token_outlives_sources(p, renewed_at(datetime.timedelta(minutes=10)), now)
+    # A day-long default token is not stale at 19.2 h; a pod without a renewal time is due anyway.
+    access = tenant_pod(
+        volumes=[
+            {
+                "name": "t",
+                "projected": {
+                    "sources": [{"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}]
+                },
+            }
+        ]
+    )
+    made = pods.to_super(access, CTX)
+    assert not pods.token_outlives_sources(access, renewed_at(datetime.timedelta(hours=19.2)), now)
+    assert not pods.token_outlives_sources(access, made, now)
+    assert not pods.token_outlives_sources(tenant_pod(), pods.to_super(tenant_pod(), CTX), now)
 
 
 def test_a_token_source_with_an_audience_reads_its_own_annotation() -> None:

@@ -562,8 +562,8 @@ async def test_a_due_token_is_renewed_once_on_the_super_pod(legacy: bool) -> Non
     assert renewed.body == {  # never a namesake's
         "metadata": {
             "uid": "super-uid",
-            "annotations": {  # a Secret's token is not also on its pod
-                **({} if legacy else {pods.ANN_TOKEN: "signed"}),
+            "annotations": {  # a Secret's token is not also on its pod: one put there before comes off
+                pods.ANN_TOKEN: None if legacy else "signed",
                 pods.ANN_TOKEN_REFRESH: mock.ANY,
             },
         }
@@ -599,6 +599,25 @@ async def test_a_pod_gets_a_token_per_audience_its_sources_ask_for() -> None:
     # Both renewed when the shorter is at 80% of its life.
     assert not pods.refresh_passed(annotations, before + datetime.timedelta(seconds=470))
     assert pods.refresh_passed(annotations, before + datetime.timedelta(seconds=482))
+
+
+async def test_a_token_signed_for_longer_than_its_source_asks_is_renewed() -> None:
+    """A pod whose token an earlier syncer signed for a day while its source asks for ten minutes."""
+    kind = KINDS["Pod"]
+    view = FakeView()
+    tobj = token_pod(view)
+    tobj["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"] = 600
+    key, sobj = super_copy(kind, tobj)
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=19)
+    sobj["metadata"]["annotations"] |= {
+        pods.ANN_TOKEN: "day-long",
+        pods.ANN_TOKEN_REFRESH: later.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    view.super_objs[key] = sobj
+    fx = TokenEffects(view)
+    await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert steps(fx) == [("tenant", "create", "serviceaccounts", "token"), ("super", "patch", "pods", None)]
+    assert fx.writes[0].body["spec"]["expirationSeconds"] == 600  # type: ignore[index]
 
 
 async def test_a_refused_pod_create_is_retried_with_the_token_already_signed() -> None:

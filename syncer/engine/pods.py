@@ -181,9 +181,10 @@ async def renew_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None:
     removes it): the pod's new renewal time is the last write, so a failure before it is retried."""
     smeta = super_pod["metadata"]
     legacy = pods.mounts_token_secret(super_pod)  # its Secret holds one token, the API server's
-    annotations: dict[str, str | None] = {**await new_token(pod, fx, legacy)}
+    annotations = await new_token(pod, fx, legacy)
+    patched: dict[str, str | None] = dict(annotations)
     if legacy:
-        secret = token_secret(pod, super_pod, root, str(annotations[pods.ANN_TOKEN]))
+        secret = token_secret(pod, super_pod, root, annotations[pods.ANN_TOKEN])
         replace = Write("super", "replace", r.SECRETS, secret["metadata"]["name"], smeta["namespace"], secret)
         try:
             await fx.write(replace)
@@ -192,8 +193,8 @@ async def renew_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None:
                 raise
             await fx.write(dataclasses.replace(replace, verb="create"))
         # The token is in the Secret; one an earlier syncer also put on the pod comes off.
-        annotations = {pods.ANN_TOKEN_REFRESH: annotations[pods.ANN_TOKEN_REFRESH], pods.ANN_TOKEN: None}
-    patch = {"metadata": {"uid": smeta["uid"], "annotations": annotations}}  # never a namesake's
+        patched = {pods.ANN_TOKEN_REFRESH: annotations[pods.ANN_TOKEN_REFRESH], pods.ANN_TOKEN: None}
+    patch = {"metadata": {"uid": smeta["uid"], "annotations": patched}}  # never a namesake's
     # settled: its echo would only find the token renewed
     await fx.write(Write("super", "patch", r.PODS, smeta["name"], smeta["namespace"], patch, settled=True))
     fx.done(TOKEN, smeta["uid"])

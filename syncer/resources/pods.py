@@ -195,23 +195,26 @@ def mounts_token_secret(super_pod: dict[str, Any]) -> bool:
 def token_refresh_at(issued: datetime.datetime, expires: datetime.datetime) -> str:
     """When a pod's token is renewed: at 80% of its life or after a day, as the kubelet renews
     projected tokens."""
-    return (issued + min((expires - issued) * 0.8, _MAX_REFRESH)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (issued + _renewed_after(expires - issued)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _renewed_after(life: datetime.timedelta) -> datetime.timedelta:
+    return min(life * 0.8, _MAX_REFRESH)
 
 
 def _refresh_time(annotations: dict[str, str]) -> datetime.datetime | None:
+    """The renewal time in a pod's token annotations; None when missing, garbled or without a zone."""
     try:
-        return datetime.datetime.fromisoformat(str(annotations.get(ANN_TOKEN_REFRESH)))
-    except ValueError:  # missing or garbled
+        at = datetime.datetime.fromisoformat(str(annotations.get(ANN_TOKEN_REFRESH)))
+    except ValueError:
         return None
+    return at if at.tzinfo is not None else None
 
 
 def refresh_passed(annotations: dict[str, str], now: datetime.datetime) -> bool:
     """Whether the renewal time in a pod's token annotations has come (or cannot be read)."""
     at = _refresh_time(annotations)
-    try:
-        return at is None or now >= at
-    except TypeError:  # without a time zone
-        return True
+    return at is None or now >= at
 
 
 def token_due(super_pod: dict[str, Any], now: datetime.datetime) -> bool:
@@ -229,12 +232,12 @@ def token_due(super_pod: dict[str, Any], now: datetime.datetime) -> bool:
 def token_outlives_sources(pod: dict[str, Any], super_pod: dict[str, Any], now: datetime.datetime) -> bool:
     """Whether the super pod's token is renewed later than the tenant pod's sources allow: signed for
     longer than they ask, as a syncer that gave every token a day did."""
-    lives = token_lifetimes(pod, legacy=mounts_token_secret(super_pod))
     at = _refresh_time(super_pod["metadata"].get("annotations") or {})
-    if not lives or at is None or at.tzinfo is None:
-        return False  # no token, or due anyway
-    soonest = min(datetime.timedelta(seconds=min(lives.values())) * 0.8, _MAX_REFRESH)
-    return at > now + soonest + _SKEW
+    if at is None:
+        return False  # due anyway, or never renewed
+    if not (lives := token_lifetimes(pod, legacy=mounts_token_secret(super_pod))):
+        return False  # no token
+    return at > now + _renewed_after(datetime.timedelta(seconds=min(lives.values()))) + _SKEW
 
 
 def _env(container: dict[str, Any], ctx: TenantContext) -> list[dict[str, Any]]:

@@ -321,9 +321,10 @@ async def test_an_upgrade_renews_the_token_of_a_pod_made_when_tokens_were_secret
         meta["annotations"].pop(pods.ANN_TOKEN_REFRESH)
         spec = json.loads(json.dumps(made["spec"]))
         secret_item = {"key": pods.TOKEN_KEY, "path": "token"}
+        token_field = {"apiVersion": "v1", "fieldPath": f"metadata.annotations['{pods.ANN_TOKEN}']"}
         sources = [
             {"secret": {"name": pods.token_secret_name("old"), "items": [secret_item]}}
-            if any(pods.is_token_key(f) for f in _annotation_fields(src))
+            if any(i.get("fieldRef") == token_field for i in (src.get("downwardAPI") or {}).get("items", []))
             else src
             for src in spec["volumes"][0]["projected"]["sources"]
         ]
@@ -354,12 +355,3 @@ async def test_an_upgrade_renews_the_token_of_a_pod_made_when_tokens_were_secret
     assert refresh > datetime.datetime.now(datetime.UTC)
     assert pods.ANN_TOKEN not in now["metadata"]["annotations"]  # its volume reads the Secret
     assert (await t.client.get(r.PODS, "old", "default"))["metadata"]["uid"] == tenant_pod["metadata"]["uid"]
-
-
-def _annotation_fields(src: dict) -> list[str]:
-    """The annotations a projected source's downward API items read."""
-    return [
-        item["fieldRef"]["fieldPath"].removeprefix("metadata.annotations['").removesuffix("']")
-        for item in (src.get("downwardAPI") or {}).get("items", [])
-        if "fieldRef" in item
-    ]

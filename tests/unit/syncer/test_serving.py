@@ -1,0 +1,163 @@
+"""Serving tenants: each tenant's VirtualCluster events in order, tenants side by side."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from syncer.engine import serving as serving_mod
+from syncer.engine.metrics import Metrics
+from syncer.engine.queue import FairQueue
+from syncer.engine.serving import KeyedLock, Serving
+from syncer.engine.tenant import TenantRuntime
+from syncer.resources.context import TenantContext
+from syncer.settings import SyncerOptions
+from tispace import aio, api, kubeconfig
+from tispace.kube.client import ApiError, Client
+
+DEAD = kubeconfig.Credentials(server="http://127.0.0.1:9", ca_pem=b"")
+
+
+async def test_a_keyed_lock_orders_one_key_and_not_two() -> None:
+    locks = KeyedLock()
+    order: list[str] = []
+    a_held = asyncio.Event()
+    release_a = asyncio.Event()
+
+    async def first_a() -> None:
+        async with locks.hold("a"):
+            a_held.set()
+            await release_a.wait()
+            order.append("a1")
+
+    async def second_a() -> None:
+        async with locks.hold("a"):
+            order.append("a2")
+
+    async def b() -> None:
+        async with locks.hold("b"):
+            order.append("b")
+
+    t1 = asyncio.create_task(first_a())
+    await a_held.wait()
+    t2 = asyncio.create_task(second_a())
+    await asyncio.wait_for(b(), 5)  # "b" does not wait for "a"
+    release_a.set()
+    await asyncio.gather(t1, t2)
+    assert order == ["b", "a1", "a2"]
+    assert len(locks) == 0  # nothing kept once nobody holds or waits
+
+
+async def test_a_keyed_lock_is_dropped_after_an_error_or_a_cancel() -> None:
+    locks = KeyedLock()
+    with pytest.raises(RuntimeError):
+        async with locks.hold("a"):
+            raise RuntimeError("boom")
+    held = asyncio.Event()
+
+    async def hold_forever() -> None:
+        async with locks.hold("a"):
+            held.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(hold_forever())
+    await held.wait()
+    waiter = asyncio.create_task(locks.hold("a").__aenter__())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    task.cancel()
+    await asyncio.gather(task, waiter, return_exceptions=True)
+    assert len(locks) == 0
+
+
+def _vc(name: str, phase: str = api.Phase.RUNNING) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}"},
+        "status": {"phase": phase},
+    }
+
+
+@pytest.fixture
+async def super_client() -> Any:
+    async with Client(DEAD, name="super") as c:
+        yield c
+
+
+def _serving(super_client: Client) -> Serving:
+    queue: FairQueue[Any] = FairQueue()
+
+    async def started(t: TenantRuntime) -> None:
+        return None
+
+    return Serving(
+        super_client,
+        SyncerOptions(),
+        queue,
+        Metrics(queue),
+        [],
+        None,
+        enqueue=lambda tenant, key: None,
+        started=started,
+        changed=lambda t: None,
+        stopped=lambda name: None,
+    )
+
+
+async def test_a_slow_tenant_does_not_hold_back_the_others(
+    super_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted syncer connects every tenant side by side: one slow API server delays only its own."""
+    gate = asyncio.Event()
+
+    async def connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
+        name = vc["metadata"]["name"]
+        if name == "slow":
+            await gate.wait()
+        ctx = TenantContext(root=f"root-{name}", vc_name=name, vc_namespace="default")
+        return TenantRuntime(f"default/{name}", ctx, Client(DEAD, name=name), 1, lambda t, k: None, [])
+
+    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", connect)
+    s = _serving(super_client)
+    names = ["slow", "a", "b"]
+    for n in names:
+        s.vcs.cache[("default", n)] = _vc(n)
+    task = asyncio.create_task(s.serve_all(s.unserved()))
+    try:
+        await aio.poll(lambda: len(s.tenants) == 2, timeout=5, interval=0.01, what="two tenants served")
+        assert sorted(s.tenants) == ["default/a", "default/b"]
+        gate.set()
+        await asyncio.wait_for(task, 5)
+        assert sorted(s.tenants) == [f"default/{n}" for n in sorted(names)]
+        assert s.by_root == {f"root-{n}": f"default/{n}" for n in names}
+    finally:
+        for n in list(s.tenants):
+            await s.stop(n)
+
+
+async def test_a_tenant_that_cannot_be_claimed_is_logged_and_the_others_served(
+    super_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
+        name = vc["metadata"]["name"]
+        ctx = TenantContext(root=f"root-{name}", vc_name=name, vc_namespace="default")
+        return TenantRuntime(f"default/{name}", ctx, Client(DEAD, name=name), 1, lambda t, k: None, [])
+
+    async def claim(name: str) -> bool:
+        if name == "default/held":
+            raise ApiError(409, {"reason": "Conflict"}, "PUT", "/leases/held")
+        return True
+
+    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", connect)
+    s = _serving(super_client)
+    monkeypatch.setattr(s, "_claim", claim)
+    for n in ("held", "free"):
+        s.vcs.cache[("default", n)] = _vc(n)
+    try:
+        await s.serve_all(s.unserved())
+        assert list(s.tenants) == ["default/free"]
+        assert "tenant default/held not served yet" in caplog.text
+    finally:
+        for n in list(s.tenants):
+            await s.stop(n)

@@ -97,7 +97,10 @@ class Client:
         self.creds = creds
         self.name = name
         self._ssl = ssl_context(creds)
-        headers = {"Accept": "application/json", "User-Agent": "tispace"}
+        # No gzip: an API server compresses every response over 128 KiB (a list) when asked, which
+        # costs both ends CPU to save bandwidth a cluster's own network has; kube-controller-manager
+        # and kube-scheduler turn it off for the same reason (client-go's DisableCompression).
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity", "User-Agent": "tispace"}
         self._session = aiohttp.ClientSession(
             base_url=creds.server,
             headers=headers,

@@ -112,7 +112,10 @@ class TenantRuntime:
         }
         self.vnode_idle_since: dict[str, float] = {}
         self.lease_renewed: dict[str, float] = {}
-        """When this process last renewed each virtual node's Lease (time.monotonic)."""
+        """When each virtual node's Lease was last renewed (time.monotonic): by this process, or
+        as read from the Lease (vnodes.read_renewals)."""
+        self.renewals_read = False
+        """Whether the Leases' renewal times were read (once, in the first node round)."""
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,3 +133,15 @@ def meta_patch(
         if want != have:
             patch[field_] = {**{k: None for k in have if k not in want}, **want}
     return {"metadata": patch} if patch else None
+
+
+def api_time(value: object) -> datetime.datetime | None:
+    """A time an object carries (RFC 3339); None when missing, garbled or without a zone, which
+    callers treat as long past."""
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None

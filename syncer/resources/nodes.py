@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from typing import Any
 
-from syncer.resources.context import TenantContext
+from syncer.resources.context import TenantContext, api_time
 from tispace import naming
 
 LABEL_VIRTUAL = f"{naming.GROUP}/virtual-node"
@@ -147,3 +148,13 @@ def made_at(node: dict[str, Any]) -> datetime.datetime | None:
     """When the node was made, if the API server said (a node made on demand gets its Lease then)."""
     at = node["metadata"].get("creationTimestamp")
     return datetime.datetime.fromisoformat(at) if at else None
+
+
+def lease_ages(leases: Iterable[dict[str, Any]], now: datetime.datetime) -> dict[str, float]:
+    """Seconds since each Lease's renewTime, by name: 0 for one ahead of `now` (another clock wrote
+    it); a Lease without a readable, zoned renewTime is left out (renewed as if never)."""
+    ages = {}
+    for lease in leases:
+        if (renewed := api_time((lease.get("spec") or {}).get("renewTime"))) is not None:
+            ages[lease["metadata"]["name"]] = max(0.0, (now - renewed).total_seconds())
+    return ages

@@ -8,7 +8,15 @@ import re
 from typing import Any
 
 from syncer.resources import simple, volumes
-from syncer.resources.context import POD_OWNED, Refused, TenantContext, copied, meta_patch, super_meta
+from syncer.resources.context import (
+    POD_OWNED,
+    Refused,
+    TenantContext,
+    api_time,
+    copied,
+    meta_patch,
+    super_meta,
+)
 from tispace import naming
 
 DEFAULT_SCHEDULER = "default-scheduler"
@@ -204,11 +212,7 @@ def _renewed_after(life: datetime.timedelta) -> datetime.timedelta:
 
 def _refresh_time(annotations: dict[str, str]) -> datetime.datetime | None:
     """The renewal time in a pod's token annotations; None when missing, garbled or without a zone."""
-    try:
-        at = datetime.datetime.fromisoformat(str(annotations.get(ANN_TOKEN_REFRESH)))
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else None
+    return api_time(annotations.get(ANN_TOKEN_REFRESH))
 
 
 def refresh_passed(annotations: dict[str, str], now: datetime.datetime) -> bool:

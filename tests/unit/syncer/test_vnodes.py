@@ -27,6 +27,7 @@ def _tenant(name: str, nodes: list[str]) -> types.SimpleNamespace:
         informers={"Node": informer},
         vnode_idle_since={},
         lease_renewed={},
+        renewals_read=True,
         pods_per_node=lambda: Counter(nodes),
         client=None,
         ctx=types.SimpleNamespace(node_selector=None),  # nodes on demand
@@ -211,3 +212,72 @@ def test_an_api_server_clock_ahead_does_not_put_a_new_nodes_lease_off() -> None:
     ahead = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
     node = _node("n1", ahead.strftime("%Y-%m-%dT%H:%M:%SZ"))
     assert vnodes.last_renewal(t, node, on_demand=True) <= time.monotonic()  # type: ignore[arg-type]
+
+
+def _renewed(name: str, ago: float) -> dict[str, Any]:
+    at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=ago)
+    return {"metadata": {"name": name}, "spec": {"renewTime": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}
+
+
+async def test_a_restarted_syncer_renews_only_the_leases_due_by_their_renew_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first round reads the tenant's Leases (one list) instead of renewing every Lease at once:
+    one renewed 10 s ago waits, one renewed two periods ago, or without a time, is renewed now."""
+    t = _tenant("t", ["fresh", "stale", "timeless", "missing"])
+    t.renewals_read = False
+    listed: list[str] = []
+
+    async def list_leases(res: object, namespace: str) -> dict[str, Any]:
+        listed.append(namespace)
+        timeless = {"metadata": {"name": "timeless"}, "spec": {}}
+        gone = _renewed("gone", 10)  # a Lease whose node is gone is not remembered
+        return {"items": [_renewed("fresh", 10), _renewed("stale", 2 * vnodes.RENEW_PERIOD), timeless, gone]}
+
+    renewed: list[str] = []
+
+    async def renew(t: types.SimpleNamespace, node: dict[str, Any], now: str) -> None:
+        renewed.append(node["metadata"]["name"])
+
+    t.client = types.SimpleNamespace(list=list_leases)
+    monkeypatch.setattr(vnodes, "renew_lease", renew)
+    super_nodes = types.SimpleNamespace(get=lambda ns, name: None)
+    await vnodes._tend_all(t, "now", {"t": t}, super_nodes)  # type: ignore[arg-type]
+    await vnodes._tend_all(t, "now", {"t": t}, super_nodes)  # type: ignore[arg-type]
+    assert listed == [nodes.LEASE_NAMESPACE]  # read once
+    assert sorted(renewed) == ["missing", "stale", "timeless"]
+    assert "gone" not in t.lease_renewed and t.renewals_read
+
+
+async def test_leases_that_cannot_be_read_are_renewed_and_read_next_round(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    t = _tenant("t", ["n1"])
+    t.renewals_read = False
+
+    async def list_leases(res: object, namespace: str) -> dict[str, Any]:
+        raise ApiError(503, {"message": "etcd is down"}, "GET", "leases")
+
+    renewed: list[str] = []
+
+    async def renew(t: types.SimpleNamespace, node: dict[str, Any], now: str) -> None:
+        renewed.append(node["metadata"]["name"])
+
+    t.client = types.SimpleNamespace(list=list_leases)
+    monkeypatch.setattr(vnodes, "renew_lease", renew)
+    await vnodes._tend_all(t, "now", {"t": t}, types.SimpleNamespace(get=lambda ns, name: None))  # type: ignore[arg-type]
+    assert renewed == ["n1"] and not t.renewals_read
+    assert "virtual node Leases not read" in caplog.text and "etcd is down" in caplog.text
+
+
+def test_lease_ages_read_renew_times_and_leave_out_the_unreadable() -> None:
+    now = datetime.datetime(2026, 12, 6, 12, 0, tzinfo=datetime.UTC)
+    leases = [
+        {"metadata": {"name": "a"}, "spec": {"renewTime": "2026-12-06T11:59:30.000000Z"}},
+        {"metadata": {"name": "ahead"}, "spec": {"renewTime": "2026-12-06T12:05:00.000000Z"}},
+        {"metadata": {"name": "zoneless"}, "spec": {"renewTime": "2026-12-06T11:59:30"}},
+        {"metadata": {"name": "garbled"}, "spec": {"renewTime": "yesterday"}},
+        {"metadata": {"name": "none"}, "spec": {"renewTime": None}},
+        {"metadata": {"name": "bare"}},
+    ]
+    assert nodes.lease_ages(leases, now) == {"a": 30.0, "ahead": 0.0}

@@ -15,7 +15,8 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from syncer.engine import pods as pod_hooks
-from syncer.resources import pods
+from syncer.engine import vnodes
+from syncer.resources import nodes, pods
 from tests.e2e.conftest import ManagerProc, SyncerProc, TenantHandle
 from tests.e2e.helpers import absent, eventually, live_pods, pod, running
 from tispace import procs
@@ -355,3 +356,28 @@ async def test_an_upgrade_renews_the_token_of_a_pod_made_when_tokens_were_secret
     assert refresh > datetime.datetime.now(datetime.UTC)
     assert pods.ANN_TOKEN not in now["metadata"]["annotations"]  # its volume reads the Secret
     assert (await t.client.get(r.PODS, "old", "default"))["metadata"]["uid"] == tenant_pod["metadata"]["uid"]
+
+
+async def test_a_restarted_syncer_renews_a_virtual_nodes_lease_when_due_not_at_once(
+    syncer: SyncerProc, tenant_factory
+) -> None:
+    """A restarted syncer reads each Lease's renewTime and renews it on its schedule (every 60 s,
+    written once 50 s have passed): it used to renew every virtual node's Lease in its first node
+    round, 20 s after it started, which at 20 x 250 was 1,900 writes in one burst."""
+    t: TenantHandle = await tenant_factory("fault-leases")
+    await t.client.create(r.PODS, pod("leased"), "default")
+    bound = await eventually(lambda: running(t.client, "default", 1, "app=leased"), what="a pod Running")
+    node = bound[0]["spec"]["nodeName"]
+
+    async def renewed_after(previous: str | None) -> str | None:
+        lease = await t.client.get_or_none(r.LEASES, node, nodes.LEASE_NAMESPACE)
+        at = lease and lease["spec"].get("renewTime")
+        return at if at and at != previous else None
+
+    first = await eventually(lambda: renewed_after(None), what="the virtual node's Lease")
+    just = await eventually(lambda: renewed_after(first), timeout=150, what="a renewal to start from")
+    syncer.kill()
+    syncer.start()
+    following = await eventually(lambda: renewed_after(just), timeout=150, what="the next renewal")
+    gap = datetime.datetime.fromisoformat(following) - datetime.datetime.fromisoformat(just)
+    assert gap >= datetime.timedelta(seconds=vnodes.RENEW_PERIOD - vnodes.NODE_PERIOD / 2)

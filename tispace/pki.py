@@ -35,7 +35,8 @@ class CertKey:
 
 
 SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-"""What a CA may hold: RSA (_new_ca_key) or ECDSA (a CA brought by an admin)."""
+"""What a CA may hold: RSA (_new_ca_key) or ECDSA (a CA brought by an admin, or one only TLS handshakes
+verify: new_ca's verified_per_request=False)."""
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -86,11 +87,11 @@ def _key_usage(*, ca: bool) -> x509.KeyUsage:
     )
 
 
-def new_ca(common_name: str, days: int = 3650, *, per_request: bool = True) -> CertKey:
-    """A self-signed CA allowed to sign leaf certificates only. `per_request=False`: a CA only a TLS
-    handshake verifies (a webhook's serving CA) gets an ECDSA key, made in a millisecond where an
-    RSA one takes 0.1-0.3 s (time a restarted syncer spent before serving its tenants)."""
-    key = _new_ca_key() if per_request else _new_key()
+def new_ca(common_name: str, days: int = 3650, *, verified_per_request: bool = True) -> CertKey:
+    """A self-signed CA allowed to sign leaf certificates only. `verified_per_request=False`: a CA
+    only a TLS handshake verifies (a webhook's serving CA) gets an ECDSA key, made in a millisecond
+    where an RSA one takes 0.1-0.3 s (time a restarted syncer spent before serving its tenants)."""
+    key = _new_ca_key() if verified_per_request else _new_key()
     not_before, not_after = _validity(days)
     name = _name(common_name)
     cert = (

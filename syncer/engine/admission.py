@@ -35,7 +35,7 @@ class TLS:
     """A serving certificate made at start-up; its CA goes into every tenant's webhook configuration."""
 
     def __init__(self, host: str) -> None:
-        self.ca = pki.new_ca("tispace-syncer-webhook-ca", per_request=False)
+        self.ca = pki.new_ca("tispace-syncer-webhook-ca", verified_per_request=False)
         leaf = pki.issue(self.ca, "tispace-syncer", hosts=(host, "localhost"), server=True)
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         pki.load_into(self.context, leaf.cert_pem + self.ca.cert_pem, leaf.key_pem)

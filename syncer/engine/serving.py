@@ -123,7 +123,7 @@ class Serving:
         async with self._locks.hold(name):
             vc = self.vcs.get(*name.split("/", 1))
             current = self.tenants.get(name)
-            if running(vc) and current is None and await self._claim(name):
+            if running(vc) and current is None:
                 assert vc is not None
                 await self._serve(name, vc)
             elif running(vc) and current is not None and vc is not None:
@@ -139,8 +139,11 @@ class Serving:
                 await self._stop(name)
 
     async def _serve(self, name: str, vc: dict[str, Any]) -> None:
+        """Claim the tenant (with shards, its Lease) and connect it, CONNECTING at once: the Lease is
+        taken right before the tenant is served, and hundreds of them are not written in one burst."""
         async with self._connecting:
-            await self._connect(name, vc)
+            if await self._claim(name):
+                await self._connect(name, vc)
 
     async def _connect(self, name: str, vc: dict[str, Any]) -> None:
         try:
@@ -219,10 +222,13 @@ class Serving:
             await self.serve_all(self.unserved())
 
     async def serve_all(self, names: list[str]) -> None:
-        """Serve these tenants side by side; one whose Lease could not be taken is tried next round."""
+        """Serve these tenants side by side; one that fails (its Lease not taken, its VirtualCluster's
+        kubeconfig unreadable) is logged and tried next round, and the others are served."""
         results = await asyncio.gather(*(self.reconcile_vc(n) for n in names), return_exceptions=True)
         for name, result in zip(names, results, strict=True):
             if isinstance(result, (ApiError, OSError, TimeoutError)):
                 log.warning("tenant %s not served yet: %s", name, result)
+            elif isinstance(result, Exception):
+                log.error("tenant %s not served yet", name, exc_info=result)
             elif isinstance(result, BaseException):
                 raise result

@@ -31,6 +31,9 @@ RENEWALS_IN_FLIGHT = 16
 """Lease writes in flight per tenant: a few pooled connections carry a tenant's hundred nodes in
 under a second (seven round trips, so even at a second each under load the Leases stay fresh); a
 hundred at once opened a hundred connections, and TLS handshakes, every round."""
+LEASE_READ_TIMEOUT = 10.0
+"""How long a tenant's first round waits for its Leases (read_renewals); without them it renews every
+Lease, which costs writes, never a node."""
 VNODE_GRACE = 30.0
 """An on-demand node without pods stays this long (a pod replaced right away keeps it)."""
 
@@ -69,9 +72,17 @@ async def _tend_all(
     """Every virtual node of one tenant, a few at a time."""
     if not t.renewals_read:
         try:
-            await read_renewals(t)
-        except (ApiError, OSError, TimeoutError) as e:  # read again next round; renewed meanwhile
-            log.warning("virtual node Leases not read: %s", e, extra={"tenant": t.name, "kind": "Lease"})
+            async with asyncio.timeout(LEASE_READ_TIMEOUT):
+                await read_renewals(t)
+        except Exception as e:  # noqa: BLE001 - any failure: every Lease renewed now, read next round
+            if tenants.get(t.name) is not t:
+                return  # no longer served (its client is closed)
+            log.warning(
+                "virtual node Leases not read: %s: %s",
+                type(e).__name__,
+                e,
+                extra={"tenant": t.name, "kind": "Lease"},
+            )
     busy = t.pods_per_node()
     slots = asyncio.Semaphore(RENEWALS_IN_FLIGHT)
 

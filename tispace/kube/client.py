@@ -98,8 +98,9 @@ class Client:
         self.name = name
         self._ssl = ssl_context(creds)
         # No gzip: an API server compresses every response over 128 KiB (a list) when asked, which
-        # costs both ends CPU to save bandwidth a cluster's own network has; kube-controller-manager
-        # and kube-scheduler turn it off for the same reason (client-go's DisableCompression).
+        # costs both ends CPU to save bandwidth. The programs run beside their API servers, as
+        # kube-controller-manager and kube-scheduler do, which turn it off too (client-go's
+        # DisableCompression); the CLI reads little.
         headers = {"Accept": "application/json", "Accept-Encoding": "identity", "User-Agent": "tispace"}
         self._session = aiohttp.ClientSession(
             base_url=creds.server,

@@ -136,7 +136,7 @@ async def test_a_slow_tenant_does_not_hold_back_the_others(
             await s.stop(n)
 
 
-async def test_a_tenant_that_cannot_be_claimed_is_logged_and_the_others_served(
+async def test_a_tenant_that_cannot_be_claimed_or_fails_is_logged_and_the_others_served(
     super_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
@@ -147,17 +147,20 @@ async def test_a_tenant_that_cannot_be_claimed_is_logged_and_the_others_served(
     async def claim(name: str) -> bool:
         if name == "default/held":
             raise ApiError(409, {"reason": "Conflict"}, "PUT", "/leases/held")
+        if name == "default/broken":
+            raise KeyError("kubeconfig")  # anything unexpected: logged with its traceback
         return True
 
     monkeypatch.setattr(serving_mod.TenantRuntime, "connect", connect)
     s = _serving(super_client)
     monkeypatch.setattr(s, "_claim", claim)
-    for n in ("held", "free"):
+    for n in ("held", "broken", "free"):
         s.vcs.cache[("default", n)] = _vc(n)
     try:
         await s.serve_all(s.unserved())
         assert list(s.tenants) == ["default/free"]
         assert "tenant default/held not served yet" in caplog.text
+        assert "tenant default/broken not served yet" in caplog.text and "KeyError" in caplog.text
     finally:
         for n in list(s.tenants):
             await s.stop(n)

@@ -7,6 +7,7 @@ import types
 from collections import Counter
 from typing import Any
 
+import aiohttp
 import pytest
 
 from syncer.engine import vnodes
@@ -249,14 +250,21 @@ async def test_a_restarted_syncer_renews_only_the_leases_due_by_their_renew_time
     assert "gone" not in t.lease_renewed and t.renewals_read
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        ApiError(503, {"message": "etcd is down"}, "GET", "leases"),
+        aiohttp.ServerDisconnectedError("etcd is down"),  # a transport error that is no OSError
+    ],
+)
 async def test_leases_that_cannot_be_read_are_renewed_and_read_next_round(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    error: Exception, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     t = _tenant("t", ["n1"])
     t.renewals_read = False
 
     async def list_leases(res: object, namespace: str) -> dict[str, Any]:
-        raise ApiError(503, {"message": "etcd is down"}, "GET", "leases")
+        raise error
 
     renewed: list[str] = []
 
@@ -281,3 +289,28 @@ def test_lease_ages_read_renew_times_and_leave_out_the_unreadable() -> None:
         {"metadata": {"name": "bare"}},
     ]
     assert nodes.lease_ages(leases, now) == {"a": 30.0, "ahead": 0.0}
+
+
+async def test_a_lease_read_that_hangs_is_given_up_and_the_leases_renewed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    t = _tenant("t", ["n1"])
+    t.renewals_read = False
+
+    async def list_leases(res: object, namespace: str) -> dict[str, Any]:
+        await asyncio.Event().wait()  # an API server that never answers
+        raise AssertionError("unreachable")
+
+    renewed: list[str] = []
+
+    async def renew(t: types.SimpleNamespace, node: dict[str, Any], now: str) -> None:
+        renewed.append(node["metadata"]["name"])
+
+    t.client = types.SimpleNamespace(list=list_leases)
+    monkeypatch.setattr(vnodes, "renew_lease", renew)
+    monkeypatch.setattr(vnodes, "LEASE_READ_TIMEOUT", 0.01)
+    await asyncio.wait_for(
+        vnodes._tend_all(t, "now", {"t": t}, types.SimpleNamespace(get=lambda ns, name: None)),  # type: ignore[arg-type]
+        30,  # a bound, not a timing
+    )
+    assert renewed == ["n1"] and not t.renewals_read

@@ -115,7 +115,7 @@ def test_a_ca_with_another_kind_of_key_is_refused() -> None:
 
 def test_a_ca_only_handshakes_verify_has_an_ecdsa_key() -> None:
     """A webhook's serving CA is made at every syncer start: ECDSA, made in a millisecond."""
-    ca = pki.new_ca("webhook-ca", per_request=False)
+    ca = pki.new_ca("webhook-ca", verified_per_request=False)
     assert isinstance(ca.cert.public_key(), ec.EllipticCurvePublicKey)
     leaf = pki.issue(ca, "webhook", hosts=("127.0.0.1",), server=True)
     leaf.cert.verify_directly_issued_by(ca.cert)

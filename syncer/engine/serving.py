@@ -34,6 +34,10 @@ CONNECTING = 16
 """Most tenants connected at once (their kubeconfig read, TiSpace's objects written, informers
 started). One at a time, a restarted syncer at 20 x 250 took 8.4 s from its first tenant to its
 last; all at once, a super cluster of hundreds of tenants would take hundreds of reads in a burst."""
+STARTED_TIMEOUT = 30.0
+"""Longest a tenant's first writes (webhook, class policy) may take before it is given up and tried
+again: a tenant API server that accepts connections but never answers held its connect slot, and
+its lock, for minutes of retries."""
 
 
 class KeyedLock:
@@ -155,8 +159,9 @@ class Serving:
         self.by_root[t.ctx.root] = name
         self.queue.set_weight(name, t.weight, concurrency_of(vc, self.opts.tenant_concurrency), rate_of(vc))
         try:
-            await self._started(t)
-        except (OSError, TimeoutError) as e:  # its API server went away: try again later
+            async with asyncio.timeout(STARTED_TIMEOUT):
+                await self._started(t)
+        except (OSError, TimeoutError) as e:  # its API server went away or hangs: try again later
             log.warning("tenant %s not served yet (retried in %.0fs): %s", name, SERVE_PERIOD, e)
             await self._stop(name)
             return
@@ -196,24 +201,34 @@ class Serving:
         cannot renew stops leading: by then another replica may own it.
         """
         renewed: dict[str, float] = {}
-        while True:
-            try:
-                await shard.heartbeat()
+        serving: asyncio.Task[None] | None = None
+        try:
+            while True:
+                try:
+                    await shard.heartbeat()
+                    for name in list(self.tenants):
+                        if shard.mine(name) and await shard.acquire(name):
+                            renewed[name] = time.monotonic()
+                        else:
+                            await self.stop(name)
+                    if serving is None or serving.done():
+                        # beside the heartbeat: a tenant slow to connect must not stop it, or the
+                        # other replicas would take this one's tenants while it still serves them
+                        serving = asyncio.create_task(
+                            self.serve_all([n for n in self.unserved() if shard.mine(n)])
+                        )
+                except (ApiError, OSError, TimeoutError) as e:
+                    log.warning("shard heartbeat failed: %s", e)
                 for name in list(self.tenants):
-                    if shard.mine(name) and await shard.acquire(name):
-                        renewed[name] = time.monotonic()
-                    else:
+                    since = time.monotonic() - renewed.setdefault(name, time.monotonic())
+                    if since > shard.duration * 2 / 3:
                         await self.stop(name)
-                await self.serve_all([n for n in self.unserved() if shard.mine(n)])
-            except (ApiError, OSError, TimeoutError) as e:
-                log.warning("shard heartbeat failed: %s", e)
-            for name in list(self.tenants):
-                since = time.monotonic() - renewed.setdefault(name, time.monotonic())
-                if since > shard.duration * 2 / 3:
-                    await self.stop(name)
-            for name in [n for n in renewed if n not in self.tenants]:
-                del renewed[name]
-            await asyncio.sleep(shard.renew_period)
+                for name in [n for n in renewed if n not in self.tenants]:
+                    del renewed[name]
+                await asyncio.sleep(shard.renew_period)
+        finally:
+            if serving is not None:
+                serving.cancel()
 
     async def serve_loop(self) -> None:
         """Without shards: serve Running VirtualClusters whose first connect failed."""

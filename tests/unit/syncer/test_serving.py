@@ -164,3 +164,79 @@ async def test_a_tenant_that_cannot_be_claimed_or_fails_is_logged_and_the_others
     finally:
         for n in list(s.tenants):
             await s.stop(n)
+
+
+class _Shard:
+    """A shard of one replica that owns every tenant; counts its heartbeats."""
+
+    duration = 15.0
+    renew_period = 0.01
+
+    def __init__(self) -> None:
+        self.heartbeats = 0
+
+    async def heartbeat(self) -> None:
+        self.heartbeats += 1
+
+    def mine(self, tenant: str) -> bool:
+        return True
+
+    async def acquire(self, tenant: str) -> bool:
+        return True
+
+    async def release(self, tenant: str) -> None:
+        return None
+
+
+async def test_a_tenant_slow_to_connect_does_not_stop_the_shard_heartbeat(
+    super_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without heartbeats the other replicas would take this one's tenants while it still serves them."""
+    gate = asyncio.Event()
+
+    async def connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
+        await gate.wait()
+        ctx = TenantContext(root="root-slow", vc_name="slow", vc_namespace="default")
+        return TenantRuntime("default/slow", ctx, Client(DEAD, name="slow"), 1, lambda t, k: None, [])
+
+    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", connect)
+    s = _serving(super_client)
+    shard = _Shard()
+    s.shard = shard  # type: ignore[assignment]
+    s.vcs.cache[("default", "slow")] = _vc("slow")
+    loop = asyncio.create_task(s.shard_loop(shard))  # type: ignore[arg-type]
+    try:
+        await aio.poll(
+            lambda: shard.heartbeats >= 5, timeout=5, interval=0.01, what="heartbeats while connecting"
+        )
+        assert not s.tenants
+        gate.set()
+        await aio.poll(
+            lambda: "default/slow" in s.tenants, timeout=5, interval=0.01, what="the tenant served"
+        )
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+        for n in list(s.tenants):
+            await s.stop(n)
+
+
+async def test_a_tenant_whose_first_writes_hang_is_given_up_and_its_slot_freed(
+    super_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
+        name = vc["metadata"]["name"]
+        ctx = TenantContext(root=f"root-{name}", vc_name=name, vc_namespace="default")
+        return TenantRuntime(f"default/{name}", ctx, Client(DEAD, name=name), 1, lambda t, k: None, [])
+
+    async def started(t: TenantRuntime) -> None:
+        await asyncio.Event().wait()  # an API server that accepts connections and never answers
+
+    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", connect)
+    monkeypatch.setattr(serving_mod, "STARTED_TIMEOUT", 0.01)
+    s = _serving(super_client)
+    s._started = started
+    s.vcs.cache[("default", "frozen")] = _vc("frozen")
+    await asyncio.wait_for(s.serve_all(s.unserved()), 30)  # a bound, not a timing
+    assert not s.tenants and not s.by_root and len(s._locks) == 0
+    assert "tenant default/frozen not served yet" in caplog.text

@@ -16,6 +16,7 @@ from syncer.resources.context import TenantContext
 from syncer.settings import SyncerOptions
 from tispace import aio, api, kubeconfig
 from tispace.kube.client import ApiError, Client
+from tispace.naming import RootNamespace
 
 DEAD = kubeconfig.Credentials(server="http://127.0.0.1:9", ca_pem=b"")
 
@@ -79,6 +80,17 @@ def _vc(name: str, phase: str = api.Phase.RUNNING) -> dict[str, Any]:
     }
 
 
+def _runtime(vc: dict[str, Any]) -> TenantRuntime:
+    """What connecting to the tenant of `vc` gives, without an API server (no kinds: no informers)."""
+    name = vc["metadata"]["name"]
+    ctx = TenantContext(root=RootNamespace(f"root-{name}"), vc_name=name, vc_namespace="default")
+    return TenantRuntime(f"default/{name}", ctx, Client(DEAD, name=name), 1, lambda t, k: None, [])
+
+
+async def _connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
+    return _runtime(vc)
+
+
 @pytest.fixture
 async def super_client() -> Any:
     async with Client(DEAD, name="super") as c:
@@ -112,11 +124,9 @@ async def test_a_slow_tenant_does_not_hold_back_the_others(
     gate = asyncio.Event()
 
     async def connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
-        name = vc["metadata"]["name"]
-        if name == "slow":
+        if vc["metadata"]["name"] == "slow":
             await gate.wait()
-        ctx = TenantContext(root=f"root-{name}", vc_name=name, vc_namespace="default")
-        return TenantRuntime(f"default/{name}", ctx, Client(DEAD, name=name), 1, lambda t, k: None, [])
+        return _runtime(vc)
 
     monkeypatch.setattr(serving_mod.TenantRuntime, "connect", connect)
     s = _serving(super_client)
@@ -139,11 +149,6 @@ async def test_a_slow_tenant_does_not_hold_back_the_others(
 async def test_a_tenant_that_cannot_be_claimed_or_fails_is_logged_and_the_others_served(
     super_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
-        name = vc["metadata"]["name"]
-        ctx = TenantContext(root=f"root-{name}", vc_name=name, vc_namespace="default")
-        return TenantRuntime(f"default/{name}", ctx, Client(DEAD, name=name), 1, lambda t, k: None, [])
-
     async def claim(name: str) -> bool:
         if name == "default/held":
             raise ApiError(409, {"reason": "Conflict"}, "PUT", "/leases/held")
@@ -151,7 +156,7 @@ async def test_a_tenant_that_cannot_be_claimed_or_fails_is_logged_and_the_others
             raise KeyError("kubeconfig")  # anything unexpected: logged with its traceback
         return True
 
-    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", connect)
+    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", _connect)
     s = _serving(super_client)
     monkeypatch.setattr(s, "_claim", claim)
     for n in ("held", "broken", "free"):
@@ -196,8 +201,7 @@ async def test_a_tenant_slow_to_connect_does_not_stop_the_shard_heartbeat(
 
     async def connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
         await gate.wait()
-        ctx = TenantContext(root="root-slow", vc_name="slow", vc_namespace="default")
-        return TenantRuntime("default/slow", ctx, Client(DEAD, name="slow"), 1, lambda t, k: None, [])
+        return _runtime(vc)
 
     monkeypatch.setattr(serving_mod.TenantRuntime, "connect", connect)
     s = _serving(super_client)
@@ -224,15 +228,10 @@ async def test_a_tenant_slow_to_connect_does_not_stop_the_shard_heartbeat(
 async def test_a_tenant_whose_first_writes_hang_is_given_up_and_its_slot_freed(
     super_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
-        name = vc["metadata"]["name"]
-        ctx = TenantContext(root=f"root-{name}", vc_name=name, vc_namespace="default")
-        return TenantRuntime(f"default/{name}", ctx, Client(DEAD, name=name), 1, lambda t, k: None, [])
-
     async def started(t: TenantRuntime) -> None:
         await asyncio.Event().wait()  # an API server that accepts connections and never answers
 
-    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", connect)
+    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", _connect)
     monkeypatch.setattr(serving_mod, "STARTED_TIMEOUT", 0.01)
     s = _serving(super_client)
     s._started = started

@@ -108,7 +108,7 @@ class Serving:
         """VirtualCluster events being handled (referenced, so they are not collected mid-way)."""
 
     def _on_vc(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-        task = asyncio.get_running_loop().create_task(self.reconcile_vc(f"{key[0]}/{key[1]}"))
+        task = asyncio.get_running_loop().create_task(self._reconcile_logged(f"{key[0]}/{key[1]}"))
         self._vc_tasks.add(task)
         task.add_done_callback(self._vc_tasks.discard)
 
@@ -239,11 +239,14 @@ class Serving:
     async def serve_all(self, names: list[str]) -> None:
         """Serve these tenants side by side; one that fails (its Lease not taken, its VirtualCluster's
         kubeconfig unreadable) is logged and tried next round, and the others are served."""
-        results = await asyncio.gather(*(self.reconcile_vc(n) for n in names), return_exceptions=True)
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result, (ApiError, OSError, TimeoutError)):
-                log.warning("tenant %s not served yet: %s", name, result)
-            elif isinstance(result, Exception):
-                log.error("tenant %s not served yet", name, exc_info=result)
-            elif isinstance(result, BaseException):
-                raise result
+        await asyncio.gather(*(self._reconcile_logged(n) for n in names))
+
+    async def _reconcile_logged(self, name: str) -> None:
+        """`reconcile_vc` for an event or a round, whose failure nobody awaits: logged here (with
+        its traceback if unexpected), and the next round tries again."""
+        try:
+            await self.reconcile_vc(name)
+        except (ApiError, OSError, TimeoutError) as e:
+            log.warning("tenant %s not served yet: %s", name, e)
+        except Exception:
+            log.exception("tenant %s not served yet", name)

@@ -129,8 +129,8 @@ async def _tend(
 
 async def read_renewals(t: TenantRuntime) -> None:
     """When each virtual node's Lease was last renewed, read in one list when a tenant is first served
-    here: a restarted syncer renewed every Lease at once, 2,000 writes to the tenants in its first
-    seconds at 20 x 250 (slowing its own resync), while each Lease had minutes left."""
+    here: a restarted syncer renewed every Lease in its first node round, 2,000 writes to the tenants
+    at once at 20 x 250 while each Lease had minutes left, and its renewals stayed bunched after."""
     listed = await t.client.list(r.LEASES, nodes.LEASE_NAMESPACE)
     now, names = time.monotonic(), {key[1] for key in t.informers["Node"].cache}
     for name, age in nodes.lease_ages(listed["items"], datetime.datetime.now(datetime.UTC)).items():

@@ -145,9 +145,9 @@ def lease(node: dict[str, Any], now: str) -> dict[str, Any]:
 
 
 def made_at(node: dict[str, Any]) -> datetime.datetime | None:
-    """When the node was made, if the API server said (a node made on demand gets its Lease then)."""
-    at = node["metadata"].get("creationTimestamp")
-    return datetime.datetime.fromisoformat(at) if at else None
+    """When the node was made, if the API server said so readably (a node made on demand gets its
+    Lease then); a garbled time reads as None, so the node's Lease is renewed, not the round ended."""
+    return api_time(node["metadata"].get("creationTimestamp"))
 
 
 def lease_ages(leases: Iterable[dict[str, Any]], now: datetime.datetime) -> dict[str, float]:

@@ -239,3 +239,22 @@ async def test_a_tenant_whose_first_writes_hang_is_given_up_and_its_slot_freed(
     await asyncio.wait_for(s.serve_all(s.unserved()), 30)  # a bound, not a timing
     assert not s.tenants and not s.by_root and len(s._locks) == 0
     assert "tenant default/frozen not served yet" in caplog.text
+
+
+async def test_a_virtual_cluster_event_that_fails_is_logged_with_its_traceback(
+    super_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An event's task is awaited by nobody: its failure must reach the log, not asyncio's
+    "exception was never retrieved" at collection."""
+
+    async def claim(name: str) -> bool:
+        raise KeyError("kubeconfig")
+
+    s = _serving(super_client)
+    monkeypatch.setattr(s, "_claim", claim)
+    s.vcs.cache[("default", "broken")] = _vc("broken")
+    s._on_vc(("default", "broken"), None, _vc("broken"))
+    (task,) = s._vc_tasks
+    await task
+    assert task.exception() is None
+    assert "tenant default/broken not served yet" in caplog.text and "KeyError" in caplog.text

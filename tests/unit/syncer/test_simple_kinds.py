@@ -235,6 +235,7 @@ def test_a_lease_is_owned_by_its_node() -> None:
     assert lease["spec"]["leaseDurationSeconds"] == nodes.LEASE_SECONDS
     assert nodes.made_at(node) == datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     assert nodes.made_at({"metadata": {"name": "unsaved"}}) is None
+    assert nodes.made_at({"metadata": {"name": "odd", "creationTimestamp": "yesterday"}}) is None
 
 
 @pytest.mark.parametrize("kind", [k.name for k in DOWN_KINDS])

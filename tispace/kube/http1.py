@@ -14,9 +14,12 @@ import asyncio
 import ssl
 import time
 from typing import NamedTuple, cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
+
+TARGET_SAFE = "/?&=+%:@!$'()*,;-._~"
+"""What a request target keeps as is (a query is already encoded); anything else is percent-encoded."""
 
 
 class Response(NamedTuple):
@@ -123,7 +126,8 @@ class Pool:
 
     def head(self, method: str, target: str, headers: dict[str, str], length: int | None) -> bytes:
         """The request line and headers; `target` is the path and query, below the server's own path."""
-        lines = [f"{method} {self._prefix}{target} HTTP/1.1\r\n".encode(), self._host_header]
+        target = quote(self._prefix + target, safe=TARGET_SAFE)
+        lines = [f"{method} {target} HTTP/1.1\r\n".encode(), self._host_header]
         lines += [f"{k}: {v}\r\n".encode() for k, v in headers.items()]
         if length is not None:
             lines.append(f"Content-Length: {length}\r\n".encode())

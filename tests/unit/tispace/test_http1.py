@@ -81,9 +81,10 @@ async def test_a_body_and_the_query_reach_the_server_as_sent(server: tuple[Clien
     client, _ = server
     pod = {"metadata": {"name": "ü-pod", "labels": {"a": "b"}}}
     assert await client.create(r.PODS, pod, "default") == pod
-    params = {"labelSelector": "app=x,tier!=db", "limit": "5"}
+    params = {"labelSelector": "app=x,tier!=db", "limit": "5", "fieldSelector": "spec.nodeName=a b"}
     got = await client.request("GET", r.PODS.path("default", "q"), params=params)
     assert got["query"] == params
+    assert (await client.request("GET", "/api/v1/namespaces/default/pods/ä b"))["metadata"]["name"] == "ä b"
 
 
 async def test_a_connection_the_server_closes_is_not_used_again(server: tuple[Client, list[Any]]) -> None:

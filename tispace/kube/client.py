@@ -1,7 +1,8 @@
 """An async Kubernetes client on dicts: get, list, watch, create, patch, delete.
 
-One aiohttp session per cluster; JSON parsed with orjson; no model classes, so the syncer's
-hot path pays for bytes -> dict once. Transient failures (429, 5xx, dropped connections)
+One-answer requests over a lean keep-alive pool (http1), watches and exec over an aiohttp
+session; JSON parsed with orjson; no model classes, so the syncer's hot path pays for bytes ->
+dict once. Transient failures (429, 5xx, dropped connections)
 are retried with backoff here, so callers only handle answers that mean something.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import builtins
+import functools
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,6 +35,8 @@ CLI, the bench and the tests run on asyncio's loop and open watches too."""
 asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER  # no API sets it
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "PUT", "DELETE"})
+"""Sent again at once when the server closed their pooled connection as they went (http1.Pool)."""
 PATCH_TYPES = {
     "merge": "application/merge-patch+json",
     "strategic": "application/strategic-merge-patch+json",
@@ -59,7 +63,11 @@ class ApiError(Exception):
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, ApiError):
         return exc.status in RETRY_STATUSES
-    return isinstance(exc, ConnectionError | aiohttp.ClientConnectionError | asyncio.TimeoutError)
+    # Any socket failure (a refused or dropped connection, a name not resolved for now, no route
+    # while an address moves, a handshake cut by a restart), but not a certificate that fails.
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return False
+    return isinstance(exc, OSError | aiohttp.ClientConnectionError)
 
 
 _backoff = tenacity.wait_exponential_jitter(multiplier=0.1, max=5)
@@ -77,6 +85,14 @@ def _retry_after(value: str | None) -> float:
         return float(value or 0)
     except ValueError:  # an HTTP date: rare from an API server, and a plain backoff is fine
         return 0.0
+
+
+def _answer(status: int, raw: bytes, retry_after: str | None, method: str, path: str) -> dict[str, Any]:
+    """The parsed answer, or the ApiError it says."""
+    parsed = orjson.loads(raw) if raw[:1] == b"{" else None
+    if status >= 400:
+        raise ApiError(status, parsed, method, path, _retry_after(retry_after))
+    return parsed or {}
 
 
 def ssl_context(creds: kubeconfig.Credentials) -> ssl.SSLContext:
@@ -103,15 +119,13 @@ class Client:
         # costs both ends CPU to save bandwidth. The programs run beside their API servers, as
         # kube-controller-manager and kube-scheduler do, which turn it off too (client-go's
         # DisableCompression); the CLI reads little.
-        headers = {"Accept": "application/json", "Accept-Encoding": "identity", "User-Agent": "tispace"}
-        self._headers = headers
+        self._headers = {"Accept": "application/json", "Accept-Encoding": "identity", "User-Agent": "tispace"}
         self._pool = http1.Pool(creds.server, self._ssl, limit=100, keepalive=KEEPALIVE_SECONDS)
         """One-answer requests; watches and exec stream through the aiohttp session."""
         self._session = aiohttp.ClientSession(
             base_url=creds.server,
-            headers=headers,
+            headers=self._headers,
             connector=aiohttp.TCPConnector(ssl=self._ssl, limit=100, keepalive_timeout=KEEPALIVE_SECONDS),
-            json_serialize=lambda o: orjson.dumps(o).decode(),
         )
         self._attempts = attempts
         self._retry = tenacity.AsyncRetrying(  # the attempts after the first (see `request`)
@@ -150,17 +164,27 @@ class Client:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float = 30,
+        listing: bool = False,
     ) -> dict[str, Any]:
+        """One request, retried on transient failures. `listing`: a list page, sent on the aiohttp
+        session that watches use. An informer watches right after it lists, and on one pool the watch
+        takes the list's connection; on two it opens its own, and a restarted syncer made twice the
+        TLS handshakes with every tenant (its resync took 10-30% more CPU on both sides). A list's
+        answer is large, so aiohttp's cost per request hardly counts there."""
         data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
         headers = self._headers | self.auth_headers()
         if data is not None:
             headers["Content-Type"] = content_type
-        target = f"{path}?{urlencode(params)}" if params else path
-        send = (method, target, data, headers, timeout)
+        if listing:
+            send = functools.partial(self._send_listing, path, params, headers, timeout)
+        else:
+            target = f"{path}?{urlencode(params)}" if params else path
+            head = self._pool.head(method, target, headers, None if data is None else len(data))
+            send = functools.partial(self._send, method, path, head, data, timeout)
         # The first attempt outside tenacity: its per-call state cost 15% of a request's client CPU,
         # and nearly every request succeeds at once. A failure waits as a retry would, then retries.
         try:
-            return await self._send(*send)
+            return await send()
         except Exception as e:
             if not _retryable(e) or self._attempts == 1:
                 raise
@@ -169,18 +193,24 @@ class Client:
         await asyncio.sleep(_wait(failed))
         async for attempt in self._retry.copy():  # a copy per call: retry state is per request
             with attempt:
-                return await self._send(*send)
+                return await send()
         raise AssertionError("unreachable: tenacity reraises")
 
     async def _send(
-        self, method: str, target: str, data: bytes | None, headers: dict[str, str], timeout: float
+        self, method: str, path: str, head: bytes, data: bytes | None, timeout: float
     ) -> dict[str, Any]:
-        head = self._pool.head(method, target, headers, None if data is None else len(data))
-        status, raw, retry_after = await self._pool.request(head, data, timeout)
-        parsed = orjson.loads(raw) if raw[:1] == b"{" else None
-        if status >= 400:
-            raise ApiError(status, parsed, method, target, _retry_after(retry_after))
-        return parsed or {}
+        status, raw, retry_after = await self._pool.request(
+            head, data, timeout, idempotent=method in IDEMPOTENT_METHODS
+        )
+        return _answer(status, raw, retry_after, method, path)
+
+    async def _send_listing(
+        self, path: str, params: dict[str, str] | None, headers: dict[str, str], timeout: float
+    ) -> dict[str, Any]:
+        async with self._session.get(
+            path, params=params, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
+            return _answer(resp.status, await resp.read(), resp.headers.get("Retry-After"), "GET", path)
 
     # --- verbs ---------------------------------------------------------------------------
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -189,7 +219,7 @@ class Client:
     async def get_text(self, path: str) -> str:
         """A GET whose answer is not JSON (node proxy, metrics); failures raise ApiError."""
         head = self._pool.head("GET", path, self._headers | self.auth_headers(), None)
-        status, body, _ = await self._pool.request(head, None, 30)
+        status, body, _ = await self._pool.request(head, None, 30, idempotent=True)
         if status >= 400:
             parsed = (
                 orjson.loads(body) if body[:1] == b"{" else {"message": body[:300].decode(errors="replace")}
@@ -226,7 +256,7 @@ class Client:
         if label_selector:
             params["labelSelector"] = label_selector
         while True:
-            page = await self.request("GET", res.path(namespace), params=params, timeout=120)
+            page = await self.request("GET", res.path(namespace), params=params, timeout=120, listing=True)
             yield page
             cont = page.get("metadata", {}).get("continue")
             if not cont:

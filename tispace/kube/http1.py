@@ -5,7 +5,8 @@ work: session, request and response objects, header multidicts, timers, signals.
 five or six such requests per pod it syncs, so that machinery was most of its per-pod cost beyond
 its own work. Here a request is one write of its bytes on a pooled keep-alive connection, and its
 answer is parsed by llhttp (httptools, which uvicorn uses too): ~90 us each. Watches and exec, which
-stream, stay on aiohttp.
+stream, stay on aiohttp. An answer must carry its length or be chunked, as Go's server sends
+every answer to an HTTP/1.1 request; one that ends only when the connection closes is an error.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.idle_since = 0.0
         self.reusable = False
+        self.answered = False
+        """Whether any byte of the current request's answer came."""
         self._answer: asyncio.Future[Response] | None = None
         self._parser: httptools.HttpResponseParser | None = None
         self._body: list[bytes] = []
@@ -54,6 +57,7 @@ class _Connection(asyncio.Protocol):
         if self._parser is None:  # bytes nobody asked for: the connection can't be trusted
             self.close()
             return
+        self.answered = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
@@ -76,6 +80,9 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         assert self._parser is not None
         answer, parser = self._answer, self._parser
+        if parser.get_status_code() < 200:  # an interim answer (100 Continue): the real one follows
+            self._body, self._retry_after = [], None
+            return
         self.reusable = parser.should_keep_alive()
         self._answer, self._parser = None, None
         if answer is not None and not answer.done():
@@ -91,7 +98,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self._answer = asyncio.get_running_loop().create_future()
         self._parser = httptools.HttpResponseParser(self)
-        self._body, self._retry_after, self.reusable = [], None, False
+        self._body, self._retry_after, self.reusable, self.answered = [], None, False, False
         self.transport.write(data)
         return self._answer
 
@@ -134,22 +141,31 @@ class Pool:
         lines.append(b"\r\n")
         return b"".join(lines)
 
-    async def request(self, head: bytes, body: bytes | None, timeout: float) -> Response:
+    async def request(self, head: bytes, body: bytes | None, timeout: float, *, idempotent: bool) -> Response:
+        """Send and wait for the answer, within `timeout` from the call. An idempotent request that
+        finds its pooled connection closed by the server (it was idle there, the close crossed the
+        request) goes again at once on a new connection, as aiohttp and browsers do."""
         if self._closed:
             raise RuntimeError("the client is closed")
-        async with self._slots:
+        data = head + body if body else head
+        async with asyncio.timeout(timeout), self._slots:
             conn = self._take()
-            try:
-                async with asyncio.timeout(timeout):
-                    if conn is None:
-                        conn = await self._open()
-                    answer = await conn.send(head + body if body else head)
-            except BaseException:
-                if conn is not None:
-                    conn.close()  # its state is unknown: a late answer must not meet the next request
-                raise
-            self._give_back(conn)
-            return answer
+            if conn is not None:
+                try:
+                    return await self._exchange(conn, data)
+                except ServerDisconnected:
+                    if not idempotent or conn.answered:
+                        raise
+            return await self._exchange(await self._open(), data)
+
+    async def _exchange(self, conn: _Connection, data: bytes) -> Response:
+        try:
+            answer = await conn.send(data)
+        except BaseException:
+            conn.close()  # its state is unknown: a late answer must not meet the next request
+            raise
+        self._give_back(conn)
+        return answer
 
     def _take(self) -> _Connection | None:
         now = time.monotonic()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -13,7 +16,7 @@ from aiohttp import web
 from tests.unit.loopback import serving
 from tispace import kubeconfig
 from tispace.kube import resources as r
-from tispace.kube.client import Client
+from tispace.kube.client import Client, _retryable
 from tispace.kube.http1 import Pool, ServerDisconnected
 
 
@@ -44,16 +47,30 @@ def _app(peers: list[Any]) -> web.Application:
         await asyncio.sleep(1)
         return web.json_response({"kind": "late"})
 
+    async def prefixed(request: web.Request) -> web.Response:
+        peers.append(request.path)
+        return web.json_response({"metadata": {"name": request.match_info["name"]}})
+
     async def created(request: web.Request) -> web.Response:
         return web.json_response(await request.json(), status=201)
+
+    async def listed(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        if "watch" not in request.query:
+            return web.json_response({"metadata": {"resourceVersion": "7"}, "items": []})
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b'{"type": "ADDED", "object": {"metadata": {"name": "w"}}}\n')
+        return resp
 
     app = web.Application()
     app.router.add_get("/api/v1/namespaces/default/pods/chunked", chunked)
     app.router.add_get("/api/v1/namespaces/default/pods/closing", closing)
     app.router.add_get("/api/v1/namespaces/default/pods/slow", slow)
     app.router.add_get("/api/v1/namespaces/default/pods/{name}", pod)
-    app.router.add_get("/prefix/api/v1/namespaces/default/pods/{name}", pod)
+    app.router.add_get("/prefix/api/v1/namespaces/default/pods/{name}", prefixed)
     app.router.add_post("/api/v1/namespaces/default/pods", created)
+    app.router.add_get("/api/v1/namespaces/default/pods", listed)
     return app
 
 
@@ -69,6 +86,18 @@ async def test_requests_one_after_another_share_one_connection(server: tuple[Cli
     for i in range(5):
         assert (await client.get(r.PODS, f"p{i}", "default"))["metadata"]["name"] == f"p{i}"
     assert len(peers) == 5 and len(set(peers)) == 1
+
+
+async def test_an_informers_watch_takes_the_connection_of_its_list(server: tuple[Client, list[Any]]) -> None:
+    """One TLS handshake per informer, not two (a restarted syncer lists and watches everything)."""
+    client, peers = server
+    listed = await client.list(r.PODS, "default")
+    events = [
+        e
+        async for e in client.watch(r.PODS, "default", resource_version=listed["metadata"]["resourceVersion"])
+    ]
+    assert [e["object"]["metadata"]["name"] for e in events] == ["w"]
+    assert len(peers) == 2 and peers[0] == peers[1]
 
 
 async def test_a_chunked_answer_is_read_whole(server: tuple[Client, list[Any]]) -> None:
@@ -110,10 +139,10 @@ async def test_an_idle_connection_is_not_reused_after_keepalive() -> None:
         pool = Pool(creds.server, None, limit=4, keepalive=0.05)
         head = pool.head("GET", "/api/v1/namespaces/default/pods/a", {}, None)
         try:
-            await pool.request(head, None, 5)
-            await pool.request(head, None, 5)
+            await pool.request(head, None, 5, idempotent=True)
+            await pool.request(head, None, 5, idempotent=True)
             await asyncio.sleep(0.1)
-            await pool.request(head, None, 5)
+            await pool.request(head, None, 5, idempotent=True)
         finally:
             pool.close()
     assert len(peers) == 3 and len(set(peers[:2])) == 1 and peers[2] != peers[0]
@@ -125,7 +154,7 @@ async def test_the_servers_own_path_prefixes_every_request() -> None:
         prefixed = dataclasses.replace(creds, server=creds.server + "/prefix/")
         async with Client(prefixed) as client:
             assert (await client.get(r.PODS, "p", "default"))["metadata"]["name"] == "p"
-    assert len(peers) == 1
+    assert peers == ["/prefix/api/v1/namespaces/default/pods/p"]
 
 
 async def test_a_connection_dropped_before_the_answer_is_retried_then_reported() -> None:
@@ -144,7 +173,7 @@ async def test_a_connection_dropped_before_the_answer_is_retried_then_reported()
     try:
         pool = Pool(f"http://127.0.0.1:{port}", None, limit=4, keepalive=60)
         with pytest.raises(ServerDisconnected):
-            await pool.request(pool.head("GET", "/x", {}, None), None, 5)
+            await pool.request(pool.head("GET", "/x", {}, None), None, 5, idempotent=True)
         pool.close()
         creds = kubeconfig.Credentials(server=f"http://127.0.0.1:{port}", ca_pem=b"")
         async with Client(creds, attempts=2) as client:
@@ -164,3 +193,79 @@ async def test_a_closed_client_refuses_requests_and_closes_its_connections() -> 
         await client.close()
         with pytest.raises(RuntimeError, match="closed"):
             await client.get(r.PODS, "b", "default")
+
+
+@contextlib.asynccontextmanager
+async def _raw_server(answer: Callable[[int, int], bytes | None]) -> AsyncIterator[Client]:
+    """A server that writes `answer(connection number, request number on it)` for each request, or
+    closes the connection without answering when that is None; a client of one attempt."""
+    conns = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal conns
+        conns += 1
+        conn, n = conns, 0
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                n += 1
+                if (data := answer(conn, n)) is None:
+                    break
+                writer.write(data)
+        except asyncio.IncompleteReadError:
+            pass
+        writer.close()
+
+    srv = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        async with Client(
+            kubeconfig.Credentials(server=f"http://127.0.0.1:{port}", ca_pem=b""), attempts=1
+        ) as c:
+            yield c
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{"ok": true}'
+
+
+async def test_a_pooled_connection_the_server_closed_as_the_request_went_is_retried_if_idempotent() -> None:
+    """The server answers once per connection, then closes on the next request without answering:
+    the race of a pooled connection the server closes for idling. A GET goes again at once on a new
+    connection (this client makes one attempt, so no retry of its own hides it); a POST may have
+    been acted on, so it is reported."""
+    async with _raw_server(lambda conn, n: OK if n == 1 else None) as client:
+        assert await client.request("GET", "/a") == {"ok": True}
+        assert await client.request("GET", "/b") == {"ok": True}
+        with pytest.raises(ServerDisconnected):
+            await client.request("POST", "/c", body={})
+
+
+async def test_an_interim_answer_is_not_taken_for_the_answer() -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+    async with _raw_server(lambda conn, n: interim + OK) as client:
+        assert await client.request("GET", "/a") == {"ok": True}
+        assert await client.request("GET", "/b") == {"ok": True}
+
+
+async def test_an_unreadable_answer_is_a_connection_error() -> None:
+    async with _raw_server(lambda conn, n: b"SPDY/9 banana\r\n\r\n") as client:
+        with pytest.raises(ConnectionResetError, match="unreadable"):
+            await client.request("GET", "/a")
+
+
+@pytest.mark.parametrize(
+    ("exc", "retried"),
+    [
+        (socket.gaierror(-3, "Temporary failure in name resolution"), True),
+        (OSError(113, "No route to host"), True),
+        (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), True),
+        (ServerDisconnected("closed"), True),
+        (TimeoutError(), True),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_socket_failures_are_retried_but_not_a_certificate_that_fails(exc: Exception, retried: bool) -> None:
+    assert _retryable(exc) is retried

@@ -29,15 +29,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from tispace import aio, kubeconfig, procs, tenants
 from tispace.kube import resources as r
-from tispace.kube.client import Client
+from tispace.kube.client import ApiError, Client
 from tispace.kube.resources import Resource
 from tispacectl import localcluster
 
 CONCURRENCY = 50
+WATCH_RETRY_SECONDS = 1.0
+"""A pod watch that failed is listed and watched again after this."""
 TEMPLATES = ("plain", "claim", "service")
 Tick = Callable[[str, int], None]
 """(path, pods Running so far) -> None: drives the progress bar."""
@@ -138,21 +141,31 @@ async def _run_path(
         if len(running) >= count:
             done.set()
 
+    async def relist() -> str:
+        relisted = await client.list(r.PODS, namespace)
+        for pod in relisted["items"]:
+            seen(pod)
+        return str(relisted["metadata"]["resourceVersion"])
+
     async def watch() -> None:
         rv = listing["metadata"]["resourceVersion"]
         while not done.is_set():
-            async for ev in client.watch(r.PODS, namespace, resource_version=rv, timeout_seconds=60):
-                if ev["type"] == "ERROR":  # expired under load (410): list again, go on from there
-                    relisted = await client.list(r.PODS, namespace)
-                    for pod in relisted["items"]:
-                        seen(pod)
-                    rv = relisted["metadata"]["resourceVersion"]
-                    break
-                rv = ev["object"]["metadata"].get("resourceVersion", rv)
-                if ev["type"] != "BOOKMARK":
-                    seen(ev["object"])
-                if done.is_set():
-                    return
+            try:
+                async for ev in client.watch(r.PODS, namespace, resource_version=rv, timeout_seconds=60):
+                    if ev["type"] == "ERROR":  # expired under load (410): list again, go on from there
+                        rv = await relist()
+                        break
+                    rv = ev["object"]["metadata"].get("resourceVersion", rv)
+                    if ev["type"] != "BOOKMARK":
+                        seen(ev["object"])
+                    if done.is_set():
+                        return
+            except (ApiError, OSError, aiohttp.ClientError):
+                # A tenant API server just made, on a busy machine, may refuse or drop the watch: a
+                # watcher that ended here left its pods unseen until the phase timed out.
+                await asyncio.sleep(WATCH_RETRY_SECONDS)
+                with contextlib.suppress(ApiError, OSError, aiohttp.ClientError):
+                    rv = await relist()
 
     sem = asyncio.Semaphore(CONCURRENCY)
 

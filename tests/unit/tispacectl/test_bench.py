@@ -1,7 +1,9 @@
+import asyncio
 import sys
 
 import pytest
 
+from tispace.kube.client import ApiError
 from tispacectl import bench
 
 
@@ -117,3 +119,32 @@ tispace_syncer_watch_echoes_total{informer="super/Pod"} 9.0
 
 def test_reconcile_counts_sum_tenants_by_kind() -> None:
     assert bench.reconcile_counts(SYNCER_METRICS) == {"Pod": 12, "Event": 2}
+
+
+async def test_a_pod_watch_that_fails_is_listed_and_watched_again(monkeypatch) -> None:
+    """A tenant API server just made, on a busy machine, may refuse the first watch: the bench
+    must still see every pod Running (it timed out with none seen)."""
+    monkeypatch.setattr(bench, "WATCH_RETRY_SECONDS", 0.01)
+    running: dict[str, dict] = {}
+
+    class Tenant:
+        watches = 0
+
+        async def list(self, res, namespace=None):
+            return {"metadata": {"resourceVersion": "5"}, "items": list(running.values())}
+
+        async def ensure(self, res, obj, namespace=None):
+            name = obj["metadata"]["name"]
+            running[name] = {"metadata": {"name": name}, "status": {"phase": "Running"}}
+
+        async def watch(self, res, namespace=None, *, resource_version, timeout_seconds=300):
+            self.watches += 1
+            if self.watches == 1:
+                raise ApiError(503, {"reason": "ServiceUnavailable"}, "WATCH", "/api/v1/pods")
+            await asyncio.sleep(3600)
+            yield {}
+
+    plan = bench.Plan(tenants=1, pods=3, timeout=5)
+    tenant = Tenant()
+    latencies = await bench._run_path(tenant, "bench", 3, plan, lambda n: None, direct=False)
+    assert len(latencies) == 3 and tenant.watches >= 1

@@ -1,9 +1,9 @@
 """An async Kubernetes client on dicts: get, list, watch, create, patch, delete.
 
-One-answer requests over a lean keep-alive pool (http1), watches and exec over an aiohttp
-session; JSON parsed with orjson; no model classes, so the syncer's hot path pays for bytes ->
-dict once. Transient failures (429, 5xx, dropped connections)
-are retried with backoff here, so callers only handle answers that mean something.
+One-answer requests over a lean keep-alive pool (http1); list pages, watches and exec over an
+aiohttp session; JSON parsed with orjson; no model classes, so the syncer's hot path pays for
+bytes -> dict once. Transient failures (429, 5xx, dropped connections) are retried with backoff
+here, so callers only handle answers that mean something.
 """
 
 from __future__ import annotations

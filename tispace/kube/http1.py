@@ -1,12 +1,13 @@
-"""HTTP/1.1 for an API server's one-answer requests (get, list page, create, patch, delete).
+"""HTTP/1.1 for an API server's one-answer requests (get, create, patch, delete).
 
 A request through aiohttp's session cost its caller ~250 us of CPU on top of the socket and TLS
 work: session, request and response objects, header multidicts, timers, signals. The syncer sends
-five or six such requests per pod it syncs, so that machinery was most of its per-pod cost beyond
-its own work. Here a request is one write of its bytes on a pooled keep-alive connection, and its
-answer is parsed by llhttp (httptools, which uvicorn uses too): ~90 us each. Watches and exec, which
-stream, stay on aiohttp. An answer must carry its length or be chunked, as Go's server sends
-every answer to an HTTP/1.1 request; one that ends only when the connection closes is an error.
+five or six such requests per pod it syncs, a quarter of its CPU per pod. Here a request is one
+write of its bytes on a pooled keep-alive connection, and its answer is parsed by llhttp
+(httptools, which uvicorn uses too): 135 instead of 340 us per GET with TLS. Watches and exec,
+which stream, stay on aiohttp, and so do list pages, whose connection the watch after a list
+takes. An answer must carry its length or be chunked, as Go's server sends every answer to an
+HTTP/1.1 request; one that ends only when the connection closes is an error.
 """
 
 from __future__ import annotations

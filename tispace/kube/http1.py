@@ -31,6 +31,10 @@ class Response(NamedTuple):
     """The Retry-After header of a 429 or 503, if the server sent one."""
 
 
+class CannotConnect(ConnectionError):
+    """No connection to the server: refused, its name not resolved, no route, a handshake cut."""
+
+
 class ServerDisconnected(ConnectionResetError):
     """The connection closed before the whole answer came (an idle connection the server had
     closed, or a server restart): nothing more is known, so callers retry as for any dropped connection."""
@@ -187,14 +191,25 @@ class Pool:
             self._idle.pop(0).close()
 
     async def _open(self) -> _Connection:
+        """A new connection; a failure names the server (the socket's own errors do not), and stays a
+        ConnectionError to be retried, but for a certificate that fails."""
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(
-            _Connection,
-            self._host,
-            self._port,
-            ssl=self._ssl,
-            server_hostname=self._host if self._ssl else None,
-        )
+        try:
+            _, conn = await loop.create_connection(
+                _Connection,
+                self._host,
+                self._port,
+                ssl=self._ssl,
+                server_hostname=self._host if self._ssl else None,
+            )
+        except ssl.SSLCertVerificationError as e:
+            raise ssl.SSLCertVerificationError(
+                e.errno, f"cannot connect to {self._host}:{self._port}: {e.strerror or e}"
+            ) from e
+        except OSError as e:
+            if isinstance(e, TimeoutError):
+                raise
+            raise CannotConnect(f"cannot connect to {self._host}:{self._port}: {e.strerror or e}") from e
         return conn
 
     def close(self) -> None:

@@ -269,3 +269,11 @@ async def test_an_unreadable_answer_is_a_connection_error() -> None:
 )
 def test_socket_failures_are_retried_but_not_a_certificate_that_fails(exc: Exception, retried: bool) -> None:
     assert _retryable(exc) is retried
+
+
+async def test_a_server_that_cannot_be_reached_is_named_in_the_error() -> None:
+    """The socket's own error ("[Errno 111] Connection refused", "Name or service not known") does
+    not say which server: a VirtualCluster's status must."""
+    async with Client(kubeconfig.Credentials(server="http://127.0.0.1:9", ca_pem=b""), attempts=1) as client:
+        with pytest.raises(ConnectionError, match="cannot connect to 127.0.0.1:9"):
+            await client.get(r.PODS, "x", "default")

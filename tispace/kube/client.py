@@ -121,7 +121,7 @@ class Client:
         # DisableCompression); the CLI reads little.
         self._headers = {"Accept": "application/json", "Accept-Encoding": "identity", "User-Agent": "tispace"}
         self._pool = http1.Pool(creds.server, self._ssl, limit=100, keepalive=KEEPALIVE_SECONDS)
-        """One-answer requests; watches and exec stream through the aiohttp session."""
+        """One-answer requests; list pages, watches and exec go through the aiohttp session."""
         self._session = aiohttp.ClientSession(
             base_url=creds.server,
             headers=self._headers,

@@ -85,14 +85,15 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         assert self._parser is not None
         answer, parser = self._answer, self._parser
-        if parser.get_status_code() < 200:  # an interim answer (100 Continue): the real one follows
+        status = parser.get_status_code()
+        if status < 200:  # an interim answer (100 Continue): the real one follows
             self._body, self._retry_after = [], None
             return
         self.reusable = parser.should_keep_alive()
         self._answer, self._parser = None, None
         if answer is not None and not answer.done():
             body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-            answer.set_result(Response(parser.get_status_code(), body, self._retry_after))
+            answer.set_result(Response(status, body, self._retry_after))
 
     # --- use ----------------------------------------------------------------------------------
     @property
@@ -206,9 +207,9 @@ class Pool:
             raise ssl.SSLCertVerificationError(
                 e.errno, f"cannot connect to {self._host}:{self._port}: {e.strerror or e}"
             ) from e
+        except TimeoutError:
+            raise
         except OSError as e:
-            if isinstance(e, TimeoutError):
-                raise
             raise CannotConnect(f"cannot connect to {self._host}:{self._port}: {e.strerror or e}") from e
         return conn
 

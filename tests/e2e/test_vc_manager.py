@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +26,8 @@ from tispacectl import localcluster
 from vc_manager.provisioners import tuning
 from vc_manager.provisioners.process import count_etcd_prefix
 
+WATCH_CACHES = r'^apiserver_watch_cache_initializations_total\{group="([^"]*)",resource="([^"]*)"\}'
+"""A tenant API server's watch caches, by (group, resource), in its metrics."""
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
@@ -118,6 +122,27 @@ async def test_tenant_runs_and_takes_namespaces_crds_and_custom_objects(
     for name, flags in tuning.FLAGS.items():
         cmdline = Path(f"/proc/{running[name].pid}/cmdline").read_bytes().decode().split("\0")
         assert set(flags) <= set(cmdline), name
+    # The resources without a watch cache are listed and watched from etcd, the same API.
+    cached = set(re.findall(WATCH_CACHES, await t.client.get_text("/metrics"), re.MULTILINE))
+    uncached = {(group, resource) for resource, _, group in (u.partition(".") for u in tuning.UNCACHED)}
+    assert ("", "pods") in cached and ("rbac.authorization.k8s.io", "clusterroles") in uncached
+    assert not cached & uncached
+    since = (await t.client.list(r.CLUSTERROLES))["metadata"]["resourceVersion"]
+
+    async def heard() -> str:
+        async for event in t.client.watch(r.CLUSTERROLES, resource_version=since, timeout_seconds=60):
+            if event["object"]["metadata"].get("name") == "uncached":
+                return str(event["type"])
+        return "nothing"
+
+    watching = asyncio.create_task(heard())
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "uncached"},
+    }
+    await t.client.create(r.CLUSTERROLES, role)
+    assert await asyncio.wait_for(watching, 60) == "ADDED"
 
 
 async def test_two_tenants_are_isolated(tenant_factory, super_cluster: localcluster.SuperCluster) -> None:

@@ -112,13 +112,14 @@ def patrol(
     record: Callable[[str, str, int], None],
     previous: Verified | None = None,
     current: Verified | None = None,
+    now: datetime.datetime | None = None,
 ) -> int:
-    """One pass over every synced tenant (what drifted, and what is due by the clock); returns how
-    many keys were queued."""
+    """One pass over every synced tenant (what drifted, and what is due by the clock, `now` or the
+    current time); returns how many keys were queued."""
     if not all(i.synced.is_set() for i in super_informers.values()):
         return 0
     queued = 0
-    super_owned, due = owned(kinds, super_informers, datetime.datetime.now(datetime.UTC))
+    super_owned, due = owned(kinds, super_informers, now or datetime.datetime.now(datetime.UTC))
     for t in tenants:
         if not all(i.synced.is_set() for i in t.informers.values()):
             continue

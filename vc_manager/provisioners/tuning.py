@@ -53,7 +53,7 @@ are written rarely and watched by few (the controller-manager and the API server
 so the cache saves nothing; what the syncer watches, what changes with every pod (pods, nodes,
 leases, endpoints) and the workloads a tenant runs (apps, batch, quotas) keep theirs. Eight idle
 tenants, alternating runs of 4 minutes: their API servers 17.4 and 18.3 mCPU each with every cache,
-13.4 and 14.5 with these off; the shared etcd the same (34 against 33 and 36 mCPU in all)."""
+13.4 and 14.5 with these off; the shared etcd the same (34 and 35 mCPU in all, against 33 and 36)."""
 
 FLAGS: dict[str, tuple[str, ...]] = {
     "kube-apiserver": (

@@ -151,6 +151,6 @@ async def test_pods_whose_token_is_due_are_queued_in_sync_or_not(caches: Caches)
     keys, counts = patrol.drift(DOWN_KINDS, t, supers, patrol.owned(DOWN_KINDS, supers, NOW)[0])
     assert keys == [] and not counts  # in sync: only the clock brings "due" back
     queued: list = []
-    patrol.patrol(DOWN_KINDS, [t], supers, lambda n, k: queued.append((n, k)), lambda *_: None)
+    patrol.patrol(DOWN_KINDS, [t], supers, lambda n, k: queued.append((n, k)), lambda *_: None, now=NOW)
     assert [k for n, k in queued if k[0] == "Pod"] == [("Pod", "app", "due")]  # once, for this tenant
     assert not [k for _, k in queued if k[2] in ("fresh", "plain")]

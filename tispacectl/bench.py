@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from tispace import aio, kubeconfig, procs, tenants
 from tispace.kube import resources as r
@@ -220,25 +221,22 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     return {g: round(after[g] - before.get(g, 0.0), 2) for g in after}
 
 
-def request_counts(metrics_text: str) -> Counter[str]:
-    """An API server's requests so far, by "VERB resource[/subresource]" (apiserver_request_total).
-    Only that family's lines are parsed: an API server's whole /metrics took the parser about a second."""
-    family_lines = (
-        "apiserver_request_total{",
-        "# HELP apiserver_request_total ",
-        "# TYPE apiserver_request_total ",
-    )
+def samples(metrics_text: str, family: str) -> Iterator[Sample]:
+    """The samples of one metric family in Prometheus text. Only that family's lines are parsed: an
+    API server's whole /metrics took the parser about a second."""
+    family_lines = (f"{family}{{", f"{family} ", f"# HELP {family} ", f"# TYPE {family} ")
     wanted = "\n".join(line for line in metrics_text.splitlines() if line.startswith(family_lines))
+    for parsed in text_string_to_metric_families(wanted + "\n"):
+        yield from (sample for sample in parsed.samples if sample.name == family)
+
+
+def request_counts(metrics_text: str) -> Counter[str]:
+    """An API server's requests so far, by "VERB resource[/subresource]" (apiserver_request_total)."""
     out: Counter[str] = Counter()
-    for family in text_string_to_metric_families(wanted + "\n"):
-        for sample in family.samples:
-            if sample.name != "apiserver_request_total":
-                continue
-            labels = sample.labels
-            what = labels.get("resource", "") + (
-                f"/{labels['subresource']}" if labels.get("subresource") else ""
-            )
-            out[f"{labels.get('verb', '?')} {what or labels.get('path', '?')}"] += int(sample.value)
+    for sample in samples(metrics_text, "apiserver_request_total"):
+        labels = sample.labels
+        what = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+        out[f"{labels.get('verb', '?')} {what or labels.get('path', '?')}"] += int(sample.value)
     return out
 
 

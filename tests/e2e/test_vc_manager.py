@@ -7,7 +7,6 @@ import base64
 import copy
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,12 +21,10 @@ from tests.e2e.helpers import established, eventually, processes_mentioning
 from tispace import kubeconfig, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
-from tispacectl import localcluster
+from tispacectl import bench, localcluster
 from vc_manager.provisioners import tuning
 from vc_manager.provisioners.process import count_etcd_prefix
 
-WATCH_CACHES = r'^apiserver_watch_cache_initializations_total\{group="([^"]*)",resource="([^"]*)"\}'
-"""A tenant API server's watch caches, by (group, resource), in its metrics."""
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
@@ -123,7 +120,12 @@ async def test_tenant_runs_and_takes_namespaces_crds_and_custom_objects(
         cmdline = Path(f"/proc/{running[name].pid}/cmdline").read_bytes().decode().split("\0")
         assert set(flags) <= set(cmdline), name
     # The resources without a watch cache are listed and watched from etcd, the same API.
-    cached = set(re.findall(WATCH_CACHES, await t.client.get_text("/metrics"), re.MULTILINE))
+    cached = {
+        (sample.labels["group"], sample.labels["resource"])
+        for sample in bench.samples(
+            await t.client.get_text("/metrics"), "apiserver_watch_cache_initializations_total"
+        )
+    }
     uncached = {(group, resource) for resource, _, group in (u.partition(".") for u in tuning.UNCACHED)}
     assert ("", "pods") in cached and ("rbac.authorization.k8s.io", "clusterroles") in uncached
     assert not cached & uncached
@@ -141,8 +143,11 @@ async def test_tenant_runs_and_takes_namespaces_crds_and_custom_objects(
         "kind": "ClusterRole",
         "metadata": {"name": "uncached"},
     }
-    await t.client.create(r.CLUSTERROLES, role)
-    assert await asyncio.wait_for(watching, 60) == "ADDED"
+    try:
+        await t.client.create(r.CLUSTERROLES, role)
+        assert await asyncio.wait_for(watching, 60) == "ADDED"
+    finally:
+        watching.cancel()
 
 
 async def test_two_tenants_are_isolated(tenant_factory, super_cluster: localcluster.SuperCluster) -> None:

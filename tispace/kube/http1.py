@@ -203,14 +203,13 @@ class Pool:
                 ssl=self._ssl,
                 server_hostname=self._host if self._ssl else None,
             )
-        except ssl.SSLCertVerificationError as e:
-            raise ssl.SSLCertVerificationError(
-                e.errno, f"cannot connect to {self._host}:{self._port}: {e.strerror or e}"
-            ) from e
         except TimeoutError:
             raise
         except OSError as e:
-            raise CannotConnect(f"cannot connect to {self._host}:{self._port}: {e.strerror or e}") from e
+            cannot = f"cannot connect to {self._host}:{self._port}: {e.strerror or e}"
+            if isinstance(e, ssl.SSLCertVerificationError):
+                raise ssl.SSLCertVerificationError(e.errno, cannot) from e
+            raise CannotConnect(cannot) from e
         return conn
 
     def close(self) -> None:

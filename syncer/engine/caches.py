@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Mapping
@@ -78,11 +79,11 @@ class TenantView:
     def super(self, kind: str, namespace: str, name: str) -> Obj | None:
         return self.supers[kind].get(namespace, name)
 
-    def synced(self, kind: SyncedKind) -> bool:
+    def listing(self, kind: SyncedKind) -> asyncio.Event | None:
         caches = [self.supers[kind.name], *(self.supers[w.name] for w in kind.hooks.watches)]
         if kind.tenant_watched:
             caches.append(self.t.informers[kind.name])
-        return all(c.synced.is_set() for c in caches)
+        return next((c.synced for c in caches if not c.synced.is_set()), None)
 
     def namespace_taken(self, super_ns: str) -> bool:
         """The names of two tenants can only meet if their roots share a 6-hex hash and a prefix: rare,

@@ -8,6 +8,7 @@ class, copied into every tenant). Kinds with side effects add a Hooks object. Ev
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import enum
 from collections.abc import Awaitable, Callable, Iterable
@@ -39,6 +40,15 @@ class Later(Exception):  # noqa: N818 - a signal, not an error
     def __init__(self, seconds: float) -> None:
         super().__init__(f"again in {seconds}s")
         self.seconds = seconds
+
+
+class Unsynced(Exception):  # noqa: N818 - a signal, not an error
+    """A cache the key's kind reads is still listing: the key waits until `listed` is set, instead of
+    being tried again every half second (at a restart, thousands of keys came round many times)."""
+
+    def __init__(self, listed: asyncio.Event) -> None:
+        super().__init__("a cache is still listing")
+        self.listed = listed
 
 
 class NotYet(Exception):
@@ -126,8 +136,9 @@ class View(Protocol):
 
     def super(self, kind: str, namespace: str, name: str) -> Obj | None: ...
 
-    def synced(self, kind: SyncedKind) -> bool:
-        """Both caches the kind reads are fully listed (never act on a half-listed cache)."""
+    def listing(self, kind: SyncedKind) -> asyncio.Event | None:
+        """The `synced` event of a cache the kind reads that is not fully listed yet, or None when all
+        are (never act on a half-listed cache)."""
         ...
 
     def namespace_taken(self, super_ns: str) -> bool:

@@ -63,6 +63,8 @@ class FairQueue(Generic[K]):
         """Workers waiting for a key. Plain futures, no lock: the queue lives on one event loop, so
         `put` and `done` are plain calls (an enqueue per watch event was a task and a lock)."""
         self._timers: set[asyncio.TimerHandle] = set()
+        self._parked: dict[asyncio.Event, tuple[set[tuple[str, K]], asyncio.Task[None]]] = {}
+        """Keys waiting for an event (a cache to be listed), and the one task that waits for it."""
         self._closed = False
 
     def set_weight(self, tenant: str, weight: int, limit: int = 0, rate: float = 0.0) -> None:
@@ -82,6 +84,11 @@ class FairQueue(Generic[K]):
         for key in tq.keys:
             self._queued.discard((tenant, key))
         self._dirty = {item for item in self._dirty if item[0] != tenant}
+        for event, (keys, waiting) in list(self._parked.items()):
+            keys.difference_update([item for item in keys if item[0] == tenant])
+            if not keys:  # its cache may never list now (a stopped tenant's informer)
+                waiting.cancel()
+                del self._parked[event]
 
     def depth(self, tenant: str | None = None) -> int:
         if tenant is not None:
@@ -130,6 +137,21 @@ class FairQueue(Generic[K]):
 
         handle = loop.call_later(delay, fire)
         self._timers.add(handle)
+
+    def put_when(self, tenant: str, key: K, ready: asyncio.Event) -> None:
+        """Queue `key` again once `ready` is set: one task waits per event, however many keys wait."""
+        if ready.is_set():
+            self.put(tenant, key)
+            return
+        if ready not in self._parked:
+            self._parked[ready] = (set(), asyncio.get_running_loop().create_task(self._unpark(ready)))
+        self._parked[ready][0].add((tenant, key))
+
+    async def _unpark(self, ready: asyncio.Event) -> None:
+        await ready.wait()
+        keys, _ = self._parked.pop(ready)
+        for tenant, key in keys:
+            self.put(tenant, key)
 
     def _next(self) -> tuple[tuple[str, K] | None, float | None]:
         """The next key, or None and how long until a rate-limited tenant may go again."""
@@ -190,5 +212,8 @@ class FairQueue(Generic[K]):
         self._closed = True
         for t in self._timers:
             t.cancel()
+        for _, waiting in self._parked.values():
+            waiting.cancel()
+        self._parked.clear()
         while self._waiting:
             self._wake()

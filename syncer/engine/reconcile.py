@@ -13,7 +13,19 @@ import logging
 
 import orjson
 
-from syncer.engine.model import Direction, Effects, Key, Later, NotYet, Obj, SyncedKind, View, Write, tell
+from syncer.engine.model import (
+    Direction,
+    Effects,
+    Key,
+    Later,
+    NotYet,
+    Obj,
+    SyncedKind,
+    Unsynced,
+    View,
+    Write,
+    tell,
+)
 from syncer.resources import nodes
 from syncer.resources.context import Refused
 from tispace import naming
@@ -25,8 +37,8 @@ UID_WAIT = 2.0
 
 
 async def reconcile(kind: SyncedKind, key: Key, view: View, fx: Effects) -> None:
-    if not view.synced(kind):
-        raise Later(0.5)  # never act on a half-listed cache
+    if (listing := view.listing(kind)) is not None:
+        raise Unsynced(listing)  # never act on a half-listed cache
     if kind.direction is Direction.DOWN:
         await _down(kind, key, view, fx)
     else:

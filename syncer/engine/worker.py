@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from syncer.engine.metrics import Metrics
-from syncer.engine.model import Later, WorkKey
+from syncer.engine.model import Later, Unsynced, WorkKey
 from syncer.engine.queue import FairQueue
 from syncer.engine.tenant import TenantRuntime
 from tispace.kube.client import ApiError
@@ -56,6 +56,8 @@ class Worker:
                 self._told.discard((tenant, key))
             except Later as later:
                 self.queue.put_after(tenant, key, later.seconds)
+            except Unsynced as unsynced:
+                self.queue.put_when(tenant, key, unsynced.listed)
             except ApiError as e:
                 if t is not None and e.status in REJECTED_STATUSES and (tenant, key) not in self._told:
                     try:

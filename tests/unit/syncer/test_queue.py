@@ -73,6 +73,46 @@ async def test_put_after_and_close() -> None:
     assert waiter.done()
 
 
+async def test_keys_parked_on_a_cache_wait_for_it_to_list_then_go_once() -> None:
+    q: FairQueue[str] = FairQueue()
+    q.set_weight("a", 1)
+    listed = asyncio.Event()
+    for key in ("k1", "k2", "k1"):
+        q.put_when("a", key, listed)
+    await asyncio.sleep(0.01)
+    assert q.depth() == 0  # not polled: nothing is handed out while the cache lists
+    listed.set()
+    got = {await asyncio.wait_for(q.get(), 1), await asyncio.wait_for(q.get(), 1)}
+    assert got == {("a", "k1"), ("a", "k2")} and q.depth() == 0
+    q.put_when("a", "k3", listed)  # already listed: queued at once
+    assert q.depth() == 1
+
+
+async def test_a_removed_tenant_leaves_no_parked_keys_and_no_waiting_task() -> None:
+    q: FairQueue[str] = FairQueue()
+    q.set_weight("a", 1)
+    q.set_weight("b", 1)
+    theirs, shared = asyncio.Event(), asyncio.Event()
+    q.put_when("a", "k", theirs)
+    q.put_when("a", "k", shared)
+    q.put_when("b", "k", shared)
+    waiting = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+    assert len(waiting) == 2
+    q.remove_tenant("a")
+    await asyncio.sleep(0)
+    assert [t.cancelled() for t in waiting].count(True) == 1  # the event only "a" waited for
+    shared.set()
+    assert await asyncio.wait_for(q.get(), 1) == ("b", "k")
+    q.set_weight("a", 1)
+    theirs.set()
+    await asyncio.sleep(0.01)
+    assert q.depth() == 0
+    q.put_when("b", "k2", asyncio.Event())
+    q.close()
+    await asyncio.sleep(0)
+    assert all(t.done() for t in asyncio.all_tasks() if t is not asyncio.current_task())
+
+
 async def test_a_capped_tenant_waits_for_its_keys_in_flight_while_others_go_on() -> None:
     q: FairQueue[int] = FairQueue()
     q.set_weight("capped", 5, limit=2)

@@ -8,6 +8,7 @@ public kind is copied, left alone, replaced or removed.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import datetime
@@ -18,7 +19,7 @@ import pytest
 
 from syncer.engine import pods as pod_hooks
 from syncer.engine import reconcile as rec
-from syncer.engine.model import Direction, Later, NotYet, Obj, SyncedKind, Write
+from syncer.engine.model import Direction, Later, NotYet, Obj, SyncedKind, Unsynced, Write
 from syncer.kinds import DOWN_KINDS, KINDS, PUBLIC_KINDS
 from syncer.resources import pods
 from syncer.resources.context import TenantContext
@@ -64,7 +65,8 @@ class FakeView:
         self.ctx = ctx
         self.tenant_objs: dict[tuple[str, str, str], Obj] = {}
         self.super_objs: dict[tuple[str, str, str], Obj] = {}
-        self.is_synced = True
+        self.listed: asyncio.Event | None = None
+        """Set to an unset event: a cache still listing."""
         self.just_done: set[tuple[str, str]] = set()  # what FakeEffects.done remembered
 
     def tenant(self, kind: str, namespace: str, name: str) -> Obj | None:
@@ -73,8 +75,8 @@ class FakeView:
     def super(self, kind: str, namespace: str, name: str) -> Obj | None:
         return self.super_objs.get((kind, namespace, name))
 
-    def synced(self, kind: SyncedKind) -> bool:
-        return self.is_synced
+    def listing(self, kind: SyncedKind) -> asyncio.Event | None:
+        return self.listed
 
     def namespace_taken(self, super_ns: str) -> bool:
         ns = self.super("Namespace", "", super_ns)
@@ -257,9 +259,10 @@ async def test_a_refusal_by_the_super_cluster_is_told_to_the_tenant(kind: Synced
 @pytest.mark.parametrize("kind", list(KINDS.values()), ids=list(KINDS))
 async def test_nothing_is_done_on_half_listed_caches(kind: SyncedKind) -> None:
     view, fx = with_tenant(kind) if kind.direction is Direction.DOWN else FakeView(), FakeEffects()
-    view.is_synced = False
-    with pytest.raises(Later):
+    view.listed = asyncio.Event()
+    with pytest.raises(Unsynced) as waits:
         await rec.reconcile(kind, ("app", "web"), view, fx)
+    assert waits.value.listed is view.listed
     assert fx.writes == []
 
 

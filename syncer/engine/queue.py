@@ -91,10 +91,9 @@ class FairQueue(Generic[K]):
                 del self._parked[event]
 
     def depth(self, tenant: str | None = None) -> int:
-        if tenant is not None:
-            tq = self._tenants.get(tenant)
-            return len(tq.keys) if tq else 0
-        return len(self._queued)
+        """Keys waiting: queued, or parked until a cache has listed (a key may be both, counted once)."""
+        waiting = self._queued.union(*(keys for keys, _ in self._parked.values()))
+        return len(waiting) if tenant is None else sum(1 for item in waiting if item[0] == tenant)
 
     def tenants(self) -> list[str]:
         return list(self._tenants)

@@ -630,7 +630,10 @@ async def test_a_new_virtual_node_costs_the_tenant_its_create_and_its_lease(
     spent = bench.request_counts(await t.client.get_text("/metrics")) - before
     assert not (await t.client.get(r.NODES, node))["spec"].get("taints")
     assert spent["POST nodes"] == 1 and spent["POST leases"] == 1
-    assert spent["GET nodes"] == 0 and spent["PATCH nodes"] == 0
+    # Untainting is a GET and a PATCH. One GET may be the garbage collector's, which looks a Lease's
+    # owner up when the Lease reaches it before the node does, as with a kubelet's Lease (seen once,
+    # on a machine running a Go build beside the suite).
+    assert spent["PATCH nodes"] == 0 and spent["GET nodes"] <= 1
     [owner] = lease["metadata"]["ownerReferences"]  # the garbage collector removes it with the node
     assert (owner["kind"], owner["uid"]) == ("Node", (await t.client.get(r.NODES, node))["metadata"]["uid"])
 

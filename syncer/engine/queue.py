@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -65,6 +65,7 @@ class FairQueue(Generic[K]):
         self._timers: set[asyncio.TimerHandle] = set()
         self._parked: dict[asyncio.Event, tuple[set[tuple[str, K]], asyncio.Task[None]]] = {}
         """Keys waiting for an event (a cache to be listed), and the one task that waits for it."""
+        self._parked_per_tenant: Counter[str] = Counter()
         self._closed = False
 
     def set_weight(self, tenant: str, weight: int, limit: int = 0, rate: float = 0.0) -> None:
@@ -84,6 +85,7 @@ class FairQueue(Generic[K]):
         for key in tq.keys:
             self._queued.discard((tenant, key))
         self._dirty = {item for item in self._dirty if item[0] != tenant}
+        del self._parked_per_tenant[tenant]
         for event, (keys, waiting) in list(self._parked.items()):
             keys.difference_update([item for item in keys if item[0] == tenant])
             if not keys:  # its cache may never list now (a stopped tenant's informer)
@@ -91,9 +93,12 @@ class FairQueue(Generic[K]):
                 del self._parked[event]
 
     def depth(self, tenant: str | None = None) -> int:
-        """Keys waiting: queued, or parked until a cache has listed (a key may be both, counted once)."""
-        waiting = self._queued.union(*(keys for keys, _ in self._parked.values()))
-        return len(waiting) if tenant is None else sum(1 for item in waiting if item[0] == tenant)
+        """Keys waiting: queued, or parked until a cache has listed (a key changed while parked is both).
+        Counted, not collected: /status and every scrape ask for each tenant's."""
+        if tenant is not None:
+            tq = self._tenants.get(tenant)
+            return (len(tq.keys) if tq else 0) + self._parked_per_tenant[tenant]
+        return len(self._queued) + self._parked_per_tenant.total()
 
     def tenants(self) -> list[str]:
         return list(self._tenants)
@@ -144,12 +149,16 @@ class FairQueue(Generic[K]):
             return
         if ready not in self._parked:
             self._parked[ready] = (set(), asyncio.get_running_loop().create_task(self._unpark(ready)))
-        self._parked[ready][0].add((tenant, key))
+        parked = self._parked[ready][0]
+        if (tenant, key) not in parked:
+            parked.add((tenant, key))
+            self._parked_per_tenant[tenant] += 1
 
     async def _unpark(self, ready: asyncio.Event) -> None:
         await ready.wait()
         keys, _ = self._parked.pop(ready)
         for tenant, key in keys:
+            self._parked_per_tenant[tenant] -= 1
             self.put(tenant, key)
 
     def _next(self) -> tuple[tuple[str, K] | None, float | None]:
@@ -214,5 +223,6 @@ class FairQueue(Generic[K]):
         for _, waiting in self._parked.values():
             waiting.cancel()
         self._parked.clear()
+        self._parked_per_tenant.clear()
         while self._waiting:
             self._wake()

@@ -81,8 +81,9 @@ async def test_keys_parked_on_a_cache_wait_for_it_to_list_then_go_once() -> None
     listed = asyncio.Event()
     for key in ("k1", "k2", "k1"):
         q.put_when("a", key, listed)
-    q.put("a", "k2")  # changed meanwhile: queued, and still counted once
     assert q.depth() == q.depth("a") == 2 and q.depth("b") == 0  # parked keys are waiting too
+    q.put("a", "k2")  # changed meanwhile: queued as well
+    assert q.depth() == 3
     assert await asyncio.wait_for(q.get(), 1) == ("a", "k2")
     q.done("a", "k2")
     await asyncio.sleep(0.01)
@@ -106,7 +107,7 @@ async def test_a_removed_tenant_leaves_no_parked_keys_and_no_waiting_task() -> N
     q.put_when("b", "k", shared)
     waiting = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
     assert len(waiting) == 2
-    assert q.depth() == 2
+    assert q.depth() == 3 and q.depth("a") == 2
     q.remove_tenant("a")
     assert q.depth() == 1
     await asyncio.sleep(0)

@@ -143,7 +143,10 @@ class FairQueue(Generic[K]):
         self._timers.add(handle)
 
     def put_when(self, tenant: str, key: K, ready: asyncio.Event) -> None:
-        """Queue `key` again once `ready` is set: one task waits per event, however many keys wait."""
+        """Queue `key` again once `ready` is set: one task waits per event, however many keys wait. A
+        tenant not (or no longer) in the queue parks nothing, as `put` queues nothing for it."""
+        if self._closed or tenant not in self._tenants:
+            return
         if ready.is_set():
             self.put(tenant, key)
             return

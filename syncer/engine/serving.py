@@ -165,6 +165,10 @@ class Serving:
             log.warning("tenant %s not served yet (retried in %.0fs): %s", name, SERVE_PERIOD, e)
             await self._stop(name)
             return
+        except Exception:  # a bug: a tenant served but never started would hold its keys for good
+            log.exception("tenant %s not served yet (retried in %.0fs)", name, SERVE_PERIOD)
+            await self._stop(name)
+            return
         t.start()
         log.info("serving tenant %s (root %s)", name, t.ctx.root)
         self.metrics.tenants.set(len(self.tenants))

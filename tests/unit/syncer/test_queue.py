@@ -98,6 +98,7 @@ async def test_keys_parked_on_a_cache_wait_for_it_to_list_then_go_once() -> None
 
 
 async def test_a_removed_tenant_leaves_no_parked_keys_and_no_waiting_task() -> None:
+    others = asyncio.all_tasks()  # the test loop is shared: other tests' tasks are not ours
     q: FairQueue[str] = FairQueue()
     q.set_weight("a", 1)
     q.set_weight("b", 1)
@@ -105,13 +106,15 @@ async def test_a_removed_tenant_leaves_no_parked_keys_and_no_waiting_task() -> N
     q.put_when("a", "k", theirs)
     q.put_when("a", "k", shared)
     q.put_when("b", "k", shared)
-    waiting = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+    waiting = asyncio.all_tasks() - others
     assert len(waiting) == 2
     assert q.depth() == 3 and q.depth("a") == 2
     q.remove_tenant("a")
     assert q.depth() == 1
     await asyncio.sleep(0)
     assert [t.cancelled() for t in waiting].count(True) == 1  # the event only "a" waited for
+    q.put_when("a", "k", asyncio.Event())  # a stopped tenant's late key parks nothing
+    assert q.depth() == 1 and asyncio.all_tasks() - others <= waiting
     shared.set()
     assert await asyncio.wait_for(q.get(), 1) == ("b", "k")
     q.set_weight("a", 1)
@@ -120,8 +123,9 @@ async def test_a_removed_tenant_leaves_no_parked_keys_and_no_waiting_task() -> N
     assert q.depth() == 0
     q.put_when("b", "k2", asyncio.Event())
     q.close()
+    q.put_when("b", "k3", asyncio.Event())  # closed: nothing waits any more
     await asyncio.sleep(0)
-    assert all(t.done() for t in asyncio.all_tasks() if t is not asyncio.current_task())
+    assert all(t.done() for t in asyncio.all_tasks() - others)
 
 
 async def test_a_capped_tenant_waits_for_its_keys_in_flight_while_others_go_on() -> None:

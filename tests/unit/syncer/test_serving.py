@@ -241,6 +241,23 @@ async def test_a_tenant_whose_first_writes_hang_is_given_up_and_its_slot_freed(
     assert "tenant default/frozen not served yet" in caplog.text
 
 
+async def test_a_tenant_whose_first_writes_fail_with_a_bug_is_not_left_half_served(
+    super_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Served but never started, its informers would never list and its keys would wait for good."""
+
+    async def started(t: TenantRuntime) -> None:
+        raise KeyError("webhook")
+
+    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", _connect)
+    s = _serving(super_client)
+    s._started = started
+    s.vcs.cache[("default", "buggy")] = _vc("buggy")
+    await asyncio.wait_for(s.serve_all(s.unserved()), 30)  # a bound, not a timing
+    assert not s.tenants and not s.by_root and s.queue.tenants() == []
+    assert "tenant default/buggy not served yet" in caplog.text and "KeyError" in caplog.text
+
+
 async def test_a_virtual_cluster_event_that_fails_is_logged_with_its_traceback(
     super_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -222,8 +222,8 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
 
 
 def samples(metrics_text: str, family: str) -> Iterator[Sample]:
-    """The samples of one metric family in Prometheus text. Only that family's lines are parsed: an
-    API server's whole /metrics took the parser about a second."""
+    """The samples named `family` in Prometheus text (a counter's with its `_total`, a gauge's). Only
+    their lines are parsed: an API server's whole /metrics took the parser about a second."""
     family_lines = (f"{family}{{", f"{family} ", f"# HELP {family} ", f"# TYPE {family} ")
     wanted = "\n".join(line for line in metrics_text.splitlines() if line.startswith(family_lines))
     for parsed in text_string_to_metric_families(wanted + "\n"):

@@ -120,6 +120,7 @@ KINDS: dict[str, SyncedKind] = {
             UP,
             super_selector="",
             route=up.pv_route,
+            route_reads_old=True,
             to_tenant=up.pv_to_tenant,
             update_up=up.pv_update,
             prune=True,

@@ -79,6 +79,10 @@ class TenantView:
     def super(self, kind: str, namespace: str, name: str) -> Obj | None:
         return self.supers[kind].get(namespace, name)
 
+    def has_tenant(self, kind: str, namespace: str, name: str) -> bool:
+        inf = self.t.informers.get(kind)
+        return inf is not None and inf.has(namespace, name)
+
     def listing(self, kind: SyncedKind) -> asyncio.Event | None:
         caches = [self.supers[kind.name], *(self.supers[w.name] for w in kind.hooks.watches)]
         if kind.tenant_watched:

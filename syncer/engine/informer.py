@@ -25,7 +25,8 @@ from tispace.kube.resources import Resource
 Key = tuple[str, str]
 """(namespace, name); namespace is '' for cluster-scoped objects."""
 OnChange = Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]
-"""Called with (key, old, new); new is None when the object was deleted."""
+"""Called with (key, old, new); new is None when the object was deleted. Old is the object before a
+delete or a relist, and before an update only for an informer made `with_old`."""
 Keep = Callable[[dict[str, Any]], dict[str, Any] | None]
 """What the cache holds of an object: the object, trimmed in place, or None for nothing (then it is
 treated as absent: never reported, and dropped if it was cached)."""
@@ -95,12 +96,16 @@ class Informer:
         name: str = "",
         echo: Echo | None = None,
         keep: Keep = slim,
+        with_old: bool = False,
     ) -> None:
         self.client = client
         self.resource = resource
         self.on_change = on_change
         self.echo = echo
         self.keep = keep
+        self.with_old = with_old
+        """Whether on_change hears the previous object of an update. Reading it from the cache parses
+        it (6,300 reads per 1,000 pods synced); most callbacks only need the key."""
         self.label_selector = label_selector
         self.name = name or f"{client.name}/{resource.plural}"
         self.cache = Packed()
@@ -114,6 +119,10 @@ class Informer:
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.cache.get((namespace, name))
+
+    def has(self, namespace: str, name: str) -> bool:
+        """Whether the object is cached, without parsing it (as `get` does)."""
+        return (namespace, name) in self.cache
 
     async def _relist(self) -> None:
         # Packed page by page: a whole list parsed at once (a restart over 3,000 pods) left the
@@ -161,7 +170,7 @@ class Informer:
                 self.cache[key] = kept  # the previous version is not parsed: nobody is told
                 self.echoes += 1
             else:
-                prev = self.cache.get(key)
+                prev = self.cache.get(key) if self.with_old else None
                 self.cache[key] = kept
                 self.on_change(key, prev, kept)
 

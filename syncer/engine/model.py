@@ -136,6 +136,10 @@ class View(Protocol):
 
     def super(self, kind: str, namespace: str, name: str) -> Obj | None: ...
 
+    def has_tenant(self, kind: str, namespace: str, name: str) -> bool:
+        """Whether the tenant cache holds the object: `tenant` parses it, this does not."""
+        ...
+
     def listing(self, kind: SyncedKind) -> asyncio.Event | None:
         """The `synced` event of a cache the kind reads that is not fully listed yet, or None when all
         are (never act on a half-listed cache)."""
@@ -172,6 +176,10 @@ class Routes(Protocol):
     """What a super event needs to find the tenants it concerns."""
 
     def super_obj(self, kind: str, namespace: str, name: str) -> Obj | None: ...
+
+    def has_super(self, kind: str, namespace: str, name: str) -> bool:
+        """Whether the super cache holds the object: `super_obj` parses it, this does not."""
+        ...
 
     def tenant_of_root(self, root: str) -> str | None: ...
 
@@ -279,6 +287,9 @@ class SyncedKind:
     """False for kinds the syncer only writes in tenants (Events)."""
     route: Route | None = None
     """Which tenant keys a super change concerns (default: owner_route for down, every_tenant for public)."""
+    route_reads_old: bool = False
+    """The route is given the object as it was before an update, not only before a delete (a PV whose
+    claim went): its super informer parses that too."""
     super_kept: Kept | None = None
     """What the super cache holds of each object its selector lists (default: all of it but managedFields)."""
     hooks: Hooks = NO_HOOKS

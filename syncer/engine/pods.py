@@ -225,12 +225,13 @@ def token_secret(pod: Obj, super_pod: Obj, root: str, token: str) -> Obj:
     }
 
 
-def ensure_vnode(node: str, super_node: Obj | None, view: View) -> Write | None:
+def ensure_vnode(node: str, view: View) -> Write | None:
     """The virtual node a pod is bound to, made the first time one of the tenant's pods lands there
-    (bind then makes its Lease, as a kubelet registers its node and then takes its Lease)."""
-    if view.tenant("Node", "", node) is not None:
+    (bind then makes its Lease, as a kubelet registers its node and then takes its Lease). Only then
+    is the super node read: a read parses it, and nearly every pod lands where its tenant has a node."""
+    if view.has_tenant("Node", "", node):
         return None
-    if super_node is None:
+    if (super_node := view.super("Node", "", node)) is None:
         raise NotYet(f"super node {node} not in the cache yet")
     return Write(
         "tenant", "create", r.NODES, node, None, nodes.virtual_node(super_node, view.ctx), conflict_ok=True
@@ -244,7 +245,7 @@ async def bind(pod: Obj, super_pod: Obj, view: View, fx: Effects) -> None:
     meta = pod["metadata"]
     if not node:
         return
-    if (make := ensure_vnode(node, view.super("Node", "", node), view)) and (made := await fx.write(make)):
+    if (make := ensure_vnode(node, view)) and (made := await fx.write(make)):
         lease = nodes.lease(made, leases.micro_now())  # owned by the node, so it needs the node's uid
         await fx.write(
             Write("tenant", "create", r.LEASES, node, nodes.LEASE_NAMESPACE, lease, conflict_ok=True)

@@ -76,7 +76,8 @@ class Syncer:
         self.worker = Worker(self.queue, self.metrics, self.tenants, self.reconcile, self.rejected)
         self.supers: dict[str, Informer] = {}
         for kind in kinds.values():
-            self._watch(kind.name, kind.resource, kind.super_selector, kind.routes(), kind.super_kept)
+            routes, old = kind.routes(), kind.route_reads_old
+            self._watch(kind.name, kind.resource, kind.super_selector, routes, kind.super_kept, old)
             for w in kind.hooks.watches:
                 self._watch(w.name, w.resource, w.selector, w.route, w.kept)
         self.metrics.registry.register(InformerCollector(self.informers))
@@ -84,7 +85,13 @@ class Syncer:
         """(base URL, CA) of the admission webhook every tenant calls for Service ClusterIPs."""
 
     def _watch(
-        self, name: str, resource: r.Resource, selector: str, route: Route | None, kept: Kept | None
+        self,
+        name: str,
+        resource: r.Resource,
+        selector: str,
+        route: Route | None,
+        kept: Kept | None,
+        with_old: bool = False,
     ) -> None:
         def changed(key: Key, old: Obj | None, new: Obj | None) -> None:
             if name in classes.CONTEXT_CLASSES:
@@ -100,11 +107,15 @@ class Syncer:
             name=f"super/{name}",
             echo=self._just_done.heard,
             keep=slim if kept is None else lambda obj: kept(slim(obj), self),
+            with_old=with_old,
         )
 
     # --- Routes: what a super change needs to find its tenants -------------------------------
     def super_obj(self, kind: str, namespace: str, name: str) -> Obj | None:
         return self.supers[kind].get(namespace, name)
+
+    def has_super(self, kind: str, namespace: str, name: str) -> bool:
+        return self.supers[kind].has(namespace, name)
 
     def super_synced(self, kind: str) -> bool:
         return self.supers[kind].synced.is_set()

@@ -31,7 +31,7 @@ def event_kept(event: Obj, routes: Routes) -> Obj | None:
     if (event.get("involvedObject") or {}).get("kind") not in events.UP_KINDS:
         return None
     ns = event["metadata"].get("namespace", "")
-    if routes.super_synced("Namespace") and routes.super_obj("Namespace", "", ns) is None:
+    if routes.super_synced("Namespace") and not routes.has_super("Namespace", "", ns):
         return None
     return event
 
@@ -129,7 +129,7 @@ def node_route(key: Key, old: Obj | None, new: Obj | None, routes: Routes) -> It
     return [
         (tenant, ("Node", "", key[1]))
         for tenant, view in routes.views()
-        if view.tenant("Node", "", key[1]) is not None or (new and nodes.selects(view.ctx.node_selector, new))
+        if view.has_tenant("Node", "", key[1]) or (new and nodes.selects(view.ctx.node_selector, new))
     ]
 
 

@@ -98,6 +98,9 @@ class Namespaces:
         assert kind == "Namespace"
         return {"metadata": {"name": name}} if name in self.names else None
 
+    def has_super(self, kind: str, namespace: str, name: str) -> bool:
+        return self.super_obj(kind, namespace, name) is not None
+
     def tenant_of_root(self, root: str) -> str | None:
         return None
 

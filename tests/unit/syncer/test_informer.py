@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import web
 
 from syncer.engine.caches import JustDone
@@ -127,7 +128,13 @@ def list_then_watch(
     return handler
 
 
-async def test_the_echo_of_a_settled_write_is_cached_but_reported_to_nobody() -> None:
+@pytest.mark.parametrize(
+    ("with_old", "updated_from"),
+    [(True, "7"), (False, None)],  # without with_old, an update's old object is not read (parsed)
+)
+async def test_the_echo_of_a_settled_write_is_cached_but_reported_to_nobody(
+    with_old: bool, updated_from: str | None
+) -> None:
     finished = asyncio.Event()
     events = [("ADDED", pod("6")), ("MODIFIED", pod("7")), ("MODIFIED", pod("8")), ("DELETED", pod("9"))]
     handler = list_then_watch([], events, finished)
@@ -148,12 +155,13 @@ async def test_the_echo_of_a_settled_write_is_cached_but_reported_to_nobody() ->
     app.router.add_get("/api/v1/pods", handler)
     async with serving(app) as creds:
         client = Client(creds)
-        inf = Informer(client, r.PODS, changed, echo=echoes.heard)
+        inf = Informer(client, r.PODS, changed, echo=echoes.heard, with_old=with_old)
         inf_task = asyncio.create_task(inf.run())
         try:
             await poll(lambda: len(changes) == 3, timeout=10, what="3 changes", interval=0.05)
-            # rv 7 is not reported, but cached: the next change is reported from it
-            assert changes == [(None, "6"), ("7", "8"), ("8", None)]
+            # rv 7 is not reported, but cached: the next change is reported from it; a delete
+            # always tells what went
+            assert changes == [(None, "6"), (updated_from, "8"), ("8", None)]
             assert inf.echoes == 1 and inf.cache == {}
         finally:
             finished.set()
@@ -189,7 +197,7 @@ async def test_objects_not_kept_are_neither_cached_nor_reported() -> None:
     app.router.add_get("/api/v1/configmaps", handler)
     async with serving(app) as creds:
         client = Client(creds)
-        inf = Informer(client, r.CONFIGMAPS, changed, keep=keep)
+        inf = Informer(client, r.CONFIGMAPS, changed, keep=keep, with_old=True)
         task = asyncio.create_task(inf.run())
         try:
             await poll(lambda: len(changes) == 4, timeout=10, what="4 changes", interval=0.05)

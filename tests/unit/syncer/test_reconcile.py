@@ -68,12 +68,19 @@ class FakeView:
         self.listed: asyncio.Event | None = None
         """Set to an unset event: a cache still listing."""
         self.just_done: set[tuple[str, str]] = set()  # what FakeEffects.done remembered
+        self.reads: list[tuple[str, str]] = []
+        """(side, kind) of each object read: a real cache parses each one it hands out."""
 
     def tenant(self, kind: str, namespace: str, name: str) -> Obj | None:
+        self.reads.append(("tenant", kind))
         return self.tenant_objs.get((kind, namespace, name))
 
     def super(self, kind: str, namespace: str, name: str) -> Obj | None:
+        self.reads.append(("super", kind))
         return self.super_objs.get((kind, namespace, name))
+
+    def has_tenant(self, kind: str, namespace: str, name: str) -> bool:
+        return (kind, namespace, name) in self.tenant_objs
 
     def listing(self, kind: SyncedKind) -> asyncio.Event | None:
         return self.listed
@@ -435,6 +442,20 @@ async def test_a_scheduled_pod_is_bound_once_though_the_tenant_cache_shows_it_la
     fx = FakeEffects(view=view)
     await rec.reconcile(kind, tkey, view, fx)
     assert bindings(fx) == ["web"]
+
+
+async def test_a_pod_bound_where_its_tenant_has_the_node_reads_no_node() -> None:
+    """Nearly every pod lands on a node its tenant has already: whether it does is asked of the cache
+    without parsing the node, and the super node is read only to make a virtual node."""
+    view = FakeView()
+    key = synced_pair(view, "Pod")
+    view.super_objs[key]["spec"]["nodeName"] = "n1"
+    view.super_objs[("Node", "", "n1")] = super_node()
+    view.tenant_objs[("Node", "", "n1")] = {"metadata": {"name": "n1"}}
+    fx = FakeEffects(view=view)
+    await rec.reconcile(KINDS["Pod"], ("app", "web"), view, fx)
+    assert [(w.resource.kind, w.subresource) for w in fx.writes if w.verb == "create"] == [("Pod", "binding")]
+    assert [r for r in view.reads if r[1] == "Node"] == []
 
 
 async def test_a_pod_on_a_new_node_makes_its_virtual_node_and_lease_before_binding() -> None:

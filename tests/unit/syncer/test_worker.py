@@ -10,6 +10,7 @@ from syncer.engine.model import Unsynced, WorkKey
 from syncer.engine.queue import FairQueue
 from syncer.engine.tenant import TenantRuntime
 from syncer.engine.worker import Worker
+from tispace.aio import poll
 from tispace.kube.client import ApiError
 
 
@@ -35,10 +36,7 @@ async def test_a_key_whose_cache_is_listing_is_reconciled_once_it_has_listed_and
         await asyncio.sleep(0.6)  # longer than the half second a key used to come back after
         assert seen == [False]
         listed.set()
-        for _ in range(100):
-            if len(seen) == 2:
-                break
-            await asyncio.sleep(0.01)
+        await poll(lambda: len(seen) == 2, timeout=1, what="a second reconcile", interval=0.01)
         assert seen == [False, True]
     finally:
         running.cancel()

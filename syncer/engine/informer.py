@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any
@@ -30,6 +32,8 @@ delete or a relist, and before an update only for an informer made `with_old`.""
 Keep = Callable[[dict[str, Any]], dict[str, Any] | None]
 """What the cache holds of an object: the object, trimmed in place, or None for nothing (then it is
 treated as absent: never reported, and dropped if it was cached)."""
+Index = Callable[[dict[str, Any]], str | None]
+"""What an object is counted under in its cache (a pod: its node), or None for nothing."""
 Echo = Callable[[dict[str, Any]], bool]
 """True for an object this process wrote itself and needs not hear of again (caches.JustDone.heard)."""
 
@@ -54,10 +58,17 @@ class Packed(MutableMapping[Key, dict[str, Any]]):
     and writing it ~3 us. The syncer holds every synced object twice (tenant and super): this cut
     its memory per synced pod to a third (README, sixth round). A read returns a new dict: changing it
     leaves the cache alone.
+
+    With an `index`, it counts its objects by what the index says of each (`counts`), as they come
+    and go: a count read without parsing the cache.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, index: Index | None = None) -> None:
         self._raw: dict[Key, bytes] = {}
+        self._index = index
+        self._indexed: dict[Key, str] = {}
+        self.counts: Counter[str] = Counter()
+        """Cached objects per index value."""
 
     def __getitem__(self, key: Key) -> dict[str, Any]:
         obj: dict[str, Any] = orjson.loads(self._raw[key])
@@ -66,9 +77,22 @@ class Packed(MutableMapping[Key, dict[str, Any]]):
     def __setitem__(self, key: Key, obj: dict[str, Any]) -> None:
         # copied to its exact size: orjson's result keeps its whole write buffer (8 KiB for a pod)
         self._raw[key] = bytes(memoryview(orjson.dumps(obj)))
+        if self._index is not None:
+            self._count(key, self._index(obj))
 
     def __delitem__(self, key: Key) -> None:
         del self._raw[key]
+        if self._index is not None:
+            self._count(key, None)
+
+    def _count(self, key: Key, value: str | None) -> None:
+        if (old := self._indexed.pop(key, None)) is not None:
+            self.counts[old] -= 1
+            if not self.counts[old]:
+                del self.counts[old]
+        if value is not None:
+            self._indexed[key] = value = sys.intern(value)  # a node's name, held once for all its pods
+            self.counts[value] += 1
 
     def __contains__(self, key: object) -> bool:
         return key in self._raw
@@ -97,6 +121,7 @@ class Informer:
         echo: Echo | None = None,
         keep: Keep = slim,
         with_old: bool = False,
+        index: Index | None = None,
     ) -> None:
         self.client = client
         self.resource = resource
@@ -108,7 +133,8 @@ class Informer:
         it (6,300 reads per 1,000 pods synced); most callbacks only need the key."""
         self.label_selector = label_selector
         self.name = name or f"{client.name}/{resource.plural}"
-        self.cache = Packed()
+        self.index = index
+        self.cache = Packed(index)
         self.synced = asyncio.Event()
         self.relists = 0
         self.expired = 0
@@ -127,7 +153,7 @@ class Informer:
     async def _relist(self) -> None:
         # Packed page by page: a whole list parsed at once (a restart over 3,000 pods) left the
         # process that much bigger for good, as Python keeps the freed memory.
-        fresh = Packed()
+        fresh = Packed(self.index)
         async for page in self.client.pages(self.resource, label_selector=self.label_selector):
             for obj in page.get("items") or []:
                 if (kept := self.keep(obj)) is not None:

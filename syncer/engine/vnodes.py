@@ -38,7 +38,12 @@ VNODE_GRACE = 30.0
 """An on-demand node without pods stays this long (a pod replaced right away keeps it)."""
 
 
-def selected(t: TenantRuntime, super_node: Obj | None) -> bool:
+def selected(t: TenantRuntime, name: str, super_nodes: Informer) -> bool:
+    """Whether the tenant's node selector takes the super node; a tenant with nodes on demand takes
+    none, and its round reads no super node (each read parses one)."""
+    if t.ctx.node_selector is None:
+        return False
+    super_node = super_nodes.get("", name)
     return super_node is not None and nodes.selects(t.ctx.node_selector, super_node)
 
 
@@ -86,27 +91,27 @@ async def _tend_all(
     busy = t.pods_per_node()
     slots = asyncio.Semaphore(RENEWALS_IN_FLIGHT)
 
-    async def tend(node: Obj) -> None:
+    async def tend(name: str) -> None:
         async with slots:
-            await _tend(t, node, busy[node["metadata"]["name"]], now, tenants, super_nodes)
+            await _tend(t, name, busy[name], now, tenants, super_nodes)
 
-    await asyncio.gather(*(tend(node) for node in list(t.informers["Node"].cache.values())))
+    # By name: a node is read (parsed) only when its Lease is written, or its last renewal is not known.
+    await asyncio.gather(*(tend(name) for _, name in list(t.informers["Node"].cache)))
 
 
 async def _tend(
     t: TenantRuntime,
-    node: Obj,
+    name: str,
     pods: int,
     now: str,
     tenants: Mapping[str, TenantRuntime],
     super_nodes: Informer,
 ) -> None:
     """One virtual node (with `pods` bound to it): removed after a grace when idle, else its Lease renewed."""
-    name = node["metadata"]["name"]
     if tenants.get(t.name) is not t:
         return  # no longer served (its client is closed)
     try:
-        on_demand = not selected(t, super_nodes.get("", name))
+        on_demand = not selected(t, name, super_nodes)
         if pods == 0 and on_demand:
             idle = t.vnode_idle_since.setdefault(name, time.monotonic())
             if time.monotonic() - idle > VNODE_GRACE:
@@ -117,7 +122,13 @@ async def _tend(
         else:
             t.vnode_idle_since.pop(name, None)
         # due within half a round: a round's own lateness must not push a renewal a whole round back
-        if time.monotonic() - last_renewal(t, node, on_demand) >= RENEW_PERIOD - NODE_PERIOD / 2:
+        due = RENEW_PERIOD - NODE_PERIOD / 2
+        last = t.lease_renewed.get(name)
+        if last is not None and time.monotonic() - last < due:
+            return  # not due (most rounds): the node is not read
+        if (node := t.informers["Node"].cache.get(("", name))) is None:
+            return  # gone from the tenant since the round began
+        if time.monotonic() - last_renewal(t, node, on_demand) >= due:
             await renew_lease(t, node, now)
             t.lease_renewed[name] = time.monotonic()
     except Exception as e:  # noqa: BLE001 - one node's trouble must not stop the others' leases

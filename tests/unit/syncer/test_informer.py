@@ -230,6 +230,59 @@ def test_the_cache_holds_json_and_hands_out_copies() -> None:
     assert cache == {} and len(cache) == 0
 
 
+def on(name: str, node: str, rv: str = "1") -> dict[str, Any]:
+    """A pod `name` bound to `node` ("" for none)."""
+    meta = {"name": name, "namespace": "d", "uid": f"u-{name}", "resourceVersion": rv}
+    return {"metadata": meta, "spec": {"nodeName": node} if node else {}}
+
+
+def node_of(obj: dict[str, Any]) -> str | None:
+    return obj["spec"].get("nodeName")
+
+
+def test_an_indexed_cache_counts_its_objects_as_they_come_and_go() -> None:
+    cache = Packed(node_of)
+    cache[("d", "a")], cache[("d", "b")], cache[("d", "c")] = on("a", "n1"), on("b", "n1"), on("c", "")
+    assert cache.counts == {"n1": 2}  # an unbound pod counts nowhere
+    cache[("d", "c")] = on("c", "n2")  # bound
+    cache[("d", "a")] = on("a", "n1", rv="2")  # changed, on the same node
+    del cache[("d", "b")]
+    assert cache.counts == {"n1": 1, "n2": 1}
+    cache.pop(("d", "a"))
+    cache[("d", "c")] = on("c", "")
+    assert cache.counts == {} and Packed().counts == {}  # none left at zero; no index, no counts
+
+
+async def test_the_counts_follow_lists_watches_and_echoes() -> None:
+    """Every way an object enters or leaves the cache counts, also the echo of a settled write, which
+    nobody is told of."""
+    finished = asyncio.Event()
+    events = [
+        ("MODIFIED", on("p2", "n1", rv="6")),
+        ("ADDED", on("p3", "n2", rv="7")),
+        ("DELETED", on("p1", "n1")),
+    ]
+    echoes = JustDone()
+    echoes.wrote(on("p2", "n1", rv="6"))  # the binding of p2, say
+    app = web.Application()
+    app.router.add_get("/api/v1/pods", list_then_watch([on("p1", "n1"), on("p2", "")], events, finished))
+    async with serving(app) as creds, Client(creds) as client:
+        inf = Informer(client, r.PODS, lambda key, old, new: None, echo=echoes.heard, index=node_of)
+        task = asyncio.create_task(inf.run())
+        try:
+            await poll(
+                lambda: ("d", "p3") in inf.cache and ("d", "p1") not in inf.cache,
+                timeout=10,
+                what="the last event",
+                interval=0.05,
+            )
+            assert inf.echoes == 1 and inf.cache.counts == {"n1": 1, "n2": 1}
+        finally:
+            finished.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_a_list_is_read_page_by_page_and_watched_from_the_last_page() -> None:
     requests: list[str] = []
     finished = asyncio.Event()

@@ -75,10 +75,11 @@ class Packed(MutableMapping[Key, dict[str, Any]]):
         return obj
 
     def __setitem__(self, key: Key, obj: dict[str, Any]) -> None:
+        counted = self._index(obj) if self._index is not None else None  # an index that fails stores nothing
         # copied to its exact size: orjson's result keeps its whole write buffer (8 KiB for a pod)
         self._raw[key] = bytes(memoryview(orjson.dumps(obj)))
         if self._index is not None:
-            self._count(key, self._index(obj))
+            self._count(key, counted)
 
     def __delitem__(self, key: Key) -> None:
         del self._raw[key]

@@ -88,12 +88,11 @@ async def _tend_all(
                 e,
                 extra={"tenant": t.name, "kind": "Lease"},
             )
-    busy = t.pods_per_node()
     slots = asyncio.Semaphore(RENEWALS_IN_FLIGHT)
 
     async def tend(name: str) -> None:
-        async with slots:
-            await _tend(t, name, busy[name], now, tenants, super_nodes)
+        async with slots:  # counted now: a relist during the round replaces the pod cache and its counts
+            await _tend(t, name, t.pods_per_node().get(name, 0), now, tenants, super_nodes)
 
     # By name: a node is read (parsed) only when its Lease is written, or its last renewal is not known.
     await asyncio.gather(*(tend(name) for _, name in list(t.informers["Node"].cache)))

@@ -273,6 +273,25 @@ def per_pod(before: Counter[str], after: Counter[str], pods: int) -> dict[str, A
     return {"total": round(sum(delta.values()) / pods, 2), "by_verb_resource": rows}
 
 
+def cost_ratios(figures: dict[str, Any]) -> dict[str, float]:
+    """Through the tenants against directly, for the same pods: CPU-seconds of every component
+    (`cpu_ratio`), and API requests per pod on every API server (`requests_ratio`: the tenant API
+    servers' and the super one's against the super one's alone). The second says how much of the
+    first is the second API server's work, which no cut in the syncer removes. A ratio whose
+    direct figure is missing or zero is left out."""
+    ratios: dict[str, float] = {}
+    direct_cpu = sum(figures.get("cpu_seconds_direct", {}).values())
+    if direct_cpu > 0:
+        through_cpu = sum(figures.get("cpu_seconds_through_tenants", {}).values())
+        ratios["cpu_ratio"] = round(through_cpu / direct_cpu, 2)
+    direct_requests = figures.get("requests_per_pod_direct", {}).get("super", {}).get("total", 0)
+    if direct_requests > 0:
+        through = figures.get("requests_per_pod_through_tenants", {})
+        total = sum(through.get(side, {}).get("total", 0) for side in ("super", "tenants"))
+        ratios["requests_ratio"] = round(total / direct_requests, 2)
+    return ratios
+
+
 @contextlib.contextmanager
 def flame_graph(pid: int | None, path: Path | None) -> Iterator[None]:
     """py-spy samples the syncer while the block runs and writes a flame graph (SVG) to `path`."""
@@ -548,6 +567,7 @@ async def run(
         "direct": asdict(direct),
         "throughput_ratio": round(through.throughput / direct.throughput, 3),
         "p99_overhead_s": round(through.p99 - direct.p99, 3),
+        **cost_ratios(extra),
         **extra,
         "latencies": {
             "through_tenants": [round(x, 4) for lat in per_tenant for x in lat],

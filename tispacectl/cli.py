@@ -307,7 +307,8 @@ def bench(
             table.add_row(path, *(str(x[k]) for k in ("pods", "seconds", "throughput", "p50", "p90", "p99")))
     console.print(table)
     console.print(
-        f"throughput ratio {result['throughput_ratio']}, p99 overhead {result['p99_overhead_s']} s; "
+        f"throughput ratio {result['throughput_ratio']}, CPU ratio {result.get('cpu_ratio', '-')}, "
+        f"requests ratio {result.get('requests_ratio', '-')}, p99 overhead {result['p99_overhead_s']} s; "
         f"syncer {result['syncer_cpu_seconds']} CPU-s, peak RSS {result['syncer_peak_rss_mib']} MiB "
         f"({result['syncer_rss_kib_per_pod']} KiB per pod); "
         f"drift check {result['drift_check_seconds']} s, {result['drift_check_cpu_seconds']} CPU-s "

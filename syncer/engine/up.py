@@ -45,8 +45,9 @@ def event_route(key: Key, old: Obj | None, new: Obj | None, routes: Routes) -> I
     return [(tenant, ("Event", key[0], key[1]))] if tenant else []
 
 
-def _involved(event: Obj | None, view: View) -> Obj | None:
-    """The tenant object a super event is about, when it is this tenant's."""
+def _involved(event: Obj | None, view: View) -> tuple[str, str, str] | None:
+    """The tenant object (kind, namespace, name) a super event is about, when it is this tenant's
+    and cached (so a key is made only for an event that can be written)."""
     if event is None:
         return None
     involved = event.get("involvedObject") or {}
@@ -55,18 +56,19 @@ def _involved(event: Obj | None, view: View) -> Obj | None:
         return None
     super_obj = view.super(kind, event["metadata"]["namespace"], involved.get("name", ""))
     owner = naming.tenant_key(super_obj) if super_obj else None
-    if owner is None or owner[0] != view.ctx.root:
+    if owner is None or owner[0] != view.ctx.root or not view.has_tenant(kind, owner[1], owner[2]):
         return None
-    return view.tenant(kind, owner[1], owner[2])
+    return kind, owner[1], owner[2]
 
 
 def event_location(key: Key, event: Obj | None, view: View) -> Key | None:
-    obj = _involved(event, view)
-    return (obj["metadata"]["namespace"], key[1]) if obj else None
+    involved = _involved(event, view)
+    return (involved[1], key[1]) if involved else None
 
 
 def event_to_tenant(event: Obj, have: Obj | None, view: View) -> Obj | None:
-    obj = _involved(event, view)
+    involved = _involved(event, view)
+    obj = view.tenant(*involved) if involved else None
     return events.to_tenant(event, obj) if obj else None
 
 

@@ -44,6 +44,8 @@ async def test_a_bench_run_reports_both_paths_and_leaves_nothing_behind(
     assert through["tenants"]["by_verb_resource"]["POST pods"] >= 1  # the bench's own creates
     assert through["super"]["by_verb_resource"]["POST pods"] >= 1  # the syncer's
     assert result["requests_per_pod_direct"]["super"]["by_verb_resource"]["POST pods"] >= 1
+    assert result["requests_ratio"] > 1  # a tenant API server's requests come on top of the super one's
+    assert "cpu_ratio" not in result  # no processes were named, so there is no CPU to compare
     assert set(result["bench_client_cpu_seconds"]) == {"direct", "through_tenants"}
     assert result["syncer_cpu_seconds"] > 0 and result["resync_after_restart_seconds"] > 0
     assert result["drift_check_cpu_seconds"] >= 0

@@ -818,9 +818,11 @@ async def test_an_event_about_a_synced_pod_comes_up_and_a_repeat_updates_it() ->
     }
     view.super_objs[("Event", key[1], "web.1")] = event
     fx = FakeEffects()
+    view.reads.clear()
     await rec.reconcile(kind, (key[1], "web.1"), view, fx)
     assert [(w.verb, w.namespace) for w in fx.writes] == [("create", "app")]
     assert fx.writes[0].body["message"] == "pulled for app/web"  # type: ignore[index]
+    assert view.reads.count(("tenant", "Pod")) == 1  # locating the event only asks whether it is cached
 
     event["count"] = 2
     fx = FakeEffects(conflicts=True)

@@ -148,3 +148,25 @@ async def test_a_pod_watch_that_fails_is_listed_and_watched_again(monkeypatch) -
     tenant = Tenant()
     latencies = await bench._run_path(tenant, "bench", 3, plan, lambda n: None, direct=False)
     assert len(latencies) == 3 and tenant.watches >= 1
+
+
+def test_cost_ratios_compare_every_component_and_every_api_server_with_the_direct_path() -> None:
+    figures = {
+        "cpu_seconds_direct": {"super kube-apiserver": 6.0, "super etcd": 2.0},
+        "cpu_seconds_through_tenants": {
+            "super kube-apiserver": 9.0,
+            "super etcd": 3.0,
+            "tenant kube-apiserver": 8.0,
+        },
+        "requests_per_pod_direct": {"super": {"total": 4.0, "by_verb_resource": {}}},
+        "requests_per_pod_through_tenants": {
+            "super": {"total": 5.0, "by_verb_resource": {}},
+            "tenants": {"total": 7.0, "by_verb_resource": {}},
+        },
+    }
+    assert bench.cost_ratios(figures) == {"cpu_ratio": 2.5, "requests_ratio": 3.0}
+
+
+def test_cost_ratios_leave_out_what_the_direct_path_did_not_measure() -> None:
+    assert bench.cost_ratios({"cpu_seconds_direct": {}, "cpu_seconds_through_tenants": {"syncer": 1.0}}) == {}
+    assert bench.cost_ratios({"requests_per_pod_direct": {"super": {"total": 0}}}) == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from syncer.engine import up
 from syncer.engine.model import Effects, Hooks, Key, Obj, Routes, View, Watch, WorkKey, Write
 from syncer.resources import services, simple
 from tispace import naming
@@ -15,9 +16,8 @@ log = logging.getLogger("syncer.hooks")
 
 def quota_route(key: Key, old: Obj | None, new: Obj | None, routes: Routes) -> Iterable[tuple[str, WorkKey]]:
     """A tenant quota changed or deleted in the super cluster: its namespace is reconciled (drift)."""
-    labels = ((routes.super_obj("Namespace", "", key[0]) or {}).get("metadata", {}).get("labels")) or {}
-    tenant = routes.tenant_of_root(labels.get(naming.LABEL_TENANT, ""))
-    tenant_ns = labels.get(naming.LABEL_TENANT_NAMESPACE)
+    tenant = up.tenant_of_super_ns(routes, key[0])
+    tenant_ns = up.super_ns_labels(routes, key[0]).get(naming.LABEL_TENANT_NAMESPACE)
     return [(tenant, ("Namespace", "", tenant_ns))] if tenant and tenant_ns else []
 
 

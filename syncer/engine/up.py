@@ -15,9 +15,14 @@ from tispace.kube import resources as r
 from tispace.kube.resources import Resource
 
 
+def super_ns_labels(routes: Routes, super_ns: str) -> dict[str, str]:
+    """A super namespace's labels, which name its tenant and the tenant namespace (none when it is
+    not cached)."""
+    return ((routes.super_obj("Namespace", "", super_ns) or {}).get("metadata", {}).get("labels")) or {}
+
+
 def tenant_of_super_ns(routes: Routes, super_ns: str) -> str | None:
-    labels = ((routes.super_obj("Namespace", "", super_ns) or {}).get("metadata", {}).get("labels")) or {}
-    return routes.tenant_of_root(labels.get(naming.LABEL_TENANT, ""))
+    return routes.tenant_of_root(super_ns_labels(routes, super_ns).get(naming.LABEL_TENANT, ""))
 
 
 # --- events -------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ log = logging.getLogger("syncer")
 
 _ECHO = "echo@"
 """Prefix of the `what` an echo is remembered under: no reconcile step is named so."""
+_BOUND = "bound@"
+"""Prefix of the `what` a binding on its way is remembered under, with the node it names."""
 
 
 class JustDone:
@@ -33,8 +35,9 @@ class JustDone:
     status write would ask for a second TokenRequest, POST a second binding (refused with 409) or
     send the same status again (reconcile keys a status write by its digest). The informers: is
     this watch event the echo of a settled write, exactly the object (uid and resourceVersion) that
-    write returned? Its reconcile would read what was just written and find nothing to do, yet cost
-    as much as one that works; a later change by anyone has another resourceVersion and is heard.
+    write returned, or for a binding, the pod's first event on its node? Its reconcile would read
+    what was just written and find nothing to do, yet cost as much as one that works; a later change
+    by anyone has another resourceVersion and is heard.
     """
 
     def __init__(self, seconds: float = 60) -> None:
@@ -52,12 +55,28 @@ class JustDone:
         if meta.get("uid") and meta.get("resourceVersion"):
             self.done(_ECHO + meta["resourceVersion"], meta["uid"])
 
+    def binding(self, uid: str, node: str) -> None:
+        """Remember a settled binding before it is sent. Its answer is a Status, which names no
+        resourceVersion, and its echo may come before the answer: the echo is the pod's first event
+        on that node, and it is still Pending (the status comes up after the binding)."""
+        self.done(_BOUND + node, uid)
+
+    def unbound(self, uid: str, node: str) -> None:
+        """The binding failed, or found the pod bound already: no event of the pod is its echo."""
+        self._keys.pop((_BOUND + node, uid), None)
+
     def heard(self, obj: Obj) -> bool:
         """Whether obj is the echo of a settled write (each echo is heard once)."""
         meta = obj["metadata"]
-        key = (_ECHO + meta.get("resourceVersion", ""), meta.get("uid", ""))
+        uid = meta.get("uid", "")
+        key = (_ECHO + meta.get("resourceVersion", ""), uid)
         if key not in self._keys:  # nearly every event: a lookup costs a quarter of a pop
-            return False
+            node = (obj.get("spec") or {}).get("nodeName")
+            key = (_BOUND + node, uid) if node else key
+            if key not in self._keys or meta.get("deletionTimestamp"):
+                return False
+            if (obj.get("status") or {}).get("phase", "Pending") != "Pending":
+                return False
         del self._keys[key]
         return True
 
@@ -115,6 +134,10 @@ class ClientEffects:
 
     async def write(self, w: Write) -> Obj | None:
         client = self.t.client if w.side == "tenant" else self.super_client
+        binding = _binding(w) if w.settled else None
+        if binding:
+            self.just_done.binding(*binding)
+        written: Obj | None = None
         try:
             written = await _send(client, w)
             if w.settled and written is not None:
@@ -128,6 +151,9 @@ class ClientEffects:
             what = f"{w.resource.kind} {w.namespace + '/' if w.namespace else ''}{w.name}".strip()
             log.warning("%s %s not written: %s", w.verb, what, e, extra={"tenant": self.t.name})
             return None
+        finally:
+            if binding and written is None:
+                self.just_done.unbound(*binding)
 
     def update_context(self, **changes: Any) -> None:
         ctx = dataclasses.replace(self.t.ctx, **changes)
@@ -137,6 +163,13 @@ class ClientEffects:
 
     def done(self, what: str, uid: str) -> None:
         self.just_done.done(what, uid)
+
+
+def _binding(w: Write) -> tuple[str, str] | None:
+    """(pod uid, node) of a binding."""
+    if w.subresource != "binding" or w.body is None:
+        return None
+    return w.body["metadata"]["uid"], w.body["target"]["name"]
 
 
 async def _send(client: Client, w: Write) -> Obj | None:

@@ -269,6 +269,7 @@ async def bind(pod: Obj, super_pod: Obj, view: View, fx: Effects) -> None:
             binding,
             subresource="binding",
             conflict_ok=True,
+            settled=True,  # its echo would find the pod bound: the status comes with the super pod's
         )
     )
     fx.done(BINDING, meta["uid"])

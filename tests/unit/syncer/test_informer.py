@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp import web
 
-from syncer.engine.caches import JustDone
+from syncer.engine.caches import ClientEffects, JustDone
 from syncer.engine.informer import Informer, Packed
+from syncer.engine.model import Write
 from tests.unit.loopback import serving
 from tispace.aio import poll
 from tispace.kube import resources as r
-from tispace.kube.client import Client
+from tispace.kube.client import ApiError, Client
 
 
 def cm(name: str, rv: str) -> dict[str, Any]:
@@ -313,3 +315,74 @@ async def test_a_list_is_read_page_by_page_and_watched_from_the_last_page() -> N
             finished.set()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+def bound(rv: str, node: str | None, phase: str = "Pending", uid: str = "u1", **meta: str) -> dict[str, Any]:
+    obj = pod(rv, uid)
+    obj["metadata"] |= meta
+    return obj | {"spec": {"nodeName": node} if node else {}, "status": {"phase": phase}}
+
+
+def test_the_echo_of_a_binding_is_the_pods_first_pending_event_on_its_node_and_is_heard_once() -> None:
+    """A binding's answer is a Status: its echo is known by the node it names, remembered before it
+    is sent (the event may come before the answer)."""
+    just = JustDone()
+    just.binding("u1", "n1")
+    assert not just.heard(bound("6", None))  # before it: unbound
+    assert not just.heard(bound("7", "n2"))  # another node
+    assert not just.heard(bound("7", "n1", uid="u2"))  # another pod
+    assert not just.heard(bound("7", "n1", deletionTimestamp="2026-12-07T00:00:00Z"))  # being deleted
+    assert not just.heard(bound("7", "n1", phase="Running"))  # a status came with it: heard
+    assert just.heard(bound("7", "n1"))
+    assert not just.heard(bound("8", "n1"))  # once: a later change of the bound pod is heard
+
+
+def test_a_binding_that_did_not_happen_has_no_echo() -> None:
+    just = JustDone()
+    just.binding("u1", "n1")
+    just.unbound("u1", "n1")
+    assert not just.heard(bound("7", "n1"))
+
+
+class Binder:
+    """A tenant client whose binding answers after its echo reached the informer (as a watch event
+    can come before the answer of the write that made it), or is refused."""
+
+    def __init__(self, just: JustDone, refusal: int | None = None) -> None:
+        self.just, self.refusal = just, refusal
+        self.heard_first: bool | None = None
+
+    async def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        if self.refusal:
+            raise ApiError(self.refusal, {"message": "no"}, method, path)
+        self.heard_first = self.just.heard(bound("7", "n1"))
+        return {"kind": "Status", "status": "Success"}
+
+
+def binding_write() -> Write:
+    body = {"metadata": {"name": "p", "uid": "u1"}, "target": {"name": "n1"}}
+    return Write(
+        "tenant", "create", r.PODS, "p", "d", body, subresource="binding", conflict_ok=True, settled=True
+    )
+
+
+async def test_a_settled_bindings_echo_is_heard_even_before_its_answer() -> None:
+    just = JustDone()
+    client = Binder(just)
+    fx = ClientEffects(SimpleNamespace(client=client, name="t"), client, just)  # type: ignore[arg-type]
+    assert await fx.write(binding_write()) is not None
+    assert client.heard_first
+
+
+@pytest.mark.parametrize("refusal", [409, 422])
+async def test_a_binding_refused_leaves_no_echo_to_hear(refusal: int) -> None:
+    """Refused, or bound already (409): a later event of the pod on that node is no echo."""
+    just = JustDone()
+    client = Binder(just, refusal)
+    fx = ClientEffects(SimpleNamespace(client=client, name="t"), client, just)  # type: ignore[arg-type]
+    if refusal == 409:
+        assert await fx.write(binding_write()) is None
+    else:
+        with pytest.raises(ApiError):
+            await fx.write(binding_write())
+    assert not just.heard(bound("7", "n1"))

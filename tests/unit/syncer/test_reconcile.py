@@ -710,8 +710,9 @@ async def test_a_status_just_written_is_not_written_again_before_the_cache_shows
 
 async def test_only_writes_whose_echo_finds_nothing_to_do_are_settled() -> None:
     """A settled write's own watch event queues nothing (caches.JustDone): the last status write, the
-    super delete of a pod being deleted, and a pod's create (its reconcile goes on with the answer);
-    a binding, whose echo carries the pod on, is not; nor a create that ends its reconcile."""
+    super delete of a pod being deleted, a pod's create (its reconcile goes on with the answer) and
+    its binding (the status comes up with the super pod's events); a create that ends its reconcile
+    is not."""
     kind = KINDS["Pod"]
     view = FakeView()
     tobj = tenant_obj(kind)
@@ -732,7 +733,7 @@ async def test_only_writes_whose_echo_finds_nothing_to_do_are_settled() -> None:
     view.tenant_objs[("Node", "", "node-1")] = {"metadata": {"name": "node-1"}}
     fx = FakeEffects(view=view)
     await rec.reconcile(kind, ("app", "web"), view, fx)
-    assert [(w.subresource, w.settled) for w in fx.writes] == [("binding", False), ("status", True)]
+    assert [(w.subresource, w.settled) for w in fx.writes] == [("binding", True), ("status", True)]
 
     tobj = view.tenant_objs[("Pod", "app", "web")]
     tobj["metadata"] |= {"deletionTimestamp": "2026-12-06T00:00:00Z", "deletionGracePeriodSeconds": 30}

@@ -78,8 +78,9 @@ class Write:
     field_manager: str | None = None
     force: bool = False
     settled: bool = False
-    """Its echo (the watch event of exactly the object it returned) queues nothing: the reconcile that
-    wrote it needs nothing more from seeing it (see caches.JustDone)."""
+    """Its echo (the watch event of exactly the object it returned; for a status write or a binding,
+    what it wrote, which may be heard before the answer) queues nothing: the reconcile that wrote it
+    needs nothing more from seeing it (see caches.JustDone)."""
 
 
 def tell(obj: Obj, etype: str, reason: str, message: str, at: str) -> Write:

@@ -78,10 +78,17 @@ def pod(rv: str, uid: str = "u1") -> dict[str, Any]:
     return {"metadata": {"name": "p", "namespace": "d", "uid": uid, "resourceVersion": rv}}
 
 
+def answered(just: JustDone, answer: dict[str, Any]) -> None:
+    """A settled write (a super delete, say) sent and answered with `answer`."""
+    w = Write("super", "delete", r.PODS, "p", "d", settled=True)
+    just.sending(w)
+    just.sent(w, answer)
+
+
 def test_an_echo_is_the_exact_object_a_settled_write_returned_and_is_heard_once() -> None:
     echoes = JustDone()
-    echoes.wrote(pod("7"))
-    echoes.wrote({"metadata": {"name": "no-uid"}})  # a Status answer, say: nothing to hear
+    answered(echoes, pod("7"))
+    answered(echoes, {"metadata": {"name": "no-uid"}})  # a Status answer, say: nothing to hear
     assert not echoes.heard(pod("6"))  # an older state, or someone else's change
     assert not echoes.heard(pod("7", uid="u2"))
     assert echoes.heard(pod("7"))
@@ -93,7 +100,7 @@ def test_steps_done_and_echoes_are_remembered_apart() -> None:
     just.done("token", "u1")
     assert just.done_just_now("token", "u1") and not just.done_just_now("binding", "u1")
     assert not just.heard(pod("7"))  # a step done is not an echo of any resourceVersion
-    just.wrote(pod("7"))
+    answered(just, pod("7"))
     assert not just.done_just_now("7", "u1")  # nor is an echo a step of that name
     assert just.heard(pod("7")) and just.done_just_now("token", "u1")  # hearing it leaves the step
 
@@ -101,7 +108,7 @@ def test_steps_done_and_echoes_are_remembered_apart() -> None:
 def test_steps_done_are_forgotten_after_their_time() -> None:
     just = JustDone(seconds=0)
     just.done("token", "u1")
-    just.wrote(pod("7"))
+    answered(just, pod("7"))
     assert not just.done_just_now("token", "u1") and not just.heard(pod("7"))
 
 
@@ -141,8 +148,8 @@ async def test_the_echo_of_a_settled_write_is_cached_but_reported_to_nobody(
     events = [("ADDED", pod("6")), ("MODIFIED", pod("7")), ("MODIFIED", pod("8")), ("DELETED", pod("9"))]
     handler = list_then_watch([], events, finished)
     echoes = JustDone()
-    echoes.wrote(pod("7"))  # this process wrote rv 7 (a status, say)
-    echoes.wrote(pod("9"))  # a deletion is always heard, whoever made it
+    answered(echoes, pod("7"))  # this process wrote rv 7 (a status, say)
+    answered(echoes, pod("9"))  # a deletion is always heard, whoever made it
     changes: list[tuple[str | None, str | None]] = []
 
     def changed(key: Any, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
@@ -265,7 +272,7 @@ async def test_the_counts_follow_lists_watches_and_echoes() -> None:
         ("DELETED", on("p1", "n1")),
     ]
     echoes = JustDone()
-    echoes.wrote(on("p2", "n1", rv="6"))  # the binding of p2, say
+    answered(echoes, on("p2", "n1", rv="6"))  # the binding of p2, say
     app = web.Application()
     app.router.add_get("/api/v1/pods", list_then_watch([on("p1", "n1"), on("p2", "")], events, finished))
     async with serving(app) as creds, Client(creds) as client:
@@ -327,7 +334,7 @@ def test_the_echo_of_a_binding_is_the_pods_first_pending_event_on_its_node_and_i
     """A binding's answer is a Status: its echo is known by the node it names, remembered before it
     is sent (the event may come before the answer)."""
     just = JustDone()
-    just.binding("u1", "n1")
+    just.sending(binding_write())
     assert not just.heard(bound("6", None))  # before it: unbound
     assert not just.heard(bound("7", "n2"))  # another node
     assert not just.heard(bound("7", "n1", uid="u2"))  # another pod
@@ -335,13 +342,57 @@ def test_the_echo_of_a_binding_is_the_pods_first_pending_event_on_its_node_and_i
     assert not just.heard(bound("7", "n1", phase="Running"))  # a status came with it: heard
     assert just.heard(bound("7", "n1"))
     assert not just.heard(bound("8", "n1"))  # once: a later change of the bound pod is heard
+    just.sent(binding_write(), {"kind": "Status", "status": "Success"})
+    assert not just.heard(bound("8", "n1"))
 
 
 def test_a_binding_that_did_not_happen_has_no_echo() -> None:
     just = JustDone()
-    just.binding("u1", "n1")
-    just.unbound("u1", "n1")
+    just.sending(binding_write())
+    just.sent(binding_write(), None)  # refused, or the pod was bound already
     assert not just.heard(bound("7", "n1"))
+
+
+def status_write(status: dict[str, Any]) -> Write:
+    return Write(
+        "tenant",
+        "patch",
+        r.PODS,
+        "p",
+        "d",
+        {"metadata": {"uid": "u1"}, "status": status},
+        settled=True,
+        subresource="status",
+    )
+
+
+def test_the_echo_of_a_status_write_is_heard_before_or_after_its_answer_once() -> None:
+    running = {"phase": "Running", "podIP": "10.0.0.9"}
+    just = JustDone()
+    w = status_write(running)
+    just.sending(w)
+    assert not just.heard(bound("7", "n1"))  # not that status yet: someone else's change
+    assert not just.heard(bound("8", "n1", phase="Running"))  # part of it
+    event = bound("9", "n1", phase="Running")
+    event["status"] |= {"podIP": "10.0.0.9", "startTime": "2026-12-07T00:00:00Z"}  # kept by the merge
+    assert just.heard(event)  # before its answer
+    just.sent(w, event)
+    assert not just.heard(event)  # once
+
+    just.sending(w)
+    just.sent(w, event | {"metadata": event["metadata"] | {"resourceVersion": "10"}})
+    assert not just.heard(
+        bound("11", "n1", phase="Running")
+    )  # after the answer only its exact object is the echo
+    assert just.heard(event | {"metadata": event["metadata"] | {"resourceVersion": "10"}})
+
+
+def test_a_status_write_that_failed_has_no_echo() -> None:
+    just = JustDone()
+    w = status_write({"phase": "Running"})
+    just.sending(w)
+    just.sent(w, None)
+    assert not just.heard(bound("7", "n1", phase="Running"))
 
 
 class Binder:

@@ -44,6 +44,8 @@ class JustDone:
         self._keys: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=100_000, ttl=seconds)
         self._statuses: dict[str, Obj] = {}
         """Settled status writes on their way, by the object's uid."""
+        self._taken: dict[str, str] = {}
+        """The resourceVersion of the event taken for such a write's echo, by uid, until its answer."""
 
     def done(self, what: str, uid: str) -> None:
         self._keys[(what, uid)] = True
@@ -55,33 +57,37 @@ class JustDone:
         """A settled write about to be sent. Its echo may come before its answer (half the status
         writes' did, 5 tenants x 100 pods), so what the echo will show is remembered first: a
         status write's status, a binding's node (a binding's answer is a Status, which names no
-        resourceVersion; its echo is the pod's first event on that node, still Pending)."""
+        resourceVersion; its echo is the event that binds the pod, still Pending)."""
         if (echo := _echo_of(w)) is None:
             return
         uid, node, status = echo
         if node:
             self.done(_BOUND + node, uid)
-        if status is not None:
+        if status:
             self._statuses[uid] = status
+            self._taken.pop(uid, None)
 
-    def sent(self, w: Write, answer: Obj | None) -> None:
+    def sent(self, w: Write, answer: Obj | None) -> bool:
         """A settled write answered (`answer`), or not (None: refused, or there already). What its
-        answer returned is its echo, unless the echo came first."""
+        answer returned is its echo, unless an event was taken for it first. True when that event
+        was not its echo (the write changed nothing, or failed, while someone else's change came):
+        its object must be reconciled all the same."""
+        meta = (answer or {}).get("metadata") or {}
         echo = _echo_of(w)
         if echo is not None:
             uid, node, status = echo
             if node and answer is None:
                 self._keys.pop((_BOUND + node, uid), None)
-            if status is not None and self._statuses.pop(uid, None) is None:
-                return  # its echo was heard already
-        meta = (answer or {}).get("metadata") or {}
+            if status and self._statuses.pop(uid, None) is None:
+                return self._taken.pop(uid, None) != meta.get("resourceVersion")
         if meta.get("uid") and meta.get("resourceVersion"):
             self.done(_ECHO + meta["resourceVersion"], meta["uid"])
+        return False
 
-    def heard(self, obj: Obj) -> bool:
+    def heard(self, obj: Obj, bound_before: str | None = None) -> bool:
         """Whether obj is the echo of a settled write (each echo is heard once): the object its
         answer returned, or what `sending` remembered. Never an object being deleted but by its
-        resourceVersion."""
+        resourceVersion. `bound_before`: the node the cached copy of a pod was bound to."""
         meta = obj["metadata"]
         uid = meta.get("uid", "")
         key = (_ECHO + meta.get("resourceVersion", ""), uid)
@@ -93,9 +99,10 @@ class JustDone:
         status = obj.get("status") or {}
         if (sent := self._statuses.get(uid)) is not None and all(status.get(k) == v for k, v in sent.items()):
             del self._statuses[uid]
+            self._taken[uid] = meta.get("resourceVersion", "")
             return True
         node = (obj.get("spec") or {}).get("nodeName")
-        key = (_BOUND + node, uid) if node else key
+        key = (_BOUND + node, uid) if node and node != bound_before else key
         if key not in self._keys or status.get("phase", "Pending") != "Pending":
             return False
         del self._keys[key]
@@ -181,8 +188,8 @@ class ClientEffects:
             log.warning("%s %s not written: %s", w.verb, what, e, extra={"tenant": self.t.name})
             return None
         finally:
-            if w.settled:
-                self.just_done.sent(w, written)
+            if w.settled and self.just_done.sent(w, written):
+                self.t.enqueue((w.resource.kind, w.namespace or "", w.name))
 
     def update_context(self, **changes: Any) -> None:
         ctx = dataclasses.replace(self.t.ctx, **changes)

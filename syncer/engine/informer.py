@@ -34,8 +34,9 @@ Keep = Callable[[dict[str, Any]], dict[str, Any] | None]
 treated as absent: never reported, and dropped if it was cached)."""
 Index = Callable[[dict[str, Any]], str | None]
 """What an object is counted under in its cache (a pod: its node), or None for nothing."""
-Echo = Callable[[dict[str, Any]], bool]
-"""True for an object this process wrote itself and needs not hear of again (caches.JustDone.heard)."""
+Echo = Callable[[dict[str, Any], str | None], bool]
+"""True for an object this process wrote itself and needs not hear of again (caches.JustDone.heard),
+given what the cache's index says of the copy it replaces (a pod: the node it was bound to)."""
 
 log = logging.getLogger("syncer.informer")
 
@@ -97,6 +98,10 @@ class Packed(MutableMapping[Key, dict[str, Any]]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._raw
+
+    def indexed(self, key: Key) -> str | None:
+        """What the index said of the cached object."""
+        return self._indexed.get(key)
 
     def __iter__(self) -> Iterator[Key]:
         return iter(self._raw)
@@ -193,7 +198,7 @@ class Informer:
                 prev = self.cache.pop(key, None)
                 if prev is not None or etype == "DELETED":
                     self.on_change(key, prev, None)
-            elif self.echo is not None and self.echo(kept):
+            elif self.echo is not None and self.echo(kept, self.cache.indexed(key)):
                 self.cache[key] = kept  # the previous version is not parsed: nobody is told
                 self.echoes += 1
             else:

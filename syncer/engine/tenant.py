@@ -140,9 +140,13 @@ class TenantRuntime:
 
     def _on_change(self, kind: str) -> Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]:
         def changed(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-            self._enqueue(self.name, (kind, key[0], key[1]))
+            self.enqueue((kind, key[0], key[1]))
 
         return changed
+
+    def enqueue(self, key: WorkKey) -> None:
+        """Queue one of the tenant's keys for a reconcile."""
+        self._enqueue(self.name, key)
 
     def start(self) -> None:
         for inf in self.informers.values():

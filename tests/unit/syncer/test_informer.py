@@ -292,6 +292,35 @@ async def test_the_counts_follow_lists_watches_and_echoes() -> None:
             await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_a_binding_whose_event_a_list_took_in_has_no_echo() -> None:
+    """The informer tells the echo check where the cached copy was bound: once a relist has shown the
+    pod bound, its next event on that node is someone else's change (labels, say), not the binding's."""
+    finished = asyncio.Event()
+    echoes = JustDone()
+    body = {"metadata": {"name": "p1", "uid": "u-p1"}, "target": {"name": "n1"}}
+    echoes.sending(Write("tenant", "create", r.PODS, "p1", "d", body, subresource="binding", settled=True))
+    changes: list[str] = []
+    app = web.Application()
+    app.router.add_get(
+        "/api/v1/pods",
+        list_then_watch([on("p1", "n1", rv="5")], [("MODIFIED", on("p1", "n1", rv="6"))], finished),
+    )
+    async with serving(app) as creds, Client(creds) as client:
+        inf = Informer(
+            client, r.PODS, lambda key, old, new: changes.append(key[1]), echo=echoes.heard, index=node_of
+        )
+        task = asyncio.create_task(inf.run())
+        try:
+            await poll(
+                lambda: changes == ["p1", "p1"], timeout=10, what="the list and the event", interval=0.05
+            )
+            assert inf.echoes == 0
+        finally:
+            finished.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_a_list_is_read_page_by_page_and_watched_from_the_last_page() -> None:
     requests: list[str] = []
     finished = asyncio.Event()
@@ -340,6 +369,7 @@ def test_the_echo_of_a_binding_is_the_pods_first_pending_event_on_its_node_and_i
     assert not just.heard(bound("7", "n1", uid="u2"))  # another pod
     assert not just.heard(bound("7", "n1", deletionTimestamp="2026-12-07T00:00:00Z"))  # being deleted
     assert not just.heard(bound("7", "n1", phase="Running"))  # a status came with it: heard
+    assert not just.heard(bound("7", "n1"), bound_before="n1")  # the cache had it bound: not the binding
     assert just.heard(bound("7", "n1"))
     assert not just.heard(bound("8", "n1"))  # once: a later change of the bound pod is heard
     just.sent(binding_write(), {"kind": "Status", "status": "Success"})
@@ -385,6 +415,28 @@ def test_the_echo_of_a_status_write_is_heard_before_or_after_its_answer_once() -
         bound("11", "n1", phase="Running")
     )  # after the answer only its exact object is the echo
     assert just.heard(event | {"metadata": event["metadata"] | {"resourceVersion": "10"}})
+
+
+def test_an_event_taken_for_a_status_writes_echo_that_was_not_is_told() -> None:
+    """A status write that changed nothing has no event: another change that came meanwhile and
+    showed that status was taken for its echo, and the answer (another resourceVersion) says so."""
+    just = JustDone()
+    w = status_write({"phase": "Running"})
+    just.sending(w)
+    assert just.heard(bound("8", "n1", phase="Running"))  # a label change, say
+    assert just.sent(w, bound("7", "n1", phase="Running"))  # the answer: the object as it was
+    just.sending(w)
+    assert just.heard(bound("9", "n1", phase="Running"))
+    assert not just.sent(w, bound("9", "n1", phase="Running"))  # the echo it was
+    just.sending(w)
+    assert just.heard(bound("10", "n1", phase="Running"))
+    assert just.sent(w, None)  # a write that failed has no echo
+
+
+def test_an_empty_status_write_has_no_echo_but_its_answer() -> None:
+    just = JustDone()
+    just.sending(status_write({}))
+    assert not just.heard(bound("7", "n1"))
 
 
 def test_a_status_write_that_failed_has_no_echo() -> None:
@@ -437,3 +489,25 @@ async def test_a_binding_refused_leaves_no_echo_to_hear(refusal: int) -> None:
         with pytest.raises(ApiError):
             await fx.write(binding_write())
     assert not just.heard(bound("7", "n1"))
+
+
+class Unchanged:
+    """A tenant client whose status write changes nothing (the object comes back as it was, rv 7),
+    while someone else's change showing that status (rv 8) reaches the informer."""
+
+    def __init__(self, just: JustDone) -> None:
+        self.just = just
+
+    async def patch(self, *args: Any, **kw: Any) -> dict[str, Any]:
+        assert self.just.heard(bound("8", "n1", phase="Running"))
+        return bound("7", "n1", phase="Running")
+
+
+async def test_a_status_write_whose_echo_was_misheard_queues_its_pod_again() -> None:
+    just = JustDone()
+    queued: list[Any] = []
+    client = Unchanged(just)
+    t = SimpleNamespace(client=client, name="t", enqueue=queued.append)
+    fx = ClientEffects(t, client, just)  # type: ignore[arg-type]
+    await fx.write(status_write({"phase": "Running"}))
+    assert queued == [("Pod", "d", "p")]

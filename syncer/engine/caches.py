@@ -13,7 +13,7 @@ from cachetools import TTLCache
 from syncer.engine.hooks import QUOTAS
 from syncer.engine.informer import Informer
 from syncer.engine.model import Obj, SyncedKind, Write
-from syncer.engine.tenant import TenantRuntime
+from syncer.engine.tenant import TenantRuntime, bound_node
 from syncer.resources import simple
 from syncer.resources.context import TenantContext
 from tispace import naming
@@ -65,7 +65,6 @@ class JustDone:
             self.done(_BOUND + node, uid)
         if status:
             self._statuses[uid] = status
-            self._taken.pop(uid, None)
 
     def sent(self, w: Write, answer: Obj | None) -> bool:
         """A settled write answered (`answer`), or not (None: refused, or there already). What its
@@ -101,9 +100,11 @@ class JustDone:
             del self._statuses[uid]
             self._taken[uid] = meta.get("resourceVersion", "")
             return True
-        node = (obj.get("spec") or {}).get("nodeName")
-        key = (_BOUND + node, uid) if node and node != bound_before else key
-        if key not in self._keys or status.get("phase", "Pending") != "Pending":
+        node = bound_node(obj)
+        if node is None or node == bound_before or status.get("phase", "Pending") != "Pending":
+            return False
+        key = (_BOUND + node, uid)
+        if key not in self._keys:
             return False
         del self._keys[key]
         return True

@@ -31,6 +31,7 @@ ANN_GENERATION = f"{naming.GROUP}/generation"
 """On a super pod: the tenant pod's metadata.generation its spec carries (status.observedGeneration up)."""
 TOKEN_KEY = "token"
 _TOKEN_KEY = rf"{re.escape(ANN_TOKEN)}(?:\.[0-9a-f]+)?"  # token_key's: the default, or an audience's
+_TOKEN_KEY_RE = re.compile(_TOKEN_KEY)
 _TOKEN_FIELD = re.compile(rf"metadata\.annotations\['({_TOKEN_KEY})'\]")
 _META_OWNED = (*POD_OWNED, ANN_TOKEN)
 """The token annotations (ANN_TOKEN is a prefix of ANN_TOKEN_REFRESH) are the syncer's on the super
@@ -124,7 +125,8 @@ def token_key(audience: str) -> str:
 
 
 def is_token_key(key: str) -> bool:
-    return re.fullmatch(_TOKEN_KEY, key) is not None
+    """Asked of every annotation of every super pod event (nine a pod): the prefix first."""
+    return key.startswith(ANN_TOKEN) and _TOKEN_KEY_RE.fullmatch(key) is not None
 
 
 TOKEN_SECONDS = 86400

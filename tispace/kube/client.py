@@ -1,7 +1,7 @@
 """An async Kubernetes client on dicts: get, list, watch, create, patch, delete.
 
-One-answer requests over a lean keep-alive pool (http1); list pages, watches and exec over an
-aiohttp session; JSON parsed with orjson; no model classes, so the syncer's hot path pays for
+Requests and watches over a lean keep-alive pool (http1); exec over an aiohttp session; JSON parsed
+with orjson; no model classes, so the syncer's hot path pays for
 bytes -> dict once. Transient failures (429, 5xx, dropped connections) are retried with backoff
 here, so callers only handle answers that mean something.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import builtins
+import contextlib
 import functools
 import ssl
 from collections.abc import AsyncIterator
@@ -95,12 +96,22 @@ def _answer(status: int, raw: bytes, retry_after: str | None, method: str, path:
     return parsed or {}
 
 
+def _refused(answer: http1.Response, method: str, path: str) -> ApiError:
+    """The ApiError of an answer that is not 2xx (a streamed request's)."""
+    parsed = orjson.loads(answer.body) if answer.body[:1] == b"{" else None
+    return ApiError(answer.status, parsed, method, path, _retry_after(answer.retry_after))
+
+
 def ssl_context(creds: kubeconfig.Credentials) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cadata=creds.ca_pem.decode() if creds.ca_pem else None)
     if creds.cert_pem:
         pki.load_into(ctx, creds.cert_pem, creds.key_pem)
     return ctx
 
+
+WATCH_HEAD_SECONDS = 60.0
+"""How long a watch waits for its answer's head: an API server sends it at once, unless its priority
+and fairness queue the watch, for up to its 60 s request timeout."""
 
 KEEPALIVE_SECONDS = 60.0
 """How long an idle connection stays pooled: under the API server's own 90 s idle timeout, and over
@@ -121,7 +132,7 @@ class Client:
         # DisableCompression); the CLI reads little.
         self._headers = {"Accept": "application/json", "Accept-Encoding": "identity", "User-Agent": "tispace"}
         self._pool = http1.Pool(creds.server, self._ssl, limit=100, keepalive=KEEPALIVE_SECONDS)
-        """One-answer requests; list pages, watches and exec go through the aiohttp session."""
+        """Requests and watches; exec goes through the aiohttp session."""
         self._session = aiohttp.ClientSession(
             base_url=creds.server,
             headers=self._headers,
@@ -164,23 +175,15 @@ class Client:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float = 30,
-        listing: bool = False,
     ) -> dict[str, Any]:
-        """One request, retried on transient failures. `listing`: a list page, sent on the aiohttp
-        session that watches use. An informer watches right after it lists, and on one pool the watch
-        takes the list's connection; on two it opens its own, and a restarted syncer made twice the
-        TLS handshakes with every tenant (its resync took 10-30% more CPU on both sides). A list's
-        answer is large, so aiohttp's cost per request hardly counts there."""
+        """One request, retried on transient failures."""
         data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
         headers = self._headers | self.auth_headers()
         if data is not None:
             headers["Content-Type"] = content_type
-        if listing:
-            send = functools.partial(self._send_listing, path, params, headers, timeout)
-        else:
-            target = f"{path}?{urlencode(params)}" if params else path
-            head = self._pool.head(method, target, headers, None if data is None else len(data))
-            send = functools.partial(self._send, method, path, head, data, timeout)
+        target = f"{path}?{urlencode(params)}" if params else path
+        head = self._pool.head(method, target, headers, None if data is None else len(data))
+        send = functools.partial(self._send, method, path, head, data, timeout)
         # The first attempt outside tenacity: its per-call state cost 15% of a request's client CPU,
         # and nearly every request succeeds at once. A failure waits as a retry would, then retries.
         try:
@@ -203,14 +206,6 @@ class Client:
             head, data, timeout, idempotent=method in IDEMPOTENT_METHODS
         )
         return _answer(status, raw, retry_after, method, path)
-
-    async def _send_listing(
-        self, path: str, params: dict[str, str] | None, headers: dict[str, str], timeout: float
-    ) -> dict[str, Any]:
-        async with self._session.get(
-            path, params=params, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
-        ) as resp:
-            return _answer(resp.status, await resp.read(), resp.headers.get("Retry-After"), "GET", path)
 
     # --- verbs ---------------------------------------------------------------------------
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -256,7 +251,7 @@ class Client:
         if label_selector:
             params["labelSelector"] = label_selector
         while True:
-            page = await self.request("GET", res.path(namespace), params=params, timeout=120, listing=True)
+            page = await self.request("GET", res.path(namespace), params=params, timeout=120)
             yield page
             cont = page.get("metadata", {}).get("continue")
             if not cont:
@@ -307,26 +302,24 @@ class Client:
         }
         if label_selector:
             params["labelSelector"] = label_selector
-        async with self._session.get(
-            res.path(namespace),
-            params=params,
-            headers=self.auth_headers(),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 30),
-        ) as resp:
-            if resp.status >= 400:
-                raw = await resp.read()
-                raise ApiError(
-                    resp.status, orjson.loads(raw) if raw[:1] == b"{" else None, "WATCH", res.path(namespace)
-                )
-            buf = bytearray()
-            async for chunk in resp.content.iter_any():
-                buf += chunk
-                start = 0
-                while (end := buf.find(b"\n", start)) >= 0:
-                    if end > start:
-                        yield orjson.loads(buf[start:end])
-                    start = end + 1
-                del buf[:start]
+        path = res.path(namespace)
+        head = self._pool.head(
+            "GET", f"{path}?{urlencode(params)}", self._headers | self.auth_headers(), None
+        )
+        body = self._pool.stream(head, timeout=WATCH_HEAD_SECONDS, lasts=timeout_seconds + 30)
+        try:
+            async with contextlib.aclosing(body):  # a reader that stops early frees the connection now
+                buf = bytearray()
+                async for chunk in body:
+                    buf += chunk
+                    start = 0
+                    while (end := buf.find(b"\n", start)) >= 0:
+                        if end > start:
+                            yield orjson.loads(buf[start:end])
+                        start = end + 1
+                    del buf[:start]
+        except http1.Refused as e:
+            raise _refused(e.answer, "WATCH", path) from None
 
     async def create(
         self, res: Resource, obj: dict[str, Any], namespace: str | None = None

@@ -1,20 +1,24 @@
-"""HTTP/1.1 for an API server's one-answer requests (get, create, patch, delete).
+"""HTTP/1.1 for an API server's requests and watches.
 
 A request through aiohttp's session cost its caller ~250 us of CPU on top of the socket and TLS
 work: session, request and response objects, header multidicts, timers, signals. The syncer sends
 five or six such requests per pod it syncs, a quarter of its CPU per pod. Here a request is one
 write of its bytes on a pooled keep-alive connection, and its answer is parsed by llhttp
-(httptools, which uvicorn uses too): 135 instead of 340 us per GET with TLS. Watches and exec,
-which stream, stay on aiohttp, and so do list pages, whose connection the watch after a list
-takes. An answer must carry its length or be chunked, as Go's server sends every answer to an
-HTTP/1.1 request; one that ends only when the connection closes is an error.
+(httptools, which uvicorn uses too): 135 instead of 340 us per GET with TLS. A watch's answer is
+streamed (`Pool.stream`) on the same pool: the watch after a list takes the list's connection, a
+watch the server ended leaves its connection to the next request, and closing the pool ends its
+watches. Exec (a WebSocket) stays on aiohttp. An answer must carry its length or be chunked, as
+Go's server sends every answer to an HTTP/1.1 request; one that ends only when the connection
+closes is an error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
+from collections.abc import AsyncGenerator
 from typing import NamedTuple, cast
 from urllib.parse import quote, urlsplit
 
@@ -22,6 +26,8 @@ import httptools
 
 TARGET_SAFE = "/?&=+%:@!$'()*,;-._~"
 """What a request target keeps as is (a query is already encoded); anything else is percent-encoded."""
+_TO_QUOTE = re.compile(f"[^A-Za-z0-9{re.escape(TARGET_SAFE)}]")
+"""Finds what `quote` would change: nearly every target has nothing, and is sent as it is."""
 
 
 class Response(NamedTuple):
@@ -40,6 +46,52 @@ class ServerDisconnected(ConnectionResetError):
     closed, or a server restart): nothing more is known, so callers retry as for any dropped connection."""
 
 
+class Refused(Exception):
+    """A streamed request's answer that is not 2xx: it came whole, and says why."""
+
+    def __init__(self, answer: Response) -> None:
+        super().__init__(f"answered {answer.status}")
+        self.answer = answer
+
+
+class Stream:
+    """A streamed answer's body as it comes (a watch): what came since the last read, then the end."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self.ended = False
+        self.error: BaseException | None = None
+        """Why the body ended before the server finished it (None: it finished it)."""
+
+    def feed(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._wake()
+
+    def end(self, error: BaseException | None = None) -> None:
+        if not self.ended:
+            self.ended, self.error = True, error
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        """The bytes that came since the last read, waiting for some; b"" once the body is over. A
+        body cut short raises why, after the bytes that came before."""
+        while not self._chunks and not self.ended:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        chunks, self._chunks = self._chunks, []
+        if not chunks and self.error is not None:
+            raise self.error
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; one request on it at a time."""
 
@@ -53,6 +105,10 @@ class _Connection(asyncio.Protocol):
         self._parser: httptools.HttpResponseParser | None = None
         self._body: list[bytes] = []
         self._retry_after: str | None = None
+        self._stream_to: Stream | None = None
+        """Takes the body of a 2xx answer to a streamed request, once its head has come."""
+        self._stream: Stream | None = None
+        """The stream taking the body now: the answer's head has been given."""
 
     # --- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -72,15 +128,32 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
         self.transport = None
-        self._fail(ServerDisconnected(f"connection closed before the answer: {exc or 'by the server'}"))
+        lost = ServerDisconnected(f"connection closed before the answer: {exc or 'by the server'}")
+        if self._stream is not None:
+            self._stream.end(lost)
+            self._stream = None
+        self._fail(lost)
 
     # --- httptools callbacks ------------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
         if name.lower() == b"retry-after":
             self._retry_after = value.decode("latin-1")
 
+    def on_headers_complete(self) -> None:
+        assert self._parser is not None
+        status = self._parser.get_status_code()
+        if self._stream_to is None or not 200 <= status < 300:
+            return  # the whole answer is awaited (an interim one's head comes here too)
+        self._stream, self._stream_to = self._stream_to, None
+        answer, self._answer = self._answer, None
+        if answer is not None and not answer.done():
+            answer.set_result(Response(status, b"", None))
+
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        if self._stream is not None:
+            self._stream.feed(body)
+        else:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
         assert self._parser is not None
@@ -91,7 +164,10 @@ class _Connection(asyncio.Protocol):
             return
         self.reusable = parser.should_keep_alive()
         self._answer, self._parser = None, None
-        if answer is not None and not answer.done():
+        if self._stream is not None:
+            self._stream.end()
+            self._stream = None
+        elif answer is not None and not answer.done():
             body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
             answer.set_result(Response(status, body, self._retry_after))
 
@@ -100,11 +176,13 @@ class _Connection(asyncio.Protocol):
     def open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
 
-    def send(self, data: bytes) -> asyncio.Future[Response]:
+    def send(self, data: bytes, stream: Stream | None = None) -> asyncio.Future[Response]:
+        """The answer, whole; or, with a `stream`, a 2xx answer's head, its body going to the stream."""
         assert self.transport is not None
         self._answer = asyncio.get_running_loop().create_future()
         self._parser = httptools.HttpResponseParser(self)
         self._body, self._retry_after, self.reusable, self.answered = [], None, False, False
+        self._stream_to, self._stream = stream, None
         self.transport.write(data)
         return self._answer
 
@@ -136,10 +214,14 @@ class Pool:
         self._slots = asyncio.Semaphore(limit)
         self._keepalive = keepalive
         self._closed = False
+        self._streaming: set[_Connection] = set()
+        """Connections whose answer is streaming now: closed with the pool, which ends their streams."""
 
     def head(self, method: str, target: str, headers: dict[str, str], length: int | None) -> bytes:
         """The request line and headers; `target` is the path and query, below the server's own path."""
-        target = quote(self._prefix + target, safe=TARGET_SAFE)
+        target = self._prefix + target
+        if _TO_QUOTE.search(target):
+            target = quote(target, safe=TARGET_SAFE)
         lines = [f"{method} {target} HTTP/1.1\r\n".encode(), self._host_header]
         lines += [f"{k}: {v}\r\n".encode() for k, v in headers.items()]
         if length is not None:
@@ -148,30 +230,62 @@ class Pool:
         return b"".join(lines)
 
     async def request(self, head: bytes, body: bytes | None, timeout: float, *, idempotent: bool) -> Response:
-        """Send and wait for the answer, within `timeout` from the call. An idempotent request that
-        finds its pooled connection closed by the server (it was idle there, the close crossed the
-        request) goes again at once on a new connection, as aiohttp and browsers do."""
+        """Send and wait for the answer, within `timeout` from the call."""
         if self._closed:
             raise RuntimeError("the client is closed")
-        data = head + body if body else head
         async with asyncio.timeout(timeout), self._slots:
-            conn = self._take()
+            conn, answer = await self._exchange(head + body if body else head, None, idempotent)
+        self._give_back(conn)
+        return answer
+
+    async def stream(self, head: bytes, *, timeout: float, lasts: float) -> AsyncGenerator[bytes, None]:
+        """A GET whose answer streams (a watch): its body as it comes, until the server ends it or
+        `lasts` seconds have passed (TimeoutError). Its head must come within `timeout`; an answer
+        that is not 2xx raises Refused. A stream holds its connection, outside the request limit,
+        and gives it back to the pool when the server ended it."""
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        stream = Stream()
+        async with asyncio.timeout(timeout):
+            conn, answer = await self._exchange(head, stream, True)
+        if not 200 <= answer.status < 300:
+            self._give_back(conn)
+            raise Refused(answer)
+        self._streaming.add(conn)
+        timer = asyncio.get_running_loop().call_later(
+            lasts, stream.end, TimeoutError(f"the answer streamed for {lasts:.0f} s without ending")
+        )
+        try:
+            while data := await stream.read():
+                yield data
+        finally:
+            timer.cancel()
+            self._streaming.discard(conn)
+            if stream.ended and stream.error is None:
+                self._give_back(conn)
+            else:
+                conn.close()  # cut short, or left by its reader: the rest must not meet the next request
+
+    async def _exchange(
+        self, data: bytes, stream: Stream | None, idempotent: bool
+    ) -> tuple[_Connection, Response]:
+        """The answer on a pooled connection, or on a new one. An idempotent request that finds its
+        pooled connection closed by the server (it was idle there, the close crossed the request)
+        goes again at once on a new connection, as aiohttp and browsers do."""
+        conn = self._take()
+        try:
             if conn is not None:
                 try:
-                    return await self._exchange(conn, data)
+                    return conn, await conn.send(data, stream)
                 except ServerDisconnected:
                     if not idempotent or conn.answered:
                         raise
-            return await self._exchange(await self._open(), data)
-
-    async def _exchange(self, conn: _Connection, data: bytes) -> Response:
-        try:
-            answer = await conn.send(data)
+            conn = await self._open()
+            return conn, await conn.send(data, stream)
         except BaseException:
-            conn.close()  # its state is unknown: a late answer must not meet the next request
+            if conn is not None:
+                conn.close()  # its state is unknown: a late answer must not meet the next request
             raise
-        self._give_back(conn)
-        return answer
 
     def _take(self) -> _Connection | None:
         now = time.monotonic()
@@ -214,6 +328,6 @@ class Pool:
 
     def close(self) -> None:
         self._closed = True
-        for conn in self._idle:
+        for conn in [*self._idle, *self._streaming]:
             conn.close()
         self._idle.clear()

@@ -593,3 +593,20 @@ def test_the_token_annotations_are_never_patched_away_nor_copied_from_the_tenant
         pods.ANN_TOKEN_REFRESH: "2026-12-07T00:00:00Z",
     }
     assert pods.patch_down(desired, actual) is None
+
+
+@pytest.mark.parametrize(
+    ("key", "token"),
+    [
+        (pods.ANN_TOKEN, True),
+        (pods.token_key("vault"), True),
+        (pods.ANN_TOKEN + ".00ff", True),
+        (pods.ANN_TOKEN + ".XYZ", False),
+        (pods.ANN_TOKEN + "-refresh", False),
+        (pods.ANN_TOKEN_REFRESH, False),
+        ("x" + pods.ANN_TOKEN, False),
+        (naming.ANN_UID, False),
+    ],
+)
+def test_a_token_annotation_is_told_from_every_other(key: str, token: bool) -> None:
+    assert pods.is_token_key(key) is token

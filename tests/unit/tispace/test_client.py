@@ -104,10 +104,10 @@ async def test_a_tls_connection_reads_into_a_small_buffer_and_big_events_still_a
     app.router.add_get("/api/v1/pods", watch)
     async with serving(app, tls=True) as creds, Client(creds) as client:
         events = [e async for e in client.watch(r.PODS, resource_version="1")]
-        async with client._session.get("/api/v1/pods") as resp:
-            assert resp.connection is not None and resp.connection.transport is not None
-            ssl_protocol = resp.connection.transport._ssl_protocol  # type: ignore[attr-defined]
-            assert len(ssl_protocol._ssl_buffer) == client_module.TLS_READ_BUFFER < 256 * 1024
+        (conn,) = client._pool._idle  # the watch ended as the server ended it: its connection is pooled
+        assert conn.transport is not None
+        ssl_protocol = conn.transport._ssl_protocol  # type: ignore[attr-defined]
+        assert len(ssl_protocol._ssl_buffer) == client_module.TLS_READ_BUFFER < 256 * 1024
     assert events == [big]
 
 

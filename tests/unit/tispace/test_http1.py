@@ -15,8 +15,9 @@ from aiohttp import web
 
 from tests.unit.loopback import serving
 from tispace import kubeconfig
+from tispace.aio import poll
 from tispace.kube import resources as r
-from tispace.kube.client import Client, _retryable
+from tispace.kube.client import ApiError, Client, _retryable
 from tispace.kube.http1 import Pool, ServerDisconnected
 
 
@@ -199,29 +200,40 @@ async def test_a_closed_client_refuses_requests_and_closes_its_connections() -> 
 async def _raw_server(answer: Callable[[int, int], bytes | None]) -> AsyncIterator[Client]:
     """A server that writes `answer(connection number, request number on it)` for each request, or
     closes the connection without answering when that is None; a client of one attempt."""
-    conns = 0
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal conns
-        conns += 1
-        conn, n = conns, 0
-        try:
-            while await reader.readuntil(b"\r\n\r\n"):
-                n += 1
-                if (data := answer(conn, n)) is None:
-                    break
-                writer.write(data)
-        except asyncio.IncompleteReadError:
-            pass
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: int) -> None:
+        n = 0
+        while await reader.readuntil(b"\r\n\r\n"):
+            n += 1
+            if (data := answer(conn, n)) is None:
+                break
+            writer.write(data)
+
+    async with _server(serve) as (client, _):
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def _server(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Any],
+) -> AsyncIterator[tuple[Client, list[int]]]:
+    """A raw server whose `serve` answers each connection (numbered from 1); yields a client of one
+    attempt and the count of connections it accepted, in a list."""
+    accepted: list[int] = [0]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted[0] += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await serve(reader, writer, accepted[0])
         writer.close()
 
-    srv = await asyncio.start_server(serve, "127.0.0.1", 0)
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = srv.sockets[0].getsockname()[1]
     try:
         async with Client(
             kubeconfig.Credentials(server=f"http://127.0.0.1:{port}", ca_pem=b""), attempts=1
         ) as c:
-            yield c
+            yield c, accepted
     finally:
         srv.close()
         await srv.wait_closed()
@@ -277,3 +289,130 @@ async def test_a_server_that_cannot_be_reached_is_named_in_the_error() -> None:
     async with Client(kubeconfig.Credentials(server="http://127.0.0.1:9", ca_pem=b""), attempts=1) as client:
         with pytest.raises(ConnectionError, match="cannot connect to 127.0.0.1:9"):
             await client.get(r.PODS, "x", "default")
+
+
+STREAM_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _event(name: str) -> bytes:
+    return b'{"type": "ADDED", "object": {"metadata": {"name": "%s"}}}\n' % name.encode()
+
+
+async def test_a_watch_hands_out_each_event_as_it_comes_and_its_connection_serves_the_next_request() -> None:
+    """The second event is only sent once the first has been read: a watch is a stream, not an
+    answer read whole. When the server ends it, the connection goes back to the pool."""
+    first_read = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(STREAM_HEAD + _chunk(_event("a")[:20]))
+        await asyncio.sleep(0.05)  # an event split across two chunks
+        writer.write(_chunk(_event("a")[20:]))
+        await first_read.wait()
+        writer.write(_chunk(_event("b")) + b"0\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OK)
+        await writer.drain()
+
+    async with _server(serve) as (client, accepted):
+        names = []
+        async for event in client.watch(r.PODS, resource_version="1"):
+            names.append(event["object"]["metadata"]["name"])
+            first_read.set()
+        assert names == ["a", "b"]
+        assert await client.request("GET", "/after") == {"ok": True}
+        assert accepted == [1]
+
+
+async def test_a_refused_watch_raises_the_servers_error() -> None:
+    """A watch from a resourceVersion too old is 410 Gone: the informer relists on it."""
+    gone = b'{"kind": "Status", "code": 410, "reason": "Expired", "message": "too old resource version"}'
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 410 Gone\r\nContent-Length: %d\r\n\r\n%s" % (len(gone), gone))
+        await writer.drain()
+        await reader.read()
+
+    async with _server(serve) as (client, _):
+        with pytest.raises(ApiError) as err:
+            [e async for e in client.watch(r.PODS, resource_version="1")]
+        assert (err.value.status, err.value.reason) == (410, "Expired")
+
+
+async def test_a_watch_cut_short_by_the_server_is_an_error_after_the_events_before() -> None:
+    """A server gone mid-stream (a restart): the events that came are handed out, then a
+    connection error, which the informer retries; the connection is not pooled again."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(STREAM_HEAD + _chunk(_event("a")))
+        await writer.drain()
+
+    async with _server(serve) as (client, _):
+        names = []
+        with pytest.raises(ServerDisconnected):
+            async for event in client.watch(r.PODS, resource_version="1"):
+                names.append(event["object"]["metadata"]["name"])
+        assert names == ["a"] and not client._pool._idle
+
+
+async def test_a_watch_that_outlives_its_time_ends_with_a_timeout() -> None:
+    """A server that never ends the stream (it hung): the watch ends `lasts` after it began."""
+    served = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(STREAM_HEAD + _chunk(_event("a")))
+        await reader.read()  # until the client closes
+        served.set()
+
+    async with _server(serve) as (client, _):
+        pool = client._pool
+        body = pool.stream(pool.head("GET", "/api/v1/pods?watch=1", {}, None), timeout=5, lasts=0.3)
+        got = []
+        with pytest.raises(TimeoutError):
+            async for data in body:
+                got.append(data)
+        assert got == [_event("a")]
+        await asyncio.wait_for(served.wait(), 5)  # its connection was closed
+
+
+async def test_a_reader_that_stops_early_and_a_closed_client_free_their_watches_connections() -> None:
+    closed = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        nonlocal closed
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(STREAM_HEAD + _chunk(_event("a") + _event("b")))
+        await reader.read()
+        closed += 1
+
+    async with _server(serve) as (client, _):
+        async for _ in client.watch(r.PODS, resource_version="1"):
+            break  # the generator, dropped, is closed
+        watching = client.watch(r.PODS, resource_version="1")
+        assert (await anext(watching))["type"] == "ADDED"
+        await client.close()
+        with pytest.raises(ServerDisconnected):
+            async for _ in watching:
+                pass
+        await poll(lambda: closed == 2, timeout=5, interval=0.05, what="both connections closed")
+
+
+@pytest.mark.parametrize(
+    ("target", "sent"),
+    [
+        ("/api/v1/pods?watch=1&labelSelector=a%3Db", "/api/v1/pods?watch=1&labelSelector=a%3Db"),
+        ("/apis/x.io/v1/namespaces/t-1/pods/p_2~", "/apis/x.io/v1/namespaces/t-1/pods/p_2~"),
+        ("/api/v1/namespaces/default/pods/ä b", "/api/v1/namespaces/default/pods/%C3%A4%20b"),
+        ('/api/v1/pods/a"b<c>', "/api/v1/pods/a%22b%3Cc%3E"),
+    ],
+)
+def test_a_request_line_percent_encodes_only_what_a_target_may_not_hold(target: str, sent: str) -> None:
+    pool = Pool("https://127.0.0.1:6443", None, limit=1, keepalive=1)
+    assert pool.head("GET", target, {}, None).split(b"\r\n")[0] == f"GET {sent} HTTP/1.1".encode()

@@ -65,8 +65,9 @@ class Stream:
         """Why the body ended before the server finished it (None: it finished it)."""
 
     def feed(self, chunk: bytes) -> None:
-        self._chunks.append(chunk)
-        self._wake()
+        if not self.ended:  # bytes after a timeout are not handed out
+            self._chunks.append(chunk)
+            self._wake()
 
     def end(self, error: BaseException | None = None) -> None:
         if not self.ended:
@@ -128,11 +129,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
         self.transport = None
-        lost = ServerDisconnected(f"connection closed before the answer: {exc or 'by the server'}")
-        if self._stream is not None:
-            self._stream.end(lost)
-            self._stream = None
-        self._fail(lost)
+        self._fail(ServerDisconnected(f"connection closed before the answer: {exc or 'by the server'}"))
 
     # --- httptools callbacks ------------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -186,11 +183,17 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
         return self._answer
 
-    def close(self) -> None:
+    def close(self, why: Exception | None = None) -> None:
+        """Close; an answer or stream still awaited here ends with `why` (else: connection lost)."""
+        if why is not None:
+            self._fail(why)
         if self.transport is not None:
             self.transport.close()
 
     def _fail(self, exc: Exception) -> None:
+        if self._stream is not None:
+            self._stream.end(exc)
+            self._stream = None
         if self._answer is not None and not self._answer.done():
             self._answer.set_exception(exc)
         self._answer = None
@@ -248,6 +251,9 @@ class Pool:
         stream = Stream()
         async with asyncio.timeout(timeout):
             conn, answer = await self._exchange(head, stream, True)
+        if self._closed:  # while the head was awaited
+            conn.close()
+            raise RuntimeError("the client is closed")
         if not 200 <= answer.status < 300:
             self._give_back(conn)
             raise Refused(answer)
@@ -329,5 +335,5 @@ class Pool:
     def close(self) -> None:
         self._closed = True
         for conn in [*self._idle, *self._streaming]:
-            conn.close()
+            conn.close(RuntimeError("the client is closed"))
         self._idle.clear()

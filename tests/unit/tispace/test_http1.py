@@ -398,7 +398,7 @@ async def test_a_reader_that_stops_early_and_a_closed_client_free_their_watches_
         watching = client.watch(r.PODS, resource_version="1")
         assert (await anext(watching))["type"] == "ADDED"
         await client.close()
-        with pytest.raises(ServerDisconnected):
+        with pytest.raises(RuntimeError, match="the client is closed"):
             async for _ in watching:
                 pass
         await poll(lambda: closed == 2, timeout=5, interval=0.05, what="both connections closed")
@@ -416,3 +416,41 @@ async def test_a_reader_that_stops_early_and_a_closed_client_free_their_watches_
 def test_a_request_line_percent_encodes_only_what_a_target_may_not_hold(target: str, sent: str) -> None:
     pool = Pool("https://127.0.0.1:6443", None, limit=1, keepalive=1)
     assert pool.head("GET", target, {}, None).split(b"\r\n")[0] == f"GET {sent} HTTP/1.1".encode()
+
+
+async def test_an_unreadable_stream_ends_with_why() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(STREAM_HEAD + _chunk(_event("a")) + b"zz\r\n")  # not a chunk size
+        await reader.read()
+
+    async with _server(serve) as (client, _):
+        names = []
+        with pytest.raises(ConnectionResetError, match="unreadable"):
+            async for event in client.watch(r.PODS, resource_version="1"):
+                names.append(event["object"]["metadata"]["name"])
+        assert names == ["a"]
+
+
+async def test_bytes_after_a_streams_time_are_not_handed_out() -> None:
+    """A reader that awaits between reads (vn_agent refreshes between events) gets nothing that
+    came after `lasts`, however busy the stream."""
+    more = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(STREAM_HEAD + _chunk(_event("a")))
+        await more.wait()
+        writer.write(_chunk(_event("b")))
+        await reader.read()
+
+    async with _server(serve) as (client, _):
+        pool = client._pool
+        body = pool.stream(pool.head("GET", "/api/v1/pods?watch=1", {}, None), timeout=5, lasts=0.2)
+        got = [await anext(body)]
+        await asyncio.sleep(0.4)  # past its time
+        more.set()
+        await asyncio.sleep(0.1)  # "b" comes
+        with pytest.raises(TimeoutError):
+            got.append(await anext(body))
+        assert got == [_event("a")]

@@ -88,18 +88,21 @@ def _retry_after(value: str | None) -> float:
         return 0.0
 
 
-def _answer(status: int, raw: bytes, retry_after: str | None, method: str, path: str) -> dict[str, Any]:
+def _answer(answer: http1.Response, method: str, path: str) -> dict[str, Any]:
     """The parsed answer, or the ApiError it says."""
-    parsed = orjson.loads(raw) if raw[:1] == b"{" else None
-    if status >= 400:
-        raise ApiError(status, parsed, method, path, _retry_after(retry_after))
-    return parsed or {}
+    if answer.status >= 400:
+        raise _error(answer, method, path)
+    return _parsed(answer.body) or {}
 
 
-def _refused(answer: http1.Response, method: str, path: str) -> ApiError:
-    """The ApiError of an answer that is not 2xx (a streamed request's)."""
-    parsed = orjson.loads(answer.body) if answer.body[:1] == b"{" else None
-    return ApiError(answer.status, parsed, method, path, _retry_after(answer.retry_after))
+def _error(answer: http1.Response, method: str, path: str) -> ApiError:
+    """What an answer that failed says: one of 400 or more, or a watch's that is not 2xx."""
+    return ApiError(answer.status, _parsed(answer.body), method, path, _retry_after(answer.retry_after))
+
+
+def _parsed(raw: bytes) -> dict[str, Any] | None:
+    """A JSON object's body parsed; None for any other (an empty body, a proxy's text)."""
+    return orjson.loads(raw) if raw[:1] == b"{" else None
 
 
 def ssl_context(creds: kubeconfig.Credentials) -> ssl.SSLContext:
@@ -202,10 +205,8 @@ class Client:
     async def _send(
         self, method: str, path: str, head: bytes, data: bytes | None, timeout: float
     ) -> dict[str, Any]:
-        status, raw, retry_after = await self._pool.request(
-            head, data, timeout, idempotent=method in IDEMPOTENT_METHODS
-        )
-        return _answer(status, raw, retry_after, method, path)
+        answer = await self._pool.request(head, data, timeout, idempotent=method in IDEMPOTENT_METHODS)
+        return _answer(answer, method, path)
 
     # --- verbs ---------------------------------------------------------------------------
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -216,9 +217,8 @@ class Client:
         head = self._pool.head("GET", path, self._headers | self.auth_headers(), None)
         status, body, _ = await self._pool.request(head, None, 30, idempotent=True)
         if status >= 400:
-            parsed = (
-                orjson.loads(body) if body[:1] == b"{" else {"message": body[:300].decode(errors="replace")}
-            )
+            if (parsed := _parsed(body)) is None:
+                parsed = {"message": body[:300].decode(errors="replace")}
             raise ApiError(status, parsed, "GET", path)
         return body.decode()
 
@@ -319,7 +319,7 @@ class Client:
                         start = end + 1
                     del buf[:start]
         except http1.Refused as e:
-            raise _refused(e.answer, "WATCH", path) from None
+            raise _error(e.answer, "WATCH", path) from None
 
     async def create(
         self, res: Resource, obj: dict[str, Any], namespace: str | None = None

@@ -3,13 +3,13 @@
 A request through aiohttp's session cost its caller ~250 us of CPU on top of the socket and TLS
 work: session, request and response objects, header multidicts, timers, signals. The syncer sends
 five or six such requests per pod it syncs, a quarter of its CPU per pod. Here a request is one
-write of its bytes on a pooled keep-alive connection, and its answer is parsed by llhttp
-(httptools, which uvicorn uses too): 135 instead of 340 us per GET with TLS. A watch's answer is
-streamed (`Pool.stream`) on the same pool: the watch after a list takes the list's connection, a
-watch the server ended leaves its connection to the next request, and closing the pool ends its
-watches. Exec (a WebSocket) stays on aiohttp. An answer must carry its length or be chunked, as
-Go's server sends every answer to an HTTP/1.1 request; one that ends only when the connection
-closes is an error.
+write of its bytes on a pooled keep-alive connection, and its answer is parsed by llhttp (httptools,
+which uvicorn uses too): 135 instead of 340 us per GET with TLS. A watch's answer is streamed
+(`Pool.stream`) on the same pool: the watch after a list takes the list's connection, a watch the
+server ended leaves its connection to the next request, closing the pool ends its watches, and a
+watch whose reader falls behind stops reading its socket (STREAM_BUFFER). Exec (a WebSocket) stays
+on aiohttp. An answer must carry its length or be chunked, as Go's server sends every answer to an
+HTTP/1.1 request; one that ends only when the connection closes is an error.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ TARGET_SAFE = "/?&=+%:@!$'()*,;-._~"
 """What a request target keeps as is (a query is already encoded); anything else is percent-encoded."""
 _TO_QUOTE = re.compile(f"[^A-Za-z0-9{re.escape(TARGET_SAFE)}]")
 """Finds what `quote` would change: nearly every target has nothing, and is sent as it is."""
+
+
+STREAM_BUFFER = 1 << 20
+"""Most bytes a stream holds for a reader that fell behind before its connection stops reading (as
+aiohttp's did at its high-water mark): a slow reader of a busy watch holds the server back, through
+TCP, instead of filling this process's memory."""
 
 
 class Response(NamedTuple):
@@ -59,20 +65,36 @@ class Stream:
 
     def __init__(self) -> None:
         self._chunks: list[bytes] = []
+        self._held = 0
         self._waiter: asyncio.Future[None] | None = None
         self.ended = False
         self.error: BaseException | None = None
         """Why the body ended before the server finished it (None: it finished it)."""
+        self.transport: asyncio.Transport | None = None
+        """The connection's, once the body comes: paused while STREAM_BUFFER bytes wait for the reader."""
+        self._paused = False
 
     def feed(self, chunk: bytes) -> None:
-        if not self.ended:  # bytes after a timeout are not handed out
-            self._chunks.append(chunk)
-            self._wake()
+        if self.ended:  # bytes after a timeout are not handed out
+            return
+        self._chunks.append(chunk)
+        self._held += len(chunk)
+        if self._held > STREAM_BUFFER and not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+            self._paused = True
+        self._wake()
 
     def end(self, error: BaseException | None = None) -> None:
         if not self.ended:
             self.ended, self.error = True, error
+            self._resume()  # the connection reads the next answer, or is closing
             self._wake()
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -87,7 +109,8 @@ class Stream:
                 await self._waiter
             finally:
                 self._waiter = None
-        chunks, self._chunks = self._chunks, []
+        chunks, self._chunks, self._held = self._chunks, [], 0
+        self._resume()
         if not chunks and self.error is not None:
             raise self.error
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -142,6 +165,7 @@ class _Connection(asyncio.Protocol):
         if self._stream_to is None or not 200 <= status < 300:
             return  # the whole answer is awaited (an interim one's head comes here too)
         self._stream, self._stream_to = self._stream_to, None
+        self._stream.transport = self.transport
         answer, self._answer = self._answer, None
         if answer is not None and not answer.done():
             answer.set_result(Response(status, b"", None))

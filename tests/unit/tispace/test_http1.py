@@ -18,7 +18,7 @@ from tispace import kubeconfig
 from tispace.aio import poll
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client, _retryable
-from tispace.kube.http1 import Pool, ServerDisconnected
+from tispace.kube.http1 import STREAM_BUFFER, Pool, ServerDisconnected, Stream
 
 
 def _app(peers: list[Any]) -> web.Application:
@@ -454,3 +454,81 @@ async def test_bytes_after_a_streams_time_are_not_handed_out() -> None:
         with pytest.raises(TimeoutError):
             got.append(await anext(body))
         assert got == [_event("a")]
+
+
+class _Transport:
+    """What a stream asks of its connection's transport, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.closing = False
+
+    def pause_reading(self) -> None:
+        self.calls.append("pause")
+
+    def resume_reading(self) -> None:
+        self.calls.append("resume")
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+async def test_a_stream_stops_its_connection_reading_while_its_reader_is_behind() -> None:
+    stream, transport = Stream(), _Transport()
+    stream.transport = transport  # type: ignore[assignment]
+    half = b"x" * (STREAM_BUFFER // 2)
+    stream.feed(half)
+    stream.feed(half)
+    assert transport.calls == []  # at the limit, not past it
+    stream.feed(b"y")
+    stream.feed(b"z")
+    assert transport.calls == ["pause"]
+    assert await stream.read() == half + half + b"yz"
+    assert transport.calls == ["pause", "resume"]
+    stream.feed(half + half + b"!")
+    stream.end()  # the server finished the answer: the connection reads the next one
+    assert transport.calls == ["pause", "resume", "pause", "resume"]
+    assert await stream.read() == half + half + b"!"
+    assert await stream.read() == b""
+
+
+async def test_a_stream_cut_short_while_paused_leaves_a_closing_connection_alone() -> None:
+    stream, transport = Stream(), _Transport()
+    stream.transport = transport  # type: ignore[assignment]
+    stream.feed(b"x" * (STREAM_BUFFER + 1))
+    transport.closing = True
+    stream.end(ConnectionResetError("gone"))
+    assert transport.calls == ["pause"]
+    assert len(await stream.read()) == STREAM_BUFFER + 1
+    with pytest.raises(ConnectionResetError):
+        await stream.read()
+
+
+async def test_a_watch_read_slowly_holds_the_server_back_and_loses_nothing() -> None:
+    """Four times the stream's buffer of events, sent as fast as the socket takes them, to a reader
+    that stops after the first: the connection stops reading; then every event comes, in order, and
+    the connection serves the next request."""
+    event = _event("p" * 1000)
+    count = 4 * STREAM_BUFFER // len(event)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(STREAM_HEAD)
+        for _ in range(count):
+            writer.write(_chunk(event))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OK)
+        await writer.drain()
+
+    async with _server(serve) as (client, accepted):
+        watching = client.watch(r.PODS, resource_version="1")
+        got = [await anext(watching)]
+        (conn,) = client._pool._streaming
+        assert conn.transport is not None
+        await poll(lambda: not conn.transport.is_reading(), timeout=5, interval=0.01, what="reading paused")
+        got += [e async for e in watching]
+        assert len(got) == count and all(e["object"]["metadata"]["name"] == "p" * 1000 for e in got)
+        assert await client.request("GET", "/after") == {"ok": True}
+        assert accepted == [1]

@@ -106,9 +106,19 @@ class Serving:
         self._connecting = asyncio.Semaphore(CONNECTING)
         self._vc_tasks: set[asyncio.Task[None]] = set()
         """VirtualCluster events being handled (referenced, so they are not collected mid-way)."""
+        self._connecting_now: dict[str, asyncio.Task[Any]] = {}
+        """The task connecting each tenant now, holding its lock: a VirtualCluster that stops Running
+        cancels it, or its stop would wait up to STARTED_TIMEOUT while the connect went on writing."""
+        self._given_up: set[str] = set()
+        """Tenants whose connect was cancelled because their VirtualCluster stopped Running."""
 
     def _on_vc(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-        task = asyncio.get_running_loop().create_task(self._reconcile_logged(f"{key[0]}/{key[1]}"))
+        name = f"{key[0]}/{key[1]}"
+        connecting = self._connecting_now.get(name)
+        if connecting is not None and not running(new):
+            self._given_up.add(name)
+            connecting.cancel()
+        task = asyncio.get_running_loop().create_task(self._reconcile_logged(name))
         self._vc_tasks.add(task)
         task.add_done_callback(self._vc_tasks.discard)
 
@@ -144,10 +154,22 @@ class Serving:
 
     async def _serve(self, name: str, vc: dict[str, Any]) -> None:
         """Claim the tenant (with shards, its Lease) and connect it, CONNECTING at once: the Lease is
-        taken right before the tenant is served, and hundreds of them are not written in one burst."""
-        async with self._connecting:
-            if await self._claim(name):
-                await self._connect(name, vc)
+        taken right before the tenant is served, and hundreds of them are not written in one burst.
+        A VirtualCluster that stops Running meanwhile gives the connect up (`_on_vc`)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._connecting_now[name] = task
+        try:
+            async with self._connecting:
+                if await self._claim(name):
+                    await self._connect(name, vc)
+        except asyncio.CancelledError:
+            if name not in self._given_up or task.uncancel() > 0:
+                raise  # the syncer is stopping
+            log.info("tenant %s: connect given up, its VirtualCluster is no longer Running", name)
+        finally:
+            del self._connecting_now[name]
+            self._given_up.discard(name)
 
     async def _connect(self, name: str, vc: dict[str, Any]) -> None:
         try:
@@ -161,6 +183,9 @@ class Serving:
         try:
             async with asyncio.timeout(STARTED_TIMEOUT):
                 await self._started(t)
+        except asyncio.CancelledError:  # given up, or the syncer is stopping
+            await self._stop(name)
+            raise
         except (OSError, TimeoutError) as e:  # its API server went away or hangs: try again later
             log.warning("tenant %s not served yet (retried in %.0fs): %s", name, SERVE_PERIOD, e)
             await self._stop(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -275,3 +276,79 @@ async def test_a_virtual_cluster_event_that_fails_is_logged_with_its_traceback(
     await task
     assert task.exception() is None
     assert "tenant default/broken not served yet" in caplog.text and "KeyError" in caplog.text
+
+
+def _hanging(s: Serving) -> list[str]:
+    """Tenants of `s` connect, then their first writes hang (an API server that never answers); returns
+    the names of the tenants stopped."""
+    stopped: list[str] = []
+
+    async def started(t: TenantRuntime) -> None:
+        await asyncio.Event().wait()
+
+    s._started = started
+    s._stopped = stopped.append
+    return stopped
+
+
+async def test_a_virtual_cluster_deleted_while_its_tenant_connects_stops_it_at_once(
+    super_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The connect holds the tenant's lock for up to STARTED_TIMEOUT (30 s): the stop does not wait
+    for it, the connect is given up, and its tenant is stopped and its client closed."""
+    caplog.set_level(logging.INFO, logger="syncer")
+    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", _connect)
+    s = _serving(super_client)
+    stopped = _hanging(s)
+    key, vc = ("default", "gone"), _vc("gone")
+    s.vcs.cache[key] = vc
+    s._on_vc(key, None, vc)
+    await aio.poll(lambda: "default/gone" in s.tenants, timeout=5, interval=0.01, what="connecting")
+    client = s.tenants["default/gone"].client
+    del s.vcs.cache[key]
+    s._on_vc(key, vc, None)
+    await asyncio.wait_for(asyncio.gather(*s._vc_tasks), 10)  # a bound, far under STARTED_TIMEOUT
+    assert not s.tenants and not s.by_root and len(s._locks) == 0 and not s._connecting_now
+    assert stopped == ["default/gone"] and client._pool._closed
+    assert "tenant default/gone: connect given up" in caplog.text and "Traceback" not in caplog.text
+
+
+async def test_a_tenant_that_stays_running_is_not_given_up_by_its_events(
+    super_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = asyncio.Event()
+
+    async def connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
+        await gate.wait()
+        return _runtime(vc)
+
+    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", connect)
+    s = _serving(super_client)
+    key, vc = ("default", "kept"), _vc("kept")
+    s.vcs.cache[key] = vc
+    s._on_vc(key, None, vc)
+    await aio.poll(lambda: "default/kept" in s._connecting_now, timeout=5, interval=0.01, what="connecting")
+    s._on_vc(key, vc, vc)  # a status update, still Running
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(*s._vc_tasks), 10)  # a bound, not a timing
+    try:
+        assert list(s.tenants) == ["default/kept"]
+    finally:
+        await s.stop("default/kept")
+
+
+async def test_a_syncer_stopping_while_a_tenant_connects_stops_the_tenant_and_is_not_held(
+    super_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", _connect)
+    s = _serving(super_client)
+    stopped = _hanging(s)
+    s.vcs.cache[("default", "busy")] = _vc("busy")
+    serving = asyncio.create_task(s.serve_all(s.unserved()))
+    await aio.poll(lambda: "default/busy" in s.tenants, timeout=5, interval=0.01, what="connecting")
+    client = s.tenants["default/busy"].client
+    serving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await serving
+    assert not s.tenants and stopped == ["default/busy"] and client._pool._closed
+    assert len(s._locks) == 0 and not s._connecting_now

@@ -92,6 +92,20 @@ async def _connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime
     return _runtime(vc)
 
 
+def _slow_connects(monkeypatch: pytest.MonkeyPatch, *names: str) -> asyncio.Event:
+    """Connecting these tenants (every tenant if none is named) waits for the event returned: a
+    tenant API server slow to answer."""
+    gate = asyncio.Event()
+
+    async def connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
+        if not names or vc["metadata"]["name"] in names:
+            await gate.wait()
+        return _runtime(vc)
+
+    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", connect)
+    return gate
+
+
 @pytest.fixture
 async def super_client() -> Any:
     async with Client(DEAD, name="super") as c:
@@ -122,14 +136,7 @@ async def test_a_slow_tenant_does_not_hold_back_the_others(
     super_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A restarted syncer connects every tenant side by side: one slow API server delays only its own."""
-    gate = asyncio.Event()
-
-    async def connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
-        if vc["metadata"]["name"] == "slow":
-            await gate.wait()
-        return _runtime(vc)
-
-    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", connect)
+    gate = _slow_connects(monkeypatch, "slow")
     s = _serving(super_client)
     names = ["slow", "a", "b"]
     for n in names:
@@ -198,13 +205,7 @@ async def test_a_tenant_slow_to_connect_does_not_stop_the_shard_heartbeat(
     super_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without heartbeats the other replicas would take this one's tenants while it still serves them."""
-    gate = asyncio.Event()
-
-    async def connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
-        await gate.wait()
-        return _runtime(vc)
-
-    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", connect)
+    gate = _slow_connects(monkeypatch)
     s = _serving(super_client)
     shard = _Shard()
     s.shard = shard  # type: ignore[assignment]
@@ -291,6 +292,14 @@ def _hanging(s: Serving) -> list[str]:
     return stopped
 
 
+def _turns_running(s: Serving, name: str) -> tuple[tuple[str, str], dict[str, Any]]:
+    """The VirtualCluster `name` is Running: cached, and its event handled."""
+    key, vc = ("default", name), _vc(name)
+    s.vcs.cache[key] = vc
+    s._on_vc(key, None, vc)
+    return key, vc
+
+
 async def test_a_virtual_cluster_deleted_while_its_tenant_connects_stops_it_at_once(
     super_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -300,9 +309,7 @@ async def test_a_virtual_cluster_deleted_while_its_tenant_connects_stops_it_at_o
     monkeypatch.setattr(serving_mod.TenantRuntime, "connect", _connect)
     s = _serving(super_client)
     stopped = _hanging(s)
-    key, vc = ("default", "gone"), _vc("gone")
-    s.vcs.cache[key] = vc
-    s._on_vc(key, None, vc)
+    key, vc = _turns_running(s, "gone")
     await aio.poll(lambda: "default/gone" in s.tenants, timeout=5, interval=0.01, what="connecting")
     client = s.tenants["default/gone"].client
     del s.vcs.cache[key]
@@ -316,17 +323,9 @@ async def test_a_virtual_cluster_deleted_while_its_tenant_connects_stops_it_at_o
 async def test_a_tenant_that_stays_running_is_not_given_up_by_its_events(
     super_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gate = asyncio.Event()
-
-    async def connect(vc: dict[str, Any], sup: Client, *args: Any) -> TenantRuntime:
-        await gate.wait()
-        return _runtime(vc)
-
-    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", connect)
+    gate = _slow_connects(monkeypatch)
     s = _serving(super_client)
-    key, vc = ("default", "kept"), _vc("kept")
-    s.vcs.cache[key] = vc
-    s._on_vc(key, None, vc)
+    key, vc = _turns_running(s, "kept")
     await aio.poll(lambda: "default/kept" in s._connecting_now, timeout=5, interval=0.01, what="connecting")
     s._on_vc(key, vc, vc)  # a status update, still Running
     gate.set()

@@ -115,8 +115,8 @@ class Serving:
     def _on_vc(self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         name = f"{key[0]}/{key[1]}"
         connecting = self._connecting_now.get(name)
-        if connecting is not None and not running(new):
-            self._given_up.add(name)
+        if connecting is not None and not running(new) and name not in self._given_up:
+            self._given_up.add(name)  # once: a second cancel would outlive the give-up
             connecting.cancel()
         task = asyncio.get_running_loop().create_task(self._reconcile_logged(name))
         self._vc_tasks.add(task)
@@ -168,7 +168,7 @@ class Serving:
                 raise  # the syncer is stopping
             log.info("tenant %s: connect given up, its VirtualCluster is no longer Running", name)
         finally:
-            del self._connecting_now[name]
+            self._connecting_now.pop(name, None)
             self._given_up.discard(name)
 
     async def _connect(self, name: str, vc: dict[str, Any]) -> None:
@@ -184,19 +184,24 @@ class Serving:
             async with asyncio.timeout(STARTED_TIMEOUT):
                 await self._started(t)
         except asyncio.CancelledError:  # given up, or the syncer is stopping
-            await self._stop(name)
+            await self._unserve(name)
             raise
         except (OSError, TimeoutError) as e:  # its API server went away or hangs: try again later
             log.warning("tenant %s not served yet (retried in %.0fs): %s", name, SERVE_PERIOD, e)
-            await self._stop(name)
+            await self._unserve(name)
             return
         except Exception:  # a bug: a tenant served but never started would hold its keys for good
             log.exception("tenant %s not served yet (retried in %.0fs)", name, SERVE_PERIOD)
-            await self._stop(name)
+            await self._unserve(name)
             return
         t.start()
         log.info("serving tenant %s (root %s)", name, t.ctx.root)
         self.metrics.tenants.set(len(self.tenants))
+
+    async def _unserve(self, name: str) -> None:
+        """Stop a tenant whose connect failed; no longer given up meanwhile, so the stop runs whole."""
+        self._connecting_now.pop(name, None)
+        await self._stop(name)
 
     async def _claim(self, name: str) -> bool:
         """Whether this replica may serve the tenant now (its hash owner, holding its Lease)."""
@@ -256,8 +261,9 @@ class Serving:
                     del renewed[name]
                 await asyncio.sleep(shard.renew_period)
         finally:
-            if serving is not None:
+            if serving is not None:  # awaited: a tenant it was connecting is stopped before the syncer
                 serving.cancel()
+                await asyncio.gather(serving, return_exceptions=True)
 
     async def serve_loop(self) -> None:
         """Without shards: serve Running VirtualClusters whose first connect failed."""

@@ -320,6 +320,60 @@ async def test_a_virtual_cluster_deleted_while_its_tenant_connects_stops_it_at_o
     assert "tenant default/gone: connect given up" in caplog.text and "Traceback" not in caplog.text
 
 
+async def test_two_events_that_give_a_connect_up_end_only_that_connect(
+    super_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connect retried by the serve round (a child of its gather), then the VirtualCluster in Error
+    and deleted in one go: the round ends as usual (a cancel that escaped would end the serve loop
+    for good), and the tenant is stopped once."""
+    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", _connect)
+    s = _serving(super_client)
+    stopped = _hanging(s)
+    key, vc = ("default", "twice"), _vc("twice")
+    s.vcs.cache[key] = vc
+    round_ = asyncio.create_task(s.serve_all(s.unserved()))
+    await aio.poll(lambda: "default/twice" in s.tenants, timeout=5, interval=0.01, what="connecting")
+    broken = _vc("twice", api.Phase.ERROR)
+    s.vcs.cache[key] = broken
+    s._on_vc(key, vc, broken)
+    del s.vcs.cache[key]
+    s._on_vc(key, broken, None)
+    await asyncio.wait_for(round_, 10)  # a bound, not a timing; raises if the cancel escaped
+    await asyncio.wait_for(asyncio.gather(*s._vc_tasks), 10)
+    assert not s.tenants and stopped == ["default/twice"] and not s._connecting_now and not s._given_up
+
+
+async def test_a_tenant_stopped_after_a_failed_connect_is_stopped_whole_if_deleted_meanwhile(
+    super_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its first writes failed and it is being stopped when its VirtualCluster goes: nothing cuts
+    the stop short (its client closed, with shards its Lease handed back)."""
+    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", _connect)
+    s = _serving(super_client)
+    stopping, finish = asyncio.Event(), asyncio.Event()
+    plain_stop = TenantRuntime.stop
+    closed: list[str] = []
+
+    async def started(t: TenantRuntime) -> None:
+        raise ConnectionRefusedError("its API server went away")
+
+    async def slow_stop(t: TenantRuntime) -> None:
+        stopping.set()
+        await finish.wait()
+        await plain_stop(t)
+        closed.append(t.ctx.vc_name)
+
+    s._started = started
+    monkeypatch.setattr(TenantRuntime, "stop", slow_stop)
+    key, vc = _turns_running(s, "late")
+    await asyncio.wait_for(stopping.wait(), 10)  # a bound, not a timing
+    del s.vcs.cache[key]
+    s._on_vc(key, vc, None)
+    finish.set()
+    await asyncio.wait_for(asyncio.gather(*s._vc_tasks), 10)
+    assert not s.tenants and not s._connecting_now and closed == ["late"]
+
+
 async def test_a_tenant_that_stays_running_is_not_given_up_by_its_events(
     super_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,8 +6,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import aiohttp
 import dns.resolver
 
 from tispace.kube import resources as r
@@ -32,6 +33,14 @@ async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout: float
             last = result
         await asyncio.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last={last!r}")
+
+
+async def syncer_status(port: int) -> dict[str, Any]:
+    """A syncer's /status: the tenants it serves (each with its queue, shares and whether its
+    informers have listed) and, with shards, its membership."""
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/status") as resp:
+        body: dict[str, Any] = await resp.json()
+    return body
 
 
 def processes_mentioning(*texts: str) -> list[Path]:

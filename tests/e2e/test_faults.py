@@ -18,8 +18,8 @@ from syncer.engine import pods as pod_hooks
 from syncer.engine import vnodes
 from syncer.resources import nodes, pods
 from tests.e2e.conftest import ManagerProc, SyncerProc, TenantHandle
-from tests.e2e.helpers import absent, eventually, live_pods, pod, running
-from tispace import procs
+from tests.e2e.helpers import absent, eventually, live_pods, pod, running, syncer_status
+from tispace import naming, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
 from tispacectl import localcluster
@@ -136,6 +136,42 @@ async def test_a_frozen_tenant_api_server_hurts_no_one_and_deletes_nothing(
     await eventually(lambda: running(super_client, fns, 1, "app=later"), timeout=120, what="caught up")
     print(f"frozen tenant API server: new work synced {time.monotonic() - resumed:.1f}s after it resumed")
     assert (await super_client.get(r.PODS, "keep", fns))["metadata"]["uid"] == kept[0]["metadata"]["uid"]
+
+
+async def test_a_tenant_deleted_while_the_syncer_connects_it_is_given_up_and_leaves_nothing(
+    syncer: SyncerProc, tenant_factory, super_client: Client, super_cluster: localcluster.SuperCluster
+) -> None:
+    """A restarted syncer connects a tenant whose API server is frozen: the connect waits on the
+    tenant's first writes, up to 30 s, holding the tenant's lock. Its VirtualCluster deleted
+    meanwhile gives the connect up at once, and the tenant leaves nothing in the super cluster."""
+    t: TenantHandle = await tenant_factory("fault-gone")
+    name = f"{t.namespace}/{t.name}"
+    await t.client.create(r.PODS, pod("doomed"), "default")
+    await eventually(lambda: running(super_client, f"{t.root}-default", 1), what="the tenant's pod down")
+    registry = procs.Registry(super_cluster.dir / "tenants" / t.root / "procs.json")
+    api = next(c.proc for c in registry.load() if c.name == "kube-apiserver")
+    log = Path(syncer.comp.proc.log)
+    os.kill(api.pid, signal.SIGSTOP)
+    try:
+        syncer.kill()
+        syncer.start()
+
+        async def connecting() -> bool:
+            tenant = (await syncer_status(syncer.port))["tenants"].get(name)
+            return tenant is not None and not tenant["synced"]
+
+        await eventually(connecting, what="the syncer connecting the frozen tenant")
+        await super_client.delete(r.VIRTUALCLUSTERS, t.name, t.namespace)
+        await eventually(
+            lambda: asyncio.to_thread(lambda: f"tenant {name}: connect given up" in log.read_text()),
+            what="the connect given up",
+        )
+        assert name not in (await syncer_status(syncer.port))["tenants"]
+    finally:
+        os.kill(api.pid, signal.SIGCONT)
+    await tenants.wait_gone(super_client, t.name, t.namespace)
+    left = await super_client.list(r.NAMESPACES, label_selector=f"{naming.LABEL_TENANT}={t.root}")
+    assert left["items"] == [] and await super_client.get_or_none(r.NAMESPACES, t.root) is None
 
 
 async def test_super_etcd_and_api_server_restarts_lose_nothing(

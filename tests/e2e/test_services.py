@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
-import aiohttp
 import dns.resolver
 import pytest
 
 from tests.e2e.conftest import SyncerProc, TenantHandle
-from tests.e2e.helpers import absent, answer, bound, eventually, pod, resolver, running
+from tests.e2e.helpers import absent, answer, bound, eventually, pod, resolver, running, syncer_status
 from tispace import kubeconfig, localnet, naming, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import Client
@@ -118,8 +117,8 @@ async def test_a_service_deleted_and_made_again_at_once_is_admitted_while_the_sy
         await super_client.request("PATCH", vc, body=body, content_type="application/merge-patch+json")
 
         async def applied() -> bool:
-            async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{syncer.port}/status") as resp:
-                return (await resp.json())["tenants"][f"{t.namespace}/{t.name}"]["rate"] == (value or 0)
+            status = await syncer_status(syncer.port)
+            return bool(status["tenants"][f"{t.namespace}/{t.name}"]["rate"] == (value or 0))
 
         await eventually(applied, what=f"syncRate {value} applied by the syncer")
 

@@ -9,11 +9,10 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-import aiohttp
 import pytest
 
 from tests.e2e.conftest import SyncerProc, TenantHandle, credentials
-from tests.e2e.helpers import eventually, pod, running
+from tests.e2e.helpers import eventually, pod, running, syncer_status
 from tispace import binaries, localnet, procs
 from tispace.kube import resources as r
 from tispace.kube.client import Client
@@ -24,8 +23,7 @@ LEASE_SECONDS = 6
 
 
 async def served(port: int) -> dict[str, list[str]]:
-    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/status") as resp:
-        body = await resp.json()
+    body = await syncer_status(port)
     return {"tenants": sorted(body["tenants"]), "members": body["shard"]["members"]}
 
 

@@ -338,6 +338,18 @@ async def _rejected(super_client: Client, flow_schema: str) -> float:
     )
 
 
+async def _made_to_stay(client: Client, pod: dict, ns: str) -> dict | None:
+    """The pod once KWOK runs it, made again if it went. The API server writes a deletion
+    timestamp before it removes a pod deleted with no grace, and KWOK, on seeing it, deletes by name
+    without a UID precondition: handled late, that takes a new pod of the same name with it (a
+    kubelet's delete names the UID)."""
+    current = await client.get_or_none(r.PODS, pod["metadata"]["name"], ns)
+    if current is None:
+        await client.create(r.PODS, pod, ns)
+        return None
+    return current if current.get("status", {}).get("phase") == "Running" else None
+
+
 async def test_an_upgrade_renews_the_token_of_a_pod_made_when_tokens_were_secrets(
     syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
@@ -367,7 +379,7 @@ async def test_an_upgrade_renews_the_token_of_a_pod_made_when_tokens_were_secret
         ]
         assert sources != spec["volumes"][0]["projected"]["sources"]  # the token source was there
         spec["volumes"][0]["projected"]["sources"] = sources
-        legacy = await super_client.create(r.PODS, {"metadata": meta, "spec": spec}, sns)
+        legacy = await eventually(lambda: _made_to_stay(super_client, {"metadata": meta, "spec": spec}, sns))
         stale = pod_hooks.token_secret(tenant_pod, legacy, t.root, "stale")
         await super_client.create(r.SECRETS, stale, sns)
     finally:

@@ -44,6 +44,11 @@ def _deployment(name: str, replicas: int) -> dict:
     }
 
 
+async def _logged(log: Path, text: str) -> bool:
+    """Whether a program's log holds `text` yet (read off the event loop)."""
+    return await asyncio.to_thread(lambda: text in log.read_text())
+
+
 async def test_syncer_killed_mid_burst_loses_nothing_and_duplicates_nothing(
     syncer: SyncerProc, tenant_factory, super_client: Client
 ) -> None:
@@ -93,7 +98,7 @@ async def test_a_tenant_the_syncer_cannot_reach_when_it_starts_is_served_once_it
         syncer.start()
         log = Path(syncer.comp.proc.log)
         await eventually(
-            lambda: asyncio.to_thread(lambda: "default/fault-late not served yet" in log.read_text()),
+            lambda: _logged(log, "default/fault-late not served yet"),
             what="the syncer's failed connect",
         )
         await t.client.create(r.PODS, pod("late"), "default")
@@ -163,7 +168,7 @@ async def test_a_tenant_deleted_while_the_syncer_connects_it_is_given_up_and_lea
         await eventually(connecting, what="the syncer connecting the frozen tenant")
         await super_client.delete(r.VIRTUALCLUSTERS, t.name, t.namespace)
         await eventually(
-            lambda: asyncio.to_thread(lambda: f"tenant {name}: connect given up" in log.read_text()),
+            lambda: _logged(log, f"tenant {name}: connect given up"),
             what="the connect given up",
         )
         assert name not in (await syncer_status(syncer.port))["tenants"]

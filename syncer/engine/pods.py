@@ -122,7 +122,7 @@ async def prepare(pod: Obj, desired: Obj, view: View, fx: Effects) -> Obj:
     uid, now = pod["metadata"]["uid"], datetime.datetime.now(datetime.UTC)
     annotations = MINTED.get(uid)  # kept from its signing, not from each retry
     if annotations is None or pods.refresh_passed(annotations, now):  # a short-lived token may be due
-        annotations = MINTED[uid] = await new_token(pod, fx)
+        annotations = MINTED[uid] = await new_token(pod, view, fx)
     meta = desired["metadata"]
     return {**desired, "metadata": {**meta, "annotations": {**meta["annotations"], **annotations}}}
 
@@ -133,7 +133,7 @@ async def after_apply(pod: Obj, desired: Obj, super_pod: Obj, view: View, fx: Ef
     now = datetime.datetime.now(datetime.UTC)
     due = pods.token_due(super_pod, now) or pods.token_outlives_sources(pod, super_pod, now)
     if due and not view.done_just_now(TOKEN, smeta["uid"]):
-        await renew_token(pod, super_pod, view.ctx.root, fx)
+        await renew_token(pod, super_pod, view, fx)
     if debug := pods.ephemeral_patch(desired, super_pod):
         await fx.write(
             Write(
@@ -150,16 +150,23 @@ async def after_apply(pod: Obj, desired: Obj, super_pod: Obj, view: View, fx: Ef
     await bind(pod, super_pod, view, fx)
 
 
-async def new_token(pod: Obj, fx: Effects, legacy: bool = False) -> dict[str, str]:
-    """Tokens signed by the tenant for the pod's service account and bound to the pod, one per
-    audience its token sources ask for, as long-lived as they ask (pods.token_lifetimes), as the super
-    pod's token annotations (the kubelet rewrites a downward API file when they change, so a renewal
-    reaches the running pod). A `legacy` pod's Secret holds one token, the API server's."""
+async def new_token(pod: Obj, view: View, fx: Effects, legacy: bool = False) -> dict[str, str]:
+    """Tokens for the pod's service account, bound to the pod, one per audience its token sources ask
+    for, as long-lived as they ask (pods.token_lifetimes), as the super pod's token annotations (the
+    kubelet rewrites a downward API file when they change, so a renewal reaches the running pod). A
+    `legacy` pod's Secret holds one token, the API server's. The syncer signs them with the tenant's
+    key when it holds it and has seen the service account (its uid is in the token); else the tenant
+    signs them, a TokenRequest each."""
     meta = pod["metadata"]
     sa = pod["spec"].get("serviceAccountName") or "default"
     issued = datetime.datetime.now(datetime.UTC)
+    signer = view.ctx.token_signer
+    account = view.tenant("ServiceAccount", meta["namespace"], sa) if signer is not None else None
     tokens = {}
     for audience, seconds in pods.token_lifetimes(pod, legacy).items():
+        if signer is not None and account is not None:
+            tokens[audience] = signer.token_request(audience, account, pod, seconds, issued)
+            continue
         spec: Obj = {
             "expirationSeconds": seconds,
             "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
@@ -175,16 +182,16 @@ async def new_token(pod: Obj, fx: Effects, legacy: bool = False) -> dict[str, st
     return pods.token_annotations(tokens, issued)
 
 
-async def renew_token(pod: Obj, super_pod: Obj, root: str, fx: Effects) -> None:
+async def renew_token(pod: Obj, super_pod: Obj, view: View, fx: Effects) -> None:
     """A new token on the super pod. A pod made when tokens were Secrets reads it from its Secret,
     written first (replaced, as it is there; owned by the super pod, so the super garbage collector
     removes it): the pod's new renewal time is the last write, so a failure before it is retried."""
     smeta = super_pod["metadata"]
     legacy = pods.mounts_token_secret(super_pod)  # its Secret holds one token, the API server's
-    annotations = await new_token(pod, fx, legacy)
+    annotations = await new_token(pod, view, fx, legacy)
     patched: dict[str, str | None] = dict(annotations)
     if legacy:
-        secret = token_secret(pod, super_pod, root, annotations[pods.ANN_TOKEN])
+        secret = token_secret(pod, super_pod, view.ctx.root, annotations[pods.ANN_TOKEN])
         replace = Write("super", "replace", r.SECRETS, secret["metadata"]["name"], smeta["namespace"], secret)
         try:
             await fx.write(replace)

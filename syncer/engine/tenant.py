@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import logging
@@ -12,11 +13,12 @@ from urllib.parse import urlsplit
 
 from syncer.engine.informer import Echo, Informer, Key
 from syncer.engine.model import SyncedKind, WorkKey
-from syncer.resources import nodes
+from syncer.resources import nodes, tokens
 from syncer.resources.context import TenantContext
 from syncer.settings import SyncerOptions
-from tispace import kubeconfig, naming, tenants
-from tispace.kube.client import Client
+from tispace import kubeconfig, naming, tenantpki, tenants
+from tispace.kube import resources as r
+from tispace.kube.client import ApiError, Client
 
 log = logging.getLogger("syncer.tenant")
 
@@ -79,6 +81,64 @@ def rate_of(vc: dict[str, Any]) -> float:
     return float((vc.get("spec") or {}).get("syncRate") or 0)
 
 
+PROBE_SECONDS = 600
+"""The shortest token an API server signs: the probe's, which nobody holds."""
+PROBE_ACCOUNT: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "ServiceAccount",
+    "metadata": {"name": "tispace-syncer", "namespace": "kube-system"},
+    "automountServiceAccountToken": False,
+}
+"""The service account the probe's token is for: the syncer's own, so it exists however new the tenant."""
+
+
+async def token_signer(super_client: Client, client: Client, root: str, name: str) -> tokens.Signer | None:
+    """The tenant's service-account key from its PKI secret, when its API server signs with it (a
+    control plane TiSpace made, not an imported cluster): the syncer then signs the pods' tokens itself
+    and saves the tenant a TokenRequest per pod and per renewal. The probe is a TokenRequest for the
+    syncer's own service account: its key id says whose key signs, and it gives the issuer and the
+    default audiences the syncer's tokens must carry. None (the tenant signs) when any of it is missing."""
+    secret = await super_client.get_or_none(r.SECRETS, tenantpki.SERVICE_ACCOUNT, root)
+    pem = ((secret or {}).get("data") or {}).get("tls.key")
+    if pem is None:
+        log.info(
+            "tenant %s: no service-account key in %s/%s, the tenant signs pod tokens",
+            name,
+            root,
+            tenantpki.SERVICE_ACCOUNT,
+        )
+        return None
+    probe = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": PROBE_SECONDS},
+    }
+    meta = PROBE_ACCOUNT["metadata"]
+    try:
+        await client.ensure(r.SERVICEACCOUNTS, PROBE_ACCOUNT, meta["namespace"])
+        path = r.SERVICEACCOUNTS.path(meta["namespace"], meta["name"], "token")
+        answer = await client.request("POST", path, body=probe)
+        signed = answer["status"]["token"]
+        found = tokens.claims(signed)
+        signer = tokens.Signer.from_pem(base64.b64decode(pem), found["iss"], tuple(found["aud"]))
+        same_key = tokens.header(signed).get("kid") == signer.kid
+    except ApiError as e:
+        log.info("tenant %s: the probe TokenRequest failed (%s), the tenant signs pod tokens", name, e)
+        return None
+    except (ValueError, KeyError, TypeError) as e:
+        log.warning(
+            "tenant %s: service-account key or probe token unreadable (%s), the tenant signs pod tokens",
+            name,
+            e,
+        )
+        return None
+    if not same_key:
+        log.info("tenant %s: its API server signs with another key, the tenant signs pod tokens", name)
+        return None
+    log.info("tenant %s: the syncer signs pod tokens with the tenant's key (issuer %s)", name, signer.issuer)
+    return signer
+
+
 def bound_node(pod: dict[str, Any]) -> str | None:
     return (pod.get("spec") or {}).get("nodeName") or None
 
@@ -137,6 +197,11 @@ class TenantRuntime:
         name = f"{meta['namespace']}/{meta['name']}"
         client = Client(kubeconfig.credentials(admin), name=name)
         return cls(name, context_for(vc, admin, opts), client, weight_of(vc), enqueue, kinds, echo)
+
+    async def sign_tokens(self, super_client: Client) -> None:
+        """Sign the pods' tokens here when the tenant's key allows it (token_signer); before `start`."""
+        signer = await token_signer(super_client, self.client, self.ctx.root, self.name)
+        self.ctx = dataclasses.replace(self.ctx, token_signer=signer)
 
     def _on_change(self, kind: str) -> Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]:
         def changed(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:

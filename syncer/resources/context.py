@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from syncer import settings
+from syncer.resources.tokens import Signer
 from tispace import naming
 from tispace.naming import RootNamespace, SuperNamespace, TenantNamespace
 
@@ -48,6 +49,9 @@ class TenantContext:
     """Kinds this tenant asked to have synced (VirtualCluster spec.optInKinds)."""
     quota: tuple[tuple[str, str], ...] = ()
     """ResourceQuota hard limits of each of the tenant's super namespaces (spec.resourceQuota.hard)."""
+    token_signer: Signer | None = None
+    """The tenant's service-account key, when its API server signs with it: the syncer signs pod tokens
+    itself. None: the tenant signs them (a TokenRequest each)."""
 
     def super_ns(self, tenant_ns: str) -> SuperNamespace:
         return naming.super_namespace(self.root, TenantNamespace(tenant_ns))

@@ -188,7 +188,9 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     await t.client.patch(r.CONFIGMAPS, "cfg", {"data": {"a": "2"}}, "default")
     await eventually(lambda: _data_is(super_client, sns, {"a": "2"}), what="cm update mirrored")
 
-    # A pod of the robot SA mounts a token signed by the tenant, carried on the super pod itself.
+    # A pod of the robot SA mounts a token signed with the tenant's key, carried on the super pod
+    # itself: the syncer holds the key of a tenant TiSpace made and signs it without a TokenRequest.
+    token_requests = await _token_requests(t.client)
     vault = {"path": "token", "audience": "vault", "expirationSeconds": 3600}
     await t.client.create(
         r.PODS,
@@ -246,6 +248,12 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     [vault_volume] = [v for v in sp["spec"]["volumes"] if v["name"] == "vault"]
     [vault_item] = vault_volume["projected"]["sources"][0]["downwardAPI"]["items"]
     assert vault_item["fieldRef"]["fieldPath"] == f"metadata.annotations['{pods.token_key('vault')}']"
+    # The tenant API server takes both as its own, bound to the pod.
+    tenant_pod = await t.client.get(r.PODS, "withtoken", "default")
+    for token, audiences in ((jwt, []), (vault_jwt, ["vault"])):
+        user = await _reviewed(t.client, token, audiences)
+        assert user is not None and user["username"] == "system:serviceaccount:default:robot"
+        assert user["extra"]["authentication.kubernetes.io/pod-uid"] == [tenant_pod["metadata"]["uid"]]
 
     # Tokens live a day: at 80% of its life the patrol has the tenant sign a new one. Bring it due.
     refresh = sp["metadata"]["annotations"][pods.ANN_TOKEN_REFRESH]
@@ -272,13 +280,35 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     claims = orjson.loads(
         base64.urlsafe_b64decode(fresh["metadata"]["annotations"][pods.ANN_TOKEN].split(".")[1] + "==")
     )
-    assert (
-        claims["kubernetes.io"]["pod"]["uid"]
-        == (await t.client.get(r.PODS, "withtoken", "default"))["metadata"]["uid"]
-    )
+    assert claims["kubernetes.io"]["pod"]["uid"] == tenant_pod["metadata"]["uid"]
+    assert await _token_requests(t.client) == token_requests  # signed and renewed by the syncer
+
+    # Deleting the pod invalidates its tokens, as for tokens its tenant signs (once the API
+    # server's cache of reviewed tokens lets go of it).
+    fresh_jwt = fresh["metadata"]["annotations"][pods.ANN_TOKEN]
+    assert await _reviewed(t.client, fresh_jwt, []) is not None
+    await t.client.delete(r.PODS, "withtoken", "default")
+    await eventually(lambda: absent(t.client, r.PODS, "withtoken", "default"), what="tenant pod gone")
+
+    async def refused() -> bool:
+        return await _reviewed(t.client, fresh_jwt, []) is None
+
+    await eventually(refused, what="the deleted pod's token refused")
 
     t.kubectl("delete", "configmap", "cfg")
     await eventually(lambda: absent(super_client, r.CONFIGMAPS, "cfg", sns), what="cm delete mirrored")
+
+
+async def _token_requests(tenant: Client) -> int:
+    return bench.request_counts(await tenant.get_text("/metrics"))["POST serviceaccounts/token"]
+
+
+async def _reviewed(tenant: Client, token: str, audiences: list[str]) -> dict | None:
+    """The user a TokenReview in the tenant finds for the token, or None when it is refused."""
+    spec = {"token": token, "audiences": audiences}
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
+    status = (await tenant.create(r.TOKENREVIEWS, review))["status"]
+    return status["user"] if status.get("authenticated") else None
 
 
 async def _data_is(client: Client, ns: str, data: dict) -> bool:

@@ -86,6 +86,7 @@ CLUSTERROLEBINDINGS = Resource(
 SUBJECTACCESSREVIEWS = Resource(
     "authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False
 )
+TOKENREVIEWS = Resource("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False)
 VIRTUALCLUSTERS = Resource("tenancy.x-k8s.io", "v1alpha1", "virtualclusters", "VirtualCluster", True)
 CLUSTERVERSIONS = Resource("tenancy.x-k8s.io", "v1alpha1", "clusterversions", "ClusterVersion", False)
 

@@ -15,15 +15,16 @@ import datetime
 from typing import Any
 from unittest import mock
 
+import jwt
 import pytest
 
 from syncer.engine import pods as pod_hooks
 from syncer.engine import reconcile as rec
 from syncer.engine.model import Direction, Later, NotYet, Obj, SyncedKind, Unsynced, Write
 from syncer.kinds import DOWN_KINDS, KINDS, PUBLIC_KINDS
-from syncer.resources import pods
+from syncer.resources import pods, tokens
 from syncer.resources.context import TenantContext
-from tispace import naming
+from tispace import naming, pki
 from tispace.kube.client import ApiError
 from tispace.naming import RootNamespace
 
@@ -599,6 +600,50 @@ async def test_a_due_token_is_renewed_once_on_the_super_pod(legacy: bool) -> Non
     fx = TokenEffects(view)  # queued again before the cache shows the renewal: not signed twice
     await rec.reconcile(kind, ("app", "web"), view, fx)
     assert fx.writes == []
+
+
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+def signing_view() -> tuple[FakeView, bytes]:
+    """A tenant whose key the syncer holds, and the key's public half."""
+    private, public = pki.new_keypair()
+    signer = tokens.Signer.from_pem(private, ISSUER, (ISSUER,))
+    return FakeView(dataclasses.replace(CTX, token_signer=signer)), public
+
+
+async def test_a_pod_of_a_tenant_whose_key_the_syncer_holds_gets_tokens_it_signs_itself() -> None:
+    view, public = signing_view()
+    tobj = token_pod(view)
+    tobj["spec"]["volumes"][0]["projected"]["sources"].append(
+        {"serviceAccountToken": {"path": "vault", "audience": "vault", "expirationSeconds": 600}}
+    )
+    account = {"metadata": {"name": "default", "namespace": "app", "uid": "sa-uid"}}
+    view.tenant_objs[("ServiceAccount", "app", "default")] = account
+    fx = TokenEffects(view)
+    await rec.reconcile(KINDS["Pod"], ("app", "web"), view, fx)
+    assert steps(fx) == [("super", "create", "pods", None)]  # no TokenRequest
+    annotations = fx.writes[0].body["metadata"]["annotations"]  # type: ignore[index]
+    for audience in ("", "vault"):
+        found = jwt.decode(
+            annotations[pods.token_key(audience)], public, ["ES256"], audience=audience or ISSUER
+        )
+        assert found["sub"] == "system:serviceaccount:app:default"
+        assert found["kubernetes.io"]["pod"] == {"name": "web", "uid": "uid-1"}
+        assert found["kubernetes.io"]["serviceaccount"] == {"name": "default", "uid": "sa-uid"}
+        assert found["exp"] - found["iat"] == (pods.TOKEN_SECONDS if not audience else 600)
+    # renewed when the shorter one is due, as the tenant's tokens are
+    refresh = datetime.datetime.fromisoformat(annotations[pods.ANN_TOKEN_REFRESH])
+    assert refresh - datetime.datetime.now(datetime.UTC) < datetime.timedelta(seconds=600)
+
+
+async def test_a_pod_whose_service_account_the_syncer_has_not_seen_has_its_tenant_sign() -> None:
+    """The token names the account's uid, which only the cache (or the tenant) knows."""
+    view, _ = signing_view()
+    token_pod(view)
+    fx = TokenEffects(view)
+    await rec.reconcile(KINDS["Pod"], ("app", "web"), view, fx)
+    assert steps(fx) == [("tenant", "create", "serviceaccounts", "token"), ("super", "create", "pods", None)]
 
 
 async def test_a_pod_gets_a_token_per_audience_its_sources_ask_for() -> None:

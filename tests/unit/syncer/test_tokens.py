@@ -1,0 +1,195 @@
+"""Tokens the syncer signs with a tenant's key: what the tenant API server checks in them."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from syncer.engine.model import Obj
+from syncer.engine.tenant import PROBE_ACCOUNT, token_signer
+from syncer.resources import tokens
+from tispace import pki, tenantpki
+from tispace.kube.client import ApiError
+
+# k8s.io/kubernetes pkg/serviceaccount/keyid_test.go: the key id every API server derives for this key.
+UPSTREAM_PUBLIC_KEY = b"""-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA249XwEo9k4tM8fMxV7zx
+OhcrP+WvXn917koM5Qr2ZXs4vo26e4ytdlrV0bQ9SlcLpQVSYjIxNfhTZdDt+ecI
+zshKuv1gKIxbbLQMOuK1eA/4HALyEkFgmS/tleLJrhc65tKPMGD+pKQ/xhmzRuCG
+51RoiMgbQxaCyYxGfNLpLAZK9L0Tctv9a0mJmGIYnIOQM4kC1A1I1n3EsXMWmeJU
+j7OTh/AjjCnMnkgvKT2tpKxYQ59PgDgU8Ssc7RDSmSkLxnrv+OrN80j6xrw0OjEi
+B4Ycr0PqfzZcvy8efTtFQ/Jnc4Bp1zUtFXt7+QeevePtQ2EcyELXE0i63T1CujRM
+WwIDAQAB
+-----END PUBLIC KEY-----
+"""
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+SA = {"metadata": {"name": "robot", "namespace": "team", "uid": "sa-uid"}}
+POD = {"metadata": {"name": "web-0", "namespace": "team", "uid": "pod-uid"}}
+NOW = datetime.datetime(2026, 12, 7, 12, 0, 0, 500_000, tzinfo=datetime.UTC)
+
+
+def _pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _verified(token: str, public_pem: bytes, audience: str) -> dict:
+    return jwt.decode(
+        token,
+        public_pem,
+        algorithms=["ES256", "RS256"],
+        audience=audience,
+        issuer=ISSUER,
+        options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
+    )
+
+
+def test_the_key_id_is_the_api_servers():
+    key = serialization.load_pem_public_key(UPSTREAM_PUBLIC_KEY)
+    assert isinstance(key, rsa.RSAPublicKey)
+    assert tokens.key_id(key) == "JHJehTTTZlsspKHT-GaJxK7Kd1NQgZJu3fyK6K_QDYU"
+
+
+def test_a_token_for_the_api_servers_audiences_carries_what_a_bound_token_request_would():
+    private, public = pki.new_keypair()  # a tenant's key, as the manager makes it
+    signer = tokens.Signer.from_pem(private, ISSUER, (ISSUER, "extra"))
+    answer = signer.token_request("", SA, POD, 86400, NOW)
+    token = answer["status"]["token"]
+    head = tokens.header(token)
+    assert head["alg"] == "ES256"
+    assert head["kid"] == tokens.key_id(serialization.load_pem_public_key(public))  # type: ignore[arg-type]
+    found = _verified(token, public, ISSUER)
+    assert found == {
+        "aud": [ISSUER, "extra"],
+        "exp": int(NOW.timestamp()) + 86400,
+        "iat": int(NOW.timestamp()),
+        "nbf": int(NOW.timestamp()),
+        "iss": ISSUER,
+        "jti": found["jti"],
+        "kubernetes.io": {
+            "namespace": "team",
+            "pod": {"name": "web-0", "uid": "pod-uid"},
+            "serviceaccount": {"name": "robot", "uid": "sa-uid"},
+        },
+        "sub": "system:serviceaccount:team:robot",
+    }
+    assert answer["status"]["expirationTimestamp"] == "2026-12-08T12:00:00Z"
+    assert tokens.claims(token) == found
+
+
+def test_a_token_for_another_audience_names_only_it_and_each_has_its_own_id():
+    private, public = pki.new_keypair()
+    signer = tokens.Signer.from_pem(private, ISSUER, (ISSUER,))
+    first = signer.token_request("vault", SA, POD, 600, NOW)["status"]["token"]
+    second = signer.token_request("vault", SA, POD, 600, NOW)["status"]["token"]
+    assert _verified(first, public, "vault")["aud"] == ["vault"]
+    with pytest.raises(jwt.InvalidAudienceError):
+        _verified(first, public, ISSUER)
+    assert tokens.claims(first)["jti"] != tokens.claims(second)["jti"]
+
+
+def test_an_rsa_key_of_an_older_tenant_signs_rs256():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    signer = tokens.Signer.from_pem(_pem(key), ISSUER, (ISSUER,))
+    token = signer.token_request("", SA, POD, 600, NOW)["status"]["token"]
+    assert tokens.header(token)["alg"] == "RS256"
+    assert _verified(token, public, ISSUER)["sub"] == "system:serviceaccount:team:robot"
+
+
+def test_a_p384_key_signs_es384():
+    signer = tokens.Signer.from_pem(_pem(ec.generate_private_key(ec.SECP384R1())), ISSUER, (ISSUER,))
+    token = signer.token_request("", SA, POD, 600, NOW)["status"]["token"]
+    assert tokens.header(token)["alg"] == "ES384"
+
+
+def test_a_key_the_api_server_cannot_use_or_not_a_key_is_refused():
+    with pytest.raises(ValueError, match="RSA or ECDSA"):
+        tokens.Signer.from_pem(_pem(ed25519.Ed25519PrivateKey.generate()), ISSUER, (ISSUER,))
+    with pytest.raises(ValueError):
+        tokens.Signer.from_pem(b"not a key", ISSUER, (ISSUER,))
+
+
+def test_what_is_not_a_jwt_is_a_value_error():
+    with pytest.raises(ValueError, match="not a JWT"):
+        tokens.claims("nope")
+    with pytest.raises(ValueError, match="not a JWT"):
+        tokens.header("nope")
+
+
+class FakeSuper:
+    """The super cluster holding (or not) the tenant's service-account key Secret."""
+
+    def __init__(self, key_pem: bytes | None) -> None:
+        self.key_pem = key_pem
+
+    async def get_or_none(self, res: Any, name: str, namespace: str | None = None) -> Obj | None:
+        assert (res.plural, name, namespace) == ("secrets", tenantpki.SERVICE_ACCOUNT, "root")
+        if self.key_pem is None:
+            return None
+        return {"data": {"tls.key": base64.b64encode(self.key_pem).decode(), "tls.crt": ""}}
+
+
+class FakeTenant:
+    """A tenant API server that signs TokenRequests with `signer`, or refuses them with `refusal`."""
+
+    def __init__(self, signer: tokens.Signer, refusal: int = 0) -> None:
+        self.signer = signer
+        self.refusal = refusal
+        self.made: list[Obj] = []
+
+    async def ensure(self, res: Any, body: Obj, namespace: str | None = None) -> bool:
+        self.made.append(body)
+        return True
+
+    async def request(self, method: str, path: str, *, body: Any = None, **kw: Any) -> Obj:
+        assert (method, path) == (
+            "POST",
+            "/api/v1/namespaces/kube-system/serviceaccounts/tispace-syncer/token",
+        )
+        if self.refusal:
+            raise ApiError(self.refusal, {"message": "no"}, method, path)
+        account = {"metadata": {"name": "tispace-syncer", "namespace": "kube-system", "uid": "u"}}
+        pod = {"metadata": {"name": "", "uid": ""}}
+        return self.signer.token_request("", account, pod, body["spec"]["expirationSeconds"], NOW)
+
+
+def _signer(audiences: tuple[str, ...] = (ISSUER,)) -> tuple[bytes, tokens.Signer]:
+    private, _ = pki.new_keypair()
+    return private, tokens.Signer.from_pem(private, ISSUER, audiences)
+
+
+async def _probed(super_client: FakeSuper, tenant: FakeTenant) -> tokens.Signer | None:
+    return await token_signer(super_client, tenant, "root", "default/dev")  # type: ignore[arg-type]
+
+
+async def test_a_tenant_signing_with_the_key_in_its_pki_has_the_syncer_sign_with_its_issuer_and_audiences():
+    private, server = _signer((ISSUER, "extra"))
+    tenant = FakeTenant(server)
+    signer = await _probed(FakeSuper(private), tenant)
+    assert signer is not None
+    assert (signer.issuer, signer.audiences, signer.kid) == (ISSUER, (ISSUER, "extra"), server.kid)
+    assert tenant.made == [PROBE_ACCOUNT]  # the probe's account exists however new the tenant
+
+
+async def test_a_tenant_signing_with_another_key_signs_its_own_tokens():
+    """An imported cluster: TiSpace made a PKI for it, but its API server signs with its own key."""
+    private, _ = _signer()
+    _, server = _signer()
+    assert await _probed(FakeSuper(private), FakeTenant(server)) is None
+
+
+async def test_no_key_a_refused_probe_or_an_unreadable_key_has_the_tenant_sign():
+    private, server = _signer()
+    assert await _probed(FakeSuper(None), FakeTenant(server)) is None
+    assert await _probed(FakeSuper(private), FakeTenant(server, refusal=403)) is None
+    assert await _probed(FakeSuper(b"garbage"), FakeTenant(server)) is None

@@ -26,14 +26,14 @@ ones too): parsing JSON makes hundreds of thousands of dicts, lists and strings 
 page, and ran it thousands of times (5,000 pods in pages of 500 parsed in 0.41 s with the defaults,
 0.24 s with these thresholds, beside 300,000 live objects). Nearly all of a program's garbage is
 freed by reference counting; cycles still go, 70 times less often. A restarted syncer at 20 x 250
-resynced in 8.1-9.0 s instead of 9.2-11.3, on 4.7-4.8 instead of 5.6-5.8 CPU-s (README, "Eighth
-round")."""
+resynced in 8.1-9.0 s instead of 9.2-11.3, on 4.7-4.8 instead of 5.6-5.8 CPU-s (docs/benchmarks.md,
+"Eighth round")."""
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run a long-lived program (syncer, vc_manager, vn_agent) or the benchmark's load on uvloop's
     event loop: its transports, TLS and timers are C, so a request or watch event costs the syncer
-    13-15% less CPU than on asyncio's loop, and a TLS connection 66 instead of 78 KiB (README,
+    13-15% less CPU than on asyncio's loop, and a TLS connection 66 instead of 78 KiB (docs/benchmarks.md,
     "Fourth round"); a load generator sharing the machine takes less of what it measures. With the
     cyclic GC tuned for programs that parse a lot of JSON (GC_THRESHOLDS)."""
     gc.collect()  # no garbage frozen with the rest

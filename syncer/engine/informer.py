@@ -57,8 +57,8 @@ class Packed(MutableMapping[Key, dict[str, Any]]):
 
     A parsed pod is ~12 KiB of dicts and strings, its JSON ~3.5 KiB; parsing it again costs ~7 us
     and writing it ~3 us. The syncer holds every synced object twice (tenant and super): this cut
-    its memory per synced pod to a third (README, sixth round). A read returns a new dict: changing it
-    leaves the cache alone.
+    its memory per synced pod to a third (docs/benchmarks.md, sixth round). A read returns a new
+    dict: changing it leaves the cache alone.
 
     With an `index`, it counts its objects by what the index says of each (`counts`), as they come
     and go: a count read without parsing the cache.

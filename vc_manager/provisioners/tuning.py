@@ -1,8 +1,8 @@
 """What every tenant control plane runs with to stay small when idle, whichever provisioner starts it.
 
 A tenant is idle most of its life, so its idle footprint is what a super cluster pays per
-developer. Each setting keeps upstream behaviour; README ("Tenant control plane") has the
-measurement behind each one.
+developer. Each setting keeps upstream behaviour; docs/benchmarks.md (the first, second, thirteenth
+and sixteenth rounds) has the measurement behind each one.
 """
 
 from __future__ import annotations

@@ -155,17 +155,19 @@ async def new_token(pod: Obj, view: View, fx: Effects, legacy: bool = False) -> 
     for, as long-lived as they ask (pods.token_lifetimes), as the super pod's token annotations (the
     kubelet rewrites a downward API file when they change, so a renewal reaches the running pod). A
     `legacy` pod's Secret holds one token, the API server's. The syncer signs them with the tenant's
-    key when it holds it and has seen the service account (its uid is in the token); else the tenant
-    signs them, a TokenRequest each."""
+    key when it holds it, has seen the service account (its uid is in the token) and the probe showed
+    the API server signs that long; else the tenant signs them, a TokenRequest each."""
     meta = pod["metadata"]
     sa = pod["spec"].get("serviceAccountName") or "default"
     issued = datetime.datetime.now(datetime.UTC)
     signer = view.ctx.token_signer
     account = view.tenant("ServiceAccount", meta["namespace"], sa) if signer is not None else None
+    node = bound_node(pod, view) if account is not None else None
     tokens = {}
     for audience, seconds in pods.token_lifetimes(pod, legacy).items():
-        if signer is not None and account is not None:
-            tokens[audience] = signer.token_request(audience, account, pod, seconds, issued)
+        lifetime = signer.lifetime(seconds) if signer is not None and account is not None else None
+        if signer is not None and account is not None and lifetime is not None:
+            tokens[audience] = signer.token_request(audience, account, pod, lifetime, issued, node)
             continue
         spec: Obj = {
             "expirationSeconds": seconds,
@@ -180,6 +182,16 @@ async def new_token(pod: Obj, view: View, fx: Effects, legacy: bool = False) -> 
         assert token is not None
         tokens[audience] = token
     return pods.token_annotations(tokens, issued)
+
+
+def bound_node(pod: Obj, view: View) -> dict[str, str] | None:
+    """The node a bound pod's token names, as the API server's TokenRequest adds it: its name and uid,
+    the name alone when the tenant has no such node."""
+    name = pod["spec"].get("nodeName")
+    if not name:
+        return None
+    node = view.tenant("Node", "", name)
+    return {"name": name, "uid": node["metadata"]["uid"]} if node is not None else {"name": name}
 
 
 async def renew_token(pod: Obj, super_pod: Obj, view: View, fx: Effects) -> None:

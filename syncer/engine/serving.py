@@ -19,6 +19,7 @@ from syncer.engine.tenant import (
     TenantRuntime,
     concurrency_of,
     rate_of,
+    rollout,
     spec_context,
     weight_of,
 )
@@ -142,6 +143,8 @@ class Serving:
                 await self._serve(name, vc)
             elif running(vc) and current is not None and vc is not None:
                 current.weight = weight_of(vc)
+                if rollout(vc) != current.signed_for:
+                    await current.sign_tokens(self.super, vc)
                 ctx = spec_context(current.ctx, vc, self.opts.node_selector)
                 if ctx != current.ctx:
                     current.ctx = ctx
@@ -182,6 +185,7 @@ class Serving:
         self.queue.set_weight(name, t.weight, concurrency_of(vc, self.opts.tenant_concurrency), rate_of(vc))
         try:
             async with asyncio.timeout(STARTED_TIMEOUT):
+                await t.sign_tokens(self.super, vc)
                 await self._started(t)
         except asyncio.CancelledError:  # given up, or the syncer is stopping
             await self._unserve(name)

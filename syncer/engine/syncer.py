@@ -136,7 +136,6 @@ class Syncer:
     async def _started(self, t: TenantRuntime) -> None:
         self._refresh_public_classes()
         await self._configure_tenant(t)
-        await t.sign_tokens(self.super)
         for kind in PUBLIC_KINDS:
             for key in list(self.supers[kind.name].cache):
                 self._enqueue(t.name, (kind.name, "", key[1]))

@@ -81,8 +81,12 @@ def rate_of(vc: dict[str, Any]) -> float:
     return float((vc.get("spec") or {}).get("syncRate") or 0)
 
 
-PROBE_SECONDS = 600
-"""The shortest token an API server signs: the probe's, which nobody holds."""
+PROBE_SECONDS = 86400
+"""What the probe asks for: tokens up to a day (the kube-api-access token's) are signed by the syncer,
+and an API server that signs less (--service-account-max-token-expiration) shows its cap. The probe's
+token is dropped at once."""
+PROBE_TIMEOUT = 10.0
+"""Longest the probe may take: the tenant signs its pods' tokens when it does not answer in time."""
 PROBE_ACCOUNT: dict[str, Any] = {
     "apiVersion": "v1",
     "kind": "ServiceAccount",
@@ -96,47 +100,40 @@ async def token_signer(super_client: Client, client: Client, root: str, name: st
     """The tenant's service-account key from its PKI secret, when its API server signs with it (a
     control plane TiSpace made, not an imported cluster): the syncer then signs the pods' tokens itself
     and saves the tenant a TokenRequest per pod and per renewal. The probe is a TokenRequest for the
-    syncer's own service account: its key id says whose key signs, and it gives the issuer and the
-    default audiences the syncer's tokens must carry. None (the tenant signs) when any of it is missing."""
-    secret = await super_client.get_or_none(r.SECRETS, tenantpki.SERVICE_ACCOUNT, root)
-    pem = ((secret or {}).get("data") or {}).get("tls.key")
-    if pem is None:
-        log.info(
-            "tenant %s: no service-account key in %s/%s, the tenant signs pod tokens",
-            name,
-            root,
-            tenantpki.SERVICE_ACCOUNT,
-        )
-        return None
+    syncer's own service account: the key must have signed it, and it gives the issuer, the default
+    audiences and the longest lifetime the syncer's tokens may carry. None (the tenant signs) when any
+    of it is missing, refused or late."""
+    meta = PROBE_ACCOUNT["metadata"]
     probe = {
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenRequest",
         "spec": {"expirationSeconds": PROBE_SECONDS},
     }
-    meta = PROBE_ACCOUNT["metadata"]
     try:
-        await client.ensure(r.SERVICEACCOUNTS, PROBE_ACCOUNT, meta["namespace"])
-        path = r.SERVICEACCOUNTS.path(meta["namespace"], meta["name"], "token")
-        answer = await client.request("POST", path, body=probe)
-        signed = answer["status"]["token"]
-        found = tokens.claims(signed)
-        signer = tokens.Signer.from_pem(base64.b64decode(pem), found["iss"], tuple(found["aud"]))
-        same_key = tokens.header(signed).get("kid") == signer.kid
-    except ApiError as e:
-        log.info("tenant %s: the probe TokenRequest failed (%s), the tenant signs pod tokens", name, e)
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            secret = await super_client.get_or_none(r.SECRETS, tenantpki.SERVICE_ACCOUNT, root)
+            pem = ((secret or {}).get("data") or {}).get("tls.key")
+            if pem is None:
+                log.info("tenant %s: no service-account key in %s, the tenant signs pod tokens", name, root)
+                return None
+            await client.ensure(r.SERVICEACCOUNTS, PROBE_ACCOUNT, meta["namespace"])
+            path = r.SERVICEACCOUNTS.path(meta["namespace"], meta["name"], "token")
+            answer = await client.request("POST", path, body=probe)
+        signer = tokens.Signer.from_probe(base64.b64decode(pem), answer["status"]["token"], PROBE_SECONDS)
+    except (ApiError, OSError, TimeoutError) as e:
+        log.info("tenant %s: the token probe failed (%s), the tenant signs pod tokens", name, e)
         return None
     except (ValueError, KeyError, TypeError) as e:
-        log.warning(
-            "tenant %s: service-account key or probe token unreadable (%s), the tenant signs pod tokens",
-            name,
-            e,
-        )
-        return None
-    if not same_key:
-        log.info("tenant %s: its API server signs with another key, the tenant signs pod tokens", name)
+        log.info("tenant %s: %s; the tenant signs pod tokens", name, e)
         return None
     log.info("tenant %s: the syncer signs pod tokens with the tenant's key (issuer %s)", name, signer.issuer)
     return signer
+
+
+def rollout(vc: dict[str, Any]) -> tuple[Any, Any]:
+    """The VirtualCluster's (generation, observedGeneration): the manager applies a spec change (a
+    cluster domain is the issuer's) to the control plane, then reports the generation observed."""
+    return vc["metadata"].get("generation"), (vc.get("status") or {}).get("observedGeneration")
 
 
 def bound_node(pod: dict[str, Any]) -> str | None:
@@ -180,6 +177,8 @@ class TenantRuntime:
         as read from the Lease (vnodes.read_renewals)."""
         self.renewals_read = False
         """Whether the Leases' renewal times were read (once, in the first node round)."""
+        self.signed_for: tuple[Any, Any] = (None, None)
+        """The VirtualCluster's rollout (generation, observedGeneration) the token signer was probed for."""
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -198,9 +197,15 @@ class TenantRuntime:
         client = Client(kubeconfig.credentials(admin), name=name)
         return cls(name, context_for(vc, admin, opts), client, weight_of(vc), enqueue, kinds, echo)
 
-    async def sign_tokens(self, super_client: Client) -> None:
-        """Sign the pods' tokens here when the tenant's key allows it (token_signer); before `start`."""
-        signer = await token_signer(super_client, self.client, self.ctx.root, self.name)
+    async def sign_tokens(self, super_client: Client, vc: dict[str, Any]) -> None:
+        """Sign the pods' tokens here when the tenant's key allows it (token_signer): probed before
+        `start`, and again whenever the manager has rolled out a spec change; while it rolls one out,
+        the tenant signs."""
+        self.signed_for = rollout(vc)
+        generation, observed = self.signed_for
+        signer = None
+        if generation == observed:
+            signer = await token_signer(super_client, self.client, self.ctx.root, self.name)
         self.ctx = dataclasses.replace(self.ctx, token_signer=signer)
 
     def _on_change(self, kind: str) -> Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]:

@@ -50,37 +50,77 @@ class Signer:
     issuer: str
     audiences: tuple[str, ...]
     """A TokenRequest's audiences when it names none: the API server's (--api-audiences, else its issuer)."""
+    longest: int
+    """The longest token the syncer signs: what the API server signed when asked for that long."""
+    capped: bool = False
+    """The API server signed less than it was asked for (--service-account-max-token-expiration): a
+    token asked for longer than `longest` is shortened to it, as the API server shortens it."""
 
     @classmethod
-    def from_pem(cls, pem: bytes, issuer: str, audiences: tuple[str, ...]) -> Signer:
-        """Raises ValueError for a key that is neither RSA nor ECDSA (the API server's two kinds)."""
+    def from_probe(cls, pem: bytes, probe: str, asked: int) -> Signer:
+        """The signer a probe token shows: one the API server signed with the key in `pem` when asked
+        for a token of `asked` seconds. ValueError when the key is neither RSA nor ECDSA (the API
+        server's two kinds), the probe is not a JWT, or the key did not sign it."""
         key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
             raise ValueError(f"a service-account key must be RSA or ECDSA, not {type(key).__name__}")
-        return cls(key, issuer, audiences)
+        found = claims(probe)
+        aud = found["aud"]
+        lived = int(found["exp"]) - int(found["iat"])
+        signer = cls(key, found["iss"], (aud,) if isinstance(aud, str) else tuple(aud), lived, lived < asked)
+        if header(probe).get("kid") != signer.kid:
+            raise ValueError("the probe was signed with another key")
+        try:
+            jwt.decode(
+                probe,
+                key.public_key(),
+                [signer._algorithm],
+                options={"verify_aud": False, "verify_exp": False, "verify_nbf": False, "verify_iat": False},
+            )
+        except jwt.PyJWTError as e:
+            raise ValueError(f"the probe was not signed with the key: {e}") from e
+        return signer
+
+    def lifetime(self, seconds: int) -> int | None:
+        """How long a token asked for `seconds` lives, as the API server would sign it; None when the
+        probe did not reach that far (the tenant signs it)."""
+        if seconds <= self.longest:
+            return seconds
+        return self.longest if self.capped else None
 
     @cached_property
     def kid(self) -> str:
         return key_id(self.key.public_key())
 
     def token_request(
-        self, audience: str, sa: dict[str, Any], pod: dict[str, Any], seconds: int, now: datetime.datetime
+        self,
+        audience: str,
+        sa: dict[str, Any],
+        pod: dict[str, Any],
+        seconds: int,
+        now: datetime.datetime,
+        node: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """What a TokenRequest for the pod's service account, bound to the pod, answers: its status's
-        token and expirationTimestamp. `audience` "": the API server's own audiences."""
+        token and expirationTimestamp. `audience` "": the API server's own audiences. `node`: the
+        name and uid of the node a bound pod is on (the name alone when the node is not found), which
+        the API server adds for a bound pod."""
         sa_meta, pod_meta = sa["metadata"], pod["metadata"]
         issued = int(now.timestamp())
+        bound: dict[str, Any] = {
+            "namespace": sa_meta["namespace"],
+            "pod": {"name": pod_meta["name"], "uid": pod_meta["uid"]},
+            "serviceaccount": {"name": sa_meta["name"], "uid": sa_meta["uid"]},
+        }
+        if node:
+            bound["node"] = node
         payload = {
             "aud": [audience] if audience else list(self.audiences),
             "exp": issued + seconds,
             "iat": issued,
             "iss": self.issuer,
             "jti": str(uuid.uuid4()),
-            "kubernetes.io": {
-                "namespace": sa_meta["namespace"],
-                "pod": {"name": pod_meta["name"], "uid": pod_meta["uid"]},
-                "serviceaccount": {"name": sa_meta["name"], "uid": sa_meta["uid"]},
-            },
+            "kubernetes.io": bound,
             "nbf": issued,
             "sub": f"system:serviceaccount:{sa_meta['namespace']}:{sa_meta['name']}",
         }

@@ -255,7 +255,13 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
         assert user is not None and user["username"] == "system:serviceaccount:default:robot"
         assert user["extra"]["authentication.kubernetes.io/pod-uid"] == [tenant_pod["metadata"]["uid"]]
 
-    # Tokens live a day: at 80% of its life the patrol has the tenant sign a new one. Bring it due.
+    # Tokens live a day: at 80% of its life the patrol has a new one signed. Bring it due once the
+    # pod is bound: a bound pod's token names its node, as the API server's TokenRequest adds it.
+    async def bound() -> dict | None:
+        now = await t.client.get(r.PODS, "withtoken", "default")
+        return now if now["spec"].get("nodeName") else None
+
+    node_name = (await eventually(bound, what="the tenant pod bound"))["spec"]["nodeName"]
     refresh = sp["metadata"]["annotations"][pods.ANN_TOKEN_REFRESH]
     assert datetime.datetime.fromisoformat(refresh) > datetime.datetime.now(datetime.UTC)
     due = {"metadata": {"annotations": {pods.ANN_TOKEN_REFRESH: "2020-01-01T00:00:00Z"}}}
@@ -286,7 +292,10 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
     # Deleting the pod invalidates its tokens, as for tokens its tenant signs (once the API
     # server's cache of reviewed tokens lets go of it).
     fresh_jwt = fresh["metadata"]["annotations"][pods.ANN_TOKEN]
-    assert await _reviewed(t.client, fresh_jwt, []) is not None
+    user = await _reviewed(t.client, fresh_jwt, [])
+    assert user is not None and user["extra"]["authentication.kubernetes.io/node-name"] == [node_name]
+    node_uid = (await t.client.get(r.NODES, node_name))["metadata"]["uid"]
+    assert user["extra"]["authentication.kubernetes.io/node-uid"] == [node_uid]
     await t.client.delete(r.PODS, "withtoken", "default")
     await eventually(lambda: absent(t.client, r.PODS, "withtoken", "default"), what="tenant pod gone")
 
@@ -614,7 +623,7 @@ async def test_a_pod_costs_the_super_cluster_its_create_and_no_patch(
     """Counted on both API servers (apiserver_request_total), as the bench reports them: on the way
     to Running a tenant pod costs the super cluster its create (its token rides on it: no Secret),
     never a pod patch (zone and region labels are each API server's own), and its tenant one
-    binding, one token and at most two status writes."""
+    binding and at most two status writes: no TokenRequest, the syncer signs with the tenant's key."""
     t: TenantHandle = await tenant_factory("sync-cost")
     first = pod("warm")  # the namespace and a virtual node exist before counting
     await t.client.create(r.PODS, first, "default")
@@ -640,7 +649,7 @@ async def test_a_pod_costs_the_super_cluster_its_create_and_no_patch(
     up, down = tenant_after - tenant_before, super_after - super_before
     assert down["POST pods"] == n and down["POST secrets"] == 0
     assert down["PATCH pods"] <= 1  # another test's leftover may still settle; two per pod before
-    assert up["POST pods/binding"] == n and up["POST serviceaccounts/token"] == n
+    assert up["POST pods/binding"] == n and up["POST serviceaccounts/token"] == 0
     assert up["PATCH pods/status"] <= 2 * n  # scheduled, then running: as a kubelet writes them
 
 

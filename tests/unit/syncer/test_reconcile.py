@@ -17,6 +17,8 @@ from unittest import mock
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from syncer.engine import pods as pod_hooks
 from syncer.engine import reconcile as rec
@@ -608,7 +610,9 @@ ISSUER = "https://kubernetes.default.svc.cluster.local"
 def signing_view() -> tuple[FakeView, bytes]:
     """A tenant whose key the syncer holds, and the key's public half."""
     private, public = pki.new_keypair()
-    signer = tokens.Signer.from_pem(private, ISSUER, (ISSUER,))
+    key = serialization.load_pem_private_key(private, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    signer = tokens.Signer(key, ISSUER, (ISSUER,), longest=86400)
     return FakeView(dataclasses.replace(CTX, token_signer=signer)), public
 
 
@@ -644,6 +648,39 @@ async def test_a_pod_whose_service_account_the_syncer_has_not_seen_has_its_tenan
     fx = TokenEffects(view)
     await rec.reconcile(KINDS["Pod"], ("app", "web"), view, fx)
     assert steps(fx) == [("tenant", "create", "serviceaccounts", "token"), ("super", "create", "pods", None)]
+
+
+async def test_a_renewed_token_of_a_bound_pod_names_its_node_as_the_api_server_would() -> None:
+    view, public = signing_view()
+    key, sobj = super_copy(KINDS["Pod"], token_pod(view))
+    sobj["metadata"]["annotations"] |= {pods.ANN_TOKEN: "old", pods.ANN_TOKEN_REFRESH: "2026-01-01T00:00:00Z"}
+    view.super_objs[key] = sobj
+    view.tenant_objs[("Pod", "app", "web")]["spec"]["nodeName"] = "vn-1"
+    view.tenant_objs[("Node", "", "vn-1")] = {"metadata": {"name": "vn-1", "uid": "node-uid"}}
+    view.tenant_objs[("ServiceAccount", "app", "default")] = {
+        "metadata": {"name": "default", "namespace": "app", "uid": "sa-uid"}
+    }
+    fx = TokenEffects(view)
+    await rec.reconcile(KINDS["Pod"], ("app", "web"), view, fx)
+    assert steps(fx) == [("super", "patch", "pods", None)]
+    token = fx.writes[0].body["metadata"]["annotations"][pods.ANN_TOKEN]  # type: ignore[index]
+    found = jwt.decode(token, public, ["ES256"], audience=ISSUER)
+    assert found["kubernetes.io"]["node"] == {"name": "vn-1", "uid": "node-uid"}
+
+
+async def test_a_token_asked_for_longer_than_the_probe_reached_is_signed_by_the_tenant() -> None:
+    view, _ = signing_view()  # the probe reached a day
+    tobj = token_pod(view)
+    tobj["spec"]["volumes"][0]["projected"]["sources"].append(
+        {"serviceAccountToken": {"path": "long", "audience": "long", "expirationSeconds": 2 * 86400}}
+    )
+    view.tenant_objs[("ServiceAccount", "app", "default")] = {
+        "metadata": {"name": "default", "namespace": "app", "uid": "sa-uid"}
+    }
+    fx = TokenEffects(view)
+    await rec.reconcile(KINDS["Pod"], ("app", "web"), view, fx)
+    assert steps(fx) == [("tenant", "create", "serviceaccounts", "token"), ("super", "create", "pods", None)]
+    assert fx.writes[0].body["spec"]["audiences"] == ["long"]  # type: ignore[index]
 
 
 async def test_a_pod_gets_a_token_per_audience_its_sources_ask_for() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from syncer.engine import serving as serving_mod
+from syncer.engine import tenant as tenant_mod
 from syncer.engine.metrics import Metrics
 from syncer.engine.queue import FairQueue
 from syncer.engine.serving import KeyedLock, Serving
@@ -74,11 +75,25 @@ async def test_a_keyed_lock_is_dropped_after_an_error_or_a_cancel() -> None:
     assert len(locks) == 0
 
 
-def _vc(name: str, phase: str = api.Phase.RUNNING) -> dict[str, Any]:
+def _vc(name: str, phase: str = api.Phase.RUNNING, generation: int = 1, observed: int = 1) -> dict[str, Any]:
     return {
-        "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}"},
-        "status": {"phase": phase},
+        "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}", "generation": generation},
+        "status": {"phase": phase, "observedGeneration": observed},
     }
+
+
+@pytest.fixture(autouse=True)
+def probes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The token probe (tenant_mod.token_signer) answers at once, with a signer named for the tenant
+    and how many probes it took; the tenants probed, in order."""
+    probed: list[str] = []
+
+    async def token_signer(super_client: Client, client: Client, root: str, name: str) -> Any:
+        probed.append(name)
+        return f"{name}#{len(probed)}"
+
+    monkeypatch.setattr(tenant_mod, "token_signer", token_signer)
+    return probed
 
 
 def _runtime(vc: dict[str, Any]) -> TenantRuntime:
@@ -405,3 +420,31 @@ async def test_a_syncer_stopping_while_a_tenant_connects_stops_the_tenant_and_is
         await serving
     assert not s.tenants and stopped == ["default/busy"] and client._pool._closed
     assert len(s._locks) == 0 and not s._connecting_now
+
+
+async def test_a_spec_change_has_the_tenant_sign_until_it_is_rolled_out_then_is_probed_again(
+    super_client: Client, monkeypatch: pytest.MonkeyPatch, probes: list[str]
+) -> None:
+    """A spec change (a cluster domain is the token issuer's) reaches the control plane when the
+    manager reports its generation observed: meanwhile the syncer's tokens could name the old issuer."""
+    monkeypatch.setattr(serving_mod.TenantRuntime, "connect", _connect)
+    s = _serving(super_client)
+    key, vc = _turns_running(s, "dev")
+    await asyncio.wait_for(asyncio.gather(*s._vc_tasks), 10)  # a bound, not a timing
+    try:
+        t = s.tenants["default/dev"]
+        assert (t.ctx.token_signer, probes) == ("default/dev#1", ["default/dev"])
+
+        async def changed(generation: int, observed: int) -> None:
+            s.vcs.cache[key] = new = _vc("dev", generation=generation, observed=observed)
+            s._on_vc(key, vc, new)
+            await asyncio.wait_for(asyncio.gather(*s._vc_tasks), 10)
+
+        await changed(2, 1)  # being rolled out: the tenant signs
+        assert t.ctx.token_signer is None and len(probes) == 1
+        await changed(2, 2)  # rolled out: probed again
+        assert t.ctx.token_signer == "default/dev#2"
+        await changed(2, 2)  # a status update: no probe
+        assert len(probes) == 2
+    finally:
+        await s.stop("default/dev")

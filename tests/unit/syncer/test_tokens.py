@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from syncer.engine import tenant as tenant_module
 from syncer.engine.model import Obj
 from syncer.engine.tenant import PROBE_ACCOUNT, token_signer
 from syncer.resources import tokens
@@ -40,6 +42,12 @@ def _pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519Pr
     )
 
 
+def _signer_of(pem: bytes, audiences: tuple[str, ...] = (ISSUER,), longest: int = 86400) -> tokens.Signer:
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    return tokens.Signer(key, ISSUER, audiences, longest)
+
+
 def _verified(token: str, public_pem: bytes, audience: str) -> dict:
     return jwt.decode(
         token,
@@ -59,7 +67,7 @@ def test_the_key_id_is_the_api_servers():
 
 def test_a_token_for_the_api_servers_audiences_carries_what_a_bound_token_request_would():
     private, public = pki.new_keypair()  # a tenant's key, as the manager makes it
-    signer = tokens.Signer.from_pem(private, ISSUER, (ISSUER, "extra"))
+    signer = _signer_of(private, (ISSUER, "extra"))
     answer = signer.token_request("", SA, POD, 86400, NOW)
     token = answer["status"]["token"]
     head = tokens.header(token)
@@ -86,7 +94,7 @@ def test_a_token_for_the_api_servers_audiences_carries_what_a_bound_token_reques
 
 def test_a_token_for_another_audience_names_only_it_and_each_has_its_own_id():
     private, public = pki.new_keypair()
-    signer = tokens.Signer.from_pem(private, ISSUER, (ISSUER,))
+    signer = _signer_of(private)
     first = signer.token_request("vault", SA, POD, 600, NOW)["status"]["token"]
     second = signer.token_request("vault", SA, POD, 600, NOW)["status"]["token"]
     assert _verified(first, public, "vault")["aud"] == ["vault"]
@@ -100,23 +108,80 @@ def test_an_rsa_key_of_an_older_tenant_signs_rs256():
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    signer = tokens.Signer.from_pem(_pem(key), ISSUER, (ISSUER,))
+    signer = _signer_of(_pem(key))
     token = signer.token_request("", SA, POD, 600, NOW)["status"]["token"]
     assert tokens.header(token)["alg"] == "RS256"
     assert _verified(token, public, ISSUER)["sub"] == "system:serviceaccount:team:robot"
 
 
 def test_a_p384_key_signs_es384():
-    signer = tokens.Signer.from_pem(_pem(ec.generate_private_key(ec.SECP384R1())), ISSUER, (ISSUER,))
+    signer = _signer_of(_pem(ec.generate_private_key(ec.SECP384R1())))
     token = signer.token_request("", SA, POD, 600, NOW)["status"]["token"]
     assert tokens.header(token)["alg"] == "ES384"
 
 
-def test_a_key_the_api_server_cannot_use_or_not_a_key_is_refused():
+def test_a_bound_pods_token_names_its_node_as_the_api_server_adds_it():
+    private, public = pki.new_keypair()
+    node = {"name": "vn-1", "uid": "node-uid"}
+    token = _signer_of(private).token_request("", SA, POD, 600, NOW, node)["status"]["token"]
+    assert _verified(token, public, ISSUER)["kubernetes.io"]["node"] == node
+
+
+def _probe(server: tokens.Signer, seconds: int) -> str:
+    account = {"metadata": {"name": "tispace-syncer", "namespace": "kube-system", "uid": "u"}}
+    return server.token_request("", account, {"metadata": {"name": "", "uid": ""}}, seconds, NOW)["status"][
+        "token"
+    ]
+
+
+def test_a_probe_gives_the_issuer_audiences_and_how_long_tokens_may_live():
+    private, _ = pki.new_keypair()
+    signer = tokens.Signer.from_probe(private, _probe(_signer_of(private, (ISSUER, "extra")), 86400), 86400)
+    assert (signer.issuer, signer.audiences, signer.longest, signer.capped) == (
+        ISSUER,
+        (ISSUER, "extra"),
+        86400,
+        False,
+    )
+    assert [signer.lifetime(s) for s in (600, 86400, 86401)] == [
+        600,
+        86400,
+        None,
+    ]  # past the probe: the tenant's
+
+
+def test_an_api_server_that_caps_tokens_has_the_syncer_cap_them_the_same():
+    """--service-account-max-token-expiration: a token asked for longer is shortened, not refused."""
+    private, _ = pki.new_keypair()
+    signer = tokens.Signer.from_probe(private, _probe(_signer_of(private), 7200), 86400)
+    assert (signer.longest, signer.capped) == (7200, True)
+    assert [signer.lifetime(s) for s in (600, 7200, 86400, 10**6)] == [600, 7200, 7200, 7200]
+
+
+def test_a_probe_with_a_single_audience_as_a_string_is_read_as_one_audience():
+    """RFC 7519 allows `aud` as a string, which a JWT library may write for one audience."""
+    private, _ = pki.new_keypair()
+    key = serialization.load_pem_private_key(private, password=None)
+    payload = {"aud": ISSUER, "iss": ISSUER, "iat": 0, "exp": 600, "sub": "x"}
+    probe = jwt.encode(payload, key, algorithm="ES256", headers={"kid": _signer_of(private).kid})  # type: ignore[arg-type]
+    assert tokens.Signer.from_probe(private, probe, 600).audiences == (ISSUER,)
+
+
+def test_a_probe_another_key_signed_or_a_key_the_api_server_cannot_use_is_refused():
+    private, _ = pki.new_keypair()
+    other, _ = pki.new_keypair()
+    with pytest.raises(ValueError, match="another key"):
+        tokens.Signer.from_probe(private, _probe(_signer_of(other), 600), 600)
+    forged = _probe(_signer_of(other), 600).split(".")
+    honest = _probe(_signer_of(private), 600).split(".")
+    with pytest.raises(ValueError, match="not signed with the key"):  # the right kid, another signature
+        tokens.Signer.from_probe(private, ".".join([honest[0], forged[1], forged[2]]), 600)
     with pytest.raises(ValueError, match="RSA or ECDSA"):
-        tokens.Signer.from_pem(_pem(ed25519.Ed25519PrivateKey.generate()), ISSUER, (ISSUER,))
+        tokens.Signer.from_probe(
+            _pem(ed25519.Ed25519PrivateKey.generate()), _probe(_signer_of(private), 600), 600
+        )
     with pytest.raises(ValueError):
-        tokens.Signer.from_pem(b"not a key", ISSUER, (ISSUER,))
+        tokens.Signer.from_probe(b"not a key", _probe(_signer_of(private), 600), 600)
 
 
 def test_what_is_not_a_jwt_is_a_value_error():
@@ -127,24 +192,30 @@ def test_what_is_not_a_jwt_is_a_value_error():
 
 
 class FakeSuper:
-    """The super cluster holding (or not) the tenant's service-account key Secret."""
+    """The super cluster holding (or not) the tenant's service-account key Secret, or failing."""
 
-    def __init__(self, key_pem: bytes | None) -> None:
+    def __init__(self, key_pem: bytes | None, refusal: int = 0) -> None:
         self.key_pem = key_pem
+        self.refusal = refusal
 
     async def get_or_none(self, res: Any, name: str, namespace: str | None = None) -> Obj | None:
         assert (res.plural, name, namespace) == ("secrets", tenantpki.SERVICE_ACCOUNT, "root")
+        if self.refusal:
+            raise ApiError(self.refusal, {"message": "no"}, "GET", name)
         if self.key_pem is None:
             return None
         return {"data": {"tls.key": base64.b64encode(self.key_pem).decode(), "tls.crt": ""}}
 
 
 class FakeTenant:
-    """A tenant API server that signs TokenRequests with `signer`, or refuses them with `refusal`."""
+    """A tenant API server that signs TokenRequests with `signer` (capped at `cap` seconds), refuses
+    them with `refusal`, or never answers (`hangs`)."""
 
-    def __init__(self, signer: tokens.Signer, refusal: int = 0) -> None:
+    def __init__(self, signer: tokens.Signer, refusal: int = 0, cap: int = 0, hangs: bool = False) -> None:
         self.signer = signer
         self.refusal = refusal
+        self.cap = cap
+        self.hangs = hangs
         self.made: list[Obj] = []
 
     async def ensure(self, res: Any, body: Obj, namespace: str | None = None) -> bool:
@@ -156,40 +227,49 @@ class FakeTenant:
             "POST",
             "/api/v1/namespaces/kube-system/serviceaccounts/tispace-syncer/token",
         )
+        if self.hangs:
+            await asyncio.Event().wait()
         if self.refusal:
             raise ApiError(self.refusal, {"message": "no"}, method, path)
-        account = {"metadata": {"name": "tispace-syncer", "namespace": "kube-system", "uid": "u"}}
-        pod = {"metadata": {"name": "", "uid": ""}}
-        return self.signer.token_request("", account, pod, body["spec"]["expirationSeconds"], NOW)
+        seconds = min(body["spec"]["expirationSeconds"], self.cap or 1 << 32)
+        return {"status": {"token": _probe(self.signer, seconds)}}
 
 
-def _signer(audiences: tuple[str, ...] = (ISSUER,)) -> tuple[bytes, tokens.Signer]:
+def _server(audiences: tuple[str, ...] = (ISSUER,)) -> tuple[bytes, tokens.Signer]:
     private, _ = pki.new_keypair()
-    return private, tokens.Signer.from_pem(private, ISSUER, audiences)
+    return private, _signer_of(private, audiences)
 
 
 async def _probed(super_client: FakeSuper, tenant: FakeTenant) -> tokens.Signer | None:
     return await token_signer(super_client, tenant, "root", "default/dev")  # type: ignore[arg-type]
 
 
-async def test_a_tenant_signing_with_the_key_in_its_pki_has_the_syncer_sign_with_its_issuer_and_audiences():
-    private, server = _signer((ISSUER, "extra"))
-    tenant = FakeTenant(server)
+async def test_a_tenant_signing_with_the_key_in_its_pki_has_the_syncer_sign_as_its_api_server_would():
+    private, server = _server((ISSUER, "extra"))
+    tenant = FakeTenant(server, cap=3600)
     signer = await _probed(FakeSuper(private), tenant)
     assert signer is not None
     assert (signer.issuer, signer.audiences, signer.kid) == (ISSUER, (ISSUER, "extra"), server.kid)
+    assert (signer.longest, signer.capped) == (3600, True)
     assert tenant.made == [PROBE_ACCOUNT]  # the probe's account exists however new the tenant
 
 
 async def test_a_tenant_signing_with_another_key_signs_its_own_tokens():
     """An imported cluster: TiSpace made a PKI for it, but its API server signs with its own key."""
-    private, _ = _signer()
-    _, server = _signer()
+    private, _ = _server()
+    _, server = _server()
     assert await _probed(FakeSuper(private), FakeTenant(server)) is None
 
 
-async def test_no_key_a_refused_probe_or_an_unreadable_key_has_the_tenant_sign():
-    private, server = _signer()
+async def test_no_key_a_refused_probe_an_unreadable_key_or_a_super_error_has_the_tenant_sign():
+    private, server = _server()
     assert await _probed(FakeSuper(None), FakeTenant(server)) is None
     assert await _probed(FakeSuper(private), FakeTenant(server, refusal=403)) is None
     assert await _probed(FakeSuper(b"garbage"), FakeTenant(server)) is None
+    assert await _probed(FakeSuper(private, refusal=500), FakeTenant(server)) is None
+
+
+async def test_a_probe_the_tenant_never_answers_has_the_tenant_sign(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(tenant_module, "PROBE_TIMEOUT", 0.05)
+    private, server = _server()
+    assert await _probed(FakeSuper(private), FakeTenant(server, hangs=True)) is None

@@ -115,6 +115,22 @@ each attempt would otherwise have the tenant sign another token. Reused until it
 for ten minutes at most; dropped once the pod is made."""
 
 
+SIGNED: TTLCache[str, str] = TTLCache(maxsize=10_000, ttl=60)
+"""The service account uid a token the syncer signed in the last minute names, by tenant pod uid. An
+account deleted and made again just before its pod came may not be in the cache yet, and a token
+naming the old uid is refused: the pod's next reconciles compare, and a new token is signed."""
+
+
+def signed_for_another_account(pod: Obj, view: View) -> bool:
+    """The syncer signed the pod's token moments ago for an account the cache now shows made again."""
+    signed = SIGNED.get(pod["metadata"]["uid"])
+    if signed is None:
+        return False
+    sa = pod["spec"].get("serviceAccountName") or "default"
+    account = view.tenant("ServiceAccount", pod["metadata"]["namespace"], sa)
+    return account is not None and account["metadata"]["uid"] != signed
+
+
 async def prepare(pod: Obj, desired: Obj, view: View, fx: Effects) -> Obj:
     """A pod that mounts a token is made with it: the tenant signs it first."""
     if not pods.needs_token(pod):
@@ -131,7 +147,11 @@ async def after_apply(pod: Obj, desired: Obj, super_pod: Obj, view: View, fx: Ef
     smeta = super_pod["metadata"]
     MINTED.pop(pod["metadata"]["uid"], None)
     now = datetime.datetime.now(datetime.UTC)
-    due = pods.token_due(super_pod, now) or pods.token_outlives_sources(pod, super_pod, now)
+    due = (
+        pods.token_due(super_pod, now)
+        or pods.token_outlives_sources(pod, super_pod, now)
+        or signed_for_another_account(pod, view)
+    )
     if due and not view.done_just_now(TOKEN, smeta["uid"]):
         await renew_token(pod, super_pod, view, fx)
     if debug := pods.ephemeral_patch(desired, super_pod):
@@ -168,6 +188,7 @@ async def new_token(pod: Obj, view: View, fx: Effects, legacy: bool = False) -> 
         lifetime = signer.lifetime(seconds) if signer is not None and account is not None else None
         if signer is not None and account is not None and lifetime is not None:
             tokens[audience] = signer.token_request(audience, account, pod, lifetime, issued, node)
+            SIGNED[meta["uid"]] = account["metadata"]["uid"]
             continue
         spec: Obj = {
             "expirationSeconds": seconds,

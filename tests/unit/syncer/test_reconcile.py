@@ -525,6 +525,7 @@ class TokenEffects(FakeEffects):
 def no_tokens_signed_before() -> None:
     """Tokens kept for a pod's retried create are kept by tenant pod uid, the same in every test."""
     pod_hooks.MINTED.clear()
+    pod_hooks.SIGNED.clear()
 
 
 def token_pod(view: FakeView) -> Obj:
@@ -681,6 +682,41 @@ async def test_a_token_asked_for_longer_than_the_probe_reached_is_signed_by_the_
     await rec.reconcile(KINDS["Pod"], ("app", "web"), view, fx)
     assert steps(fx) == [("tenant", "create", "serviceaccounts", "token"), ("super", "create", "pods", None)]
     assert fx.writes[0].body["spec"]["audiences"] == ["long"]  # type: ignore[index]
+
+
+async def test_a_token_signed_for_an_account_the_cache_then_shows_made_again_is_signed_anew() -> None:
+    """The account was deleted and made again just before the pod came, and the cache had the old
+    one: the token names its old uid, which the API server refuses."""
+    view, public = signing_view()
+    token_pod(view)
+    account = {"metadata": {"name": "default", "namespace": "app", "uid": "old-uid"}}
+    view.tenant_objs[("ServiceAccount", "app", "default")] = account
+    fx = TokenEffects(view)
+    await rec.reconcile(KINDS["Pod"], ("app", "web"), view, fx)
+    made = fx.writes[0].body
+    assert made is not None
+    key = ("Pod", CTX.super_ns("app"), "web")
+    view.super_objs[key] = pod_hooks.token_dropped(
+        {**made, "metadata": {**made["metadata"], "uid": "super-uid"}}, view
+    )
+
+    fx = TokenEffects(view)  # the cache still shows the old account: nothing to do
+    await rec.reconcile(KINDS["Pod"], ("app", "web"), view, fx)
+    assert fx.writes == []
+    view.tenant_objs[("ServiceAccount", "app", "default")] = {
+        "metadata": {**account["metadata"], "uid": "new-uid"}
+    }
+    fx = TokenEffects(view)
+    await rec.reconcile(KINDS["Pod"], ("app", "web"), view, fx)
+    assert steps(fx) == [("super", "patch", "pods", None)]
+    token = fx.writes[0].body["metadata"]["annotations"][pods.ANN_TOKEN]  # type: ignore[index]
+    assert (
+        jwt.decode(token, public, ["ES256"], audience=ISSUER)["kubernetes.io"]["serviceaccount"]["uid"]
+        == "new-uid"
+    )
+    fx = TokenEffects(view)  # signed for the account the cache shows: once
+    await rec.reconcile(KINDS["Pod"], ("app", "web"), view, fx)
+    assert fx.writes == []
 
 
 async def test_a_pod_gets_a_token_per_audience_its_sources_ask_for() -> None:

@@ -25,6 +25,7 @@ from syncer.engine.model import (
     set_status,
     tell,
 )
+from syncer.engine.tenant import bound_node
 from syncer.resources import nodes, pods
 from syncer.resources.context import Refused
 from tispace import leases, naming
@@ -182,7 +183,7 @@ async def new_token(pod: Obj, view: View, fx: Effects, legacy: bool = False) -> 
     issued = datetime.datetime.now(datetime.UTC)
     signer = view.ctx.token_signer
     account = view.tenant("ServiceAccount", meta["namespace"], sa) if signer is not None else None
-    node = bound_node(pod, view) if account is not None else None
+    node = token_node(pod, view) if account is not None else None
     tokens = {}
     for audience, seconds in pods.token_lifetimes(pod, legacy).items():
         lifetime = signer.lifetime(seconds) if signer is not None and account is not None else None
@@ -205,11 +206,11 @@ async def new_token(pod: Obj, view: View, fx: Effects, legacy: bool = False) -> 
     return pods.token_annotations(tokens, issued)
 
 
-def bound_node(pod: Obj, view: View) -> dict[str, str] | None:
+def token_node(pod: Obj, view: View) -> dict[str, str] | None:
     """The node a bound pod's token names, as the API server's TokenRequest adds it: its name and uid,
     the name alone when the tenant has no such node."""
-    name = pod["spec"].get("nodeName")
-    if not name:
+    name = bound_node(pod)
+    if name is None:
         return None
     node = view.tenant("Node", "", name)
     return {"name": name, "uid": node["metadata"]["uid"]} if node is not None else {"name": name}

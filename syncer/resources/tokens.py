@@ -33,13 +33,11 @@ def header(token: str) -> dict[str, Any]:
         raise ValueError(f"not a JWT: {e}") from e
 
 
-def claims(token: str) -> dict[str, Any]:
-    """A JWT's claims, unverified; ValueError when it is not a JWT."""
-    try:
-        found: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as e:
-        raise ValueError(f"not a JWT: {e}") from e
-    return found
+def _algorithm(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> str:
+    """The JWS algorithm the API server signs with for the key."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RS256"
+    return _EC_ALGORITHMS[key.curve.key_size]
 
 
 @dataclass(frozen=True)
@@ -64,22 +62,20 @@ class Signer:
         key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
             raise ValueError(f"a service-account key must be RSA or ECDSA, not {type(key).__name__}")
-        found = claims(probe)
-        aud = found["aud"]
-        lived = int(found["exp"]) - int(found["iat"])
-        signer = cls(key, found["iss"], (aud,) if isinstance(aud, str) else tuple(aud), lived, lived < asked)
-        if header(probe).get("kid") != signer.kid:
+        if header(probe).get("kid") != key_id(key.public_key()):
             raise ValueError("the probe was signed with another key")
-        try:
-            jwt.decode(
+        try:  # the signature only: the probe's times and audiences are what is learned from it
+            found = jwt.decode(
                 probe,
                 key.public_key(),
-                [signer._algorithm],
+                [_algorithm(key)],
                 options={"verify_aud": False, "verify_exp": False, "verify_nbf": False, "verify_iat": False},
             )
         except jwt.PyJWTError as e:
             raise ValueError(f"the probe was not signed with the key: {e}") from e
-        return signer
+        aud = found["aud"]
+        lived = int(found["exp"]) - int(found["iat"])
+        return cls(key, found["iss"], (aud,) if isinstance(aud, str) else tuple(aud), lived, lived < asked)
 
     def lifetime(self, seconds: int) -> int | None:
         """How long a token asked for `seconds` lives, as the API server would sign it; None when the
@@ -125,11 +121,5 @@ class Signer:
             "sub": f"system:serviceaccount:{sa_meta['namespace']}:{sa_meta['name']}",
         }
         expires = datetime.datetime.fromtimestamp(issued + seconds, datetime.UTC)
-        token = jwt.encode(payload, self.key, algorithm=self._algorithm, headers={"kid": self.kid})
+        token = jwt.encode(payload, self.key, algorithm=_algorithm(self.key), headers={"kid": self.kid})
         return {"status": {"token": token, "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}}
-
-    @cached_property
-    def _algorithm(self) -> str:
-        if isinstance(self.key, rsa.RSAPrivateKey):
-            return "RS256"
-        return _EC_ALGORITHMS[self.key.curve.key_size]

@@ -104,6 +104,13 @@ def syncer(
     tenant_concurrency: Annotated[
         int, typer.Option(help="Default cap on one tenant's reconciles in flight (0: none).")
     ] = 8,
+    sign_tokens: Annotated[
+        bool,
+        typer.Option(
+            help="Sign tenant pods' tokens with each tenant's key; --no-sign-tokens: a TokenRequest "
+            "each, which the tenant's audit log records."
+        ),
+    ] = syncer_settings.SyncerOptions.sign_tokens,
     shard_namespace: Annotated[
         str, typer.Option(help="Namespace of replica Leases: run several replicas that split tenants.")
     ] = "",
@@ -139,6 +146,7 @@ def syncer(
                 node_selector={} if nodes is NodeMode.all else None,
                 vn_agent_port=vn_agent_port,
                 tenant_concurrency=tenant_concurrency,
+                sign_tokens=sign_tokens,
             ),
         ),
         verbose=verbose,

@@ -144,7 +144,7 @@ class Serving:
             elif running(vc) and current is not None and vc is not None:
                 current.weight = weight_of(vc)
                 if rollout(vc) != current.signed_for:
-                    await current.sign_tokens(self.super, vc)
+                    await current.sign_tokens(self.super, vc, self.opts.sign_tokens)
                 ctx = spec_context(current.ctx, vc, self.opts.node_selector)
                 if ctx != current.ctx:
                     current.ctx = ctx
@@ -185,7 +185,7 @@ class Serving:
         self.queue.set_weight(name, t.weight, concurrency_of(vc, self.opts.tenant_concurrency), rate_of(vc))
         try:
             async with asyncio.timeout(STARTED_TIMEOUT):
-                await t.sign_tokens(self.super, vc)
+                await t.sign_tokens(self.super, vc, self.opts.sign_tokens)
                 await self._started(t)
         except asyncio.CancelledError:  # given up, or the syncer is stopping
             await self._unserve(name)

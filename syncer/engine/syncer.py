@@ -234,6 +234,7 @@ class Syncer:
                     "root": t.ctx.root,
                     "queue": self.queue.depth(name),
                     "synced": all(i.synced.is_set() for i in t.informers.values()),
+                    "signs_tokens": t.ctx.token_signer is not None,
                     **self.queue.shares(name),
                 }
                 for name, t in self.tenants.items()
@@ -251,6 +252,7 @@ class Syncer:
         yield from self.super_side()
         for t in list(self.tenants.values()):
             yield from t.informers.values()
+            yield from t.token_admission
 
     async def _forever(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run a loop that must not end: a bug or an unexpected error is logged and it starts again

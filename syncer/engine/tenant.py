@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from syncer.engine.informer import Echo, Informer, Key
+from syncer.engine.informer import Echo, Informer, Key, slim
 from syncer.engine.model import SyncedKind, WorkKey
 from syncer.resources import nodes, tokens
 from syncer.resources.context import TenantContext
@@ -19,6 +19,7 @@ from syncer.settings import SyncerOptions
 from tispace import kubeconfig, naming, tenantpki, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
+from tispace.kube.resources import Resource
 
 log = logging.getLogger("syncer.tenant")
 
@@ -130,6 +131,16 @@ async def token_signer(super_client: Client, client: Client, root: str, name: st
     return signer
 
 
+TOKEN_ADMISSION = (r.MUTATINGWEBHOOKS, r.VALIDATINGWEBHOOKS, r.MUTATINGPOLICIES, r.VALIDATINGPOLICIES)
+"""What in a tenant may act on a TokenRequest (tokens.intercepts). While any of it does, the tenant's API
+server signs the pods' tokens, so its webhooks and policies see each TokenRequest as upstream's would."""
+
+
+def _interceptor(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """What an admission cache keeps: only what acts on TokenRequests, which is seldom anything."""
+    return slim(obj) if tokens.intercepts(obj) else None
+
+
 def rollout(vc: dict[str, Any]) -> tuple[Any, Any]:
     """The VirtualCluster's (generation, observedGeneration): the manager applies a spec change (a
     cluster domain is the issuer's) to the control plane, then reports the generation observed."""
@@ -152,6 +163,7 @@ class TenantRuntime:
         enqueue: Callable[[str, WorkKey], None],
         kinds: Iterable[SyncedKind],
         echo: Echo | None = None,
+        token_admission: Iterable[Resource] = (),
     ) -> None:
         self.name = name
         self.ctx = ctx
@@ -171,6 +183,13 @@ class TenantRuntime:
             for kind in kinds
             if kind.tenant_watched
         }
+        self.token_admission = [
+            Informer(client, res, self._token_admission_changed, name=f"{name}/{res.kind}", keep=_interceptor)
+            for res in token_admission
+        ]
+        """Caches of what acts on TokenRequests (TOKEN_ADMISSION), each empty in most tenants."""
+        self.probed: tokens.Signer | None = None
+        """The probe's signer (sign_tokens): ctx.token_signer while nothing acts on TokenRequests."""
         self.vnode_idle_since: dict[str, float] = {}
         self.lease_renewed: dict[str, float] = {}
         """When each virtual node's Lease was last renewed (time.monotonic): by this process, or
@@ -195,18 +214,50 @@ class TenantRuntime:
         admin = await tenants.admin_kubeconfig_of(super_client, vc)
         name = f"{meta['namespace']}/{meta['name']}"
         client = Client(kubeconfig.credentials(admin), name=name)
-        return cls(name, context_for(vc, admin, opts), client, weight_of(vc), enqueue, kinds, echo)
+        admission = TOKEN_ADMISSION if opts.sign_tokens else ()
+        return cls(name, context_for(vc, admin, opts), client, weight_of(vc), enqueue, kinds, echo, admission)
 
-    async def sign_tokens(self, super_client: Client, vc: dict[str, Any]) -> None:
-        """Sign the pods' tokens here when the tenant's key allows it (token_signer): probed before
-        `start`, and again whenever the manager has rolled out a spec change; while it rolls one out,
-        the tenant signs."""
+    async def sign_tokens(self, super_client: Client, vc: dict[str, Any], enabled: bool) -> None:
+        """Sign the pods' tokens here when `enabled` and the tenant's key allows it (token_signer):
+        probed before `start`, and again whenever the manager has rolled out a spec change; while it
+        rolls one out, the tenant signs."""
         self.signed_for = rollout(vc)
         generation, observed = self.signed_for
-        signer = None
-        if generation == observed:
-            signer = await token_signer(super_client, self.client, self.ctx.root, self.name)
+        self.probed = None
+        if enabled and generation == observed:
+            self.probed = await token_signer(super_client, self.client, self.ctx.root, self.name)
+        self._apply_signer()
+
+    def _token_admission_changed(
+        self, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None
+    ) -> None:
+        self._apply_signer()
+
+    def _apply_signer(self) -> None:
+        """ctx.token_signer: the probe's, once the admission caches have listed and while they hold
+        nothing that acts on TokenRequests; else None (the tenant signs)."""
+        acting = [f"{i.resource.kind} {name}" for i in self.token_admission for _, name in i.cache]
+        listed = all(i.synced.is_set() for i in self.token_admission)
+        signer = self.probed if listed and not acting else None
+        if signer is self.ctx.token_signer:
+            return
+        if self.probed is not None and listed:
+            if acting:
+                log.info(
+                    "tenant %s: %s act on TokenRequests, the tenant signs pod tokens",
+                    self.name,
+                    ", ".join(acting),
+                    extra={"tenant": self.name},
+                )
+            else:
+                log.info(
+                    "tenant %s: the syncer signs pod tokens again", self.name, extra={"tenant": self.name}
+                )
         self.ctx = dataclasses.replace(self.ctx, token_signer=signer)
+
+    async def _sign_once_listed(self) -> None:
+        await asyncio.gather(*(i.synced.wait() for i in self.token_admission))
+        self._apply_signer()
 
     def _on_change(self, kind: str) -> Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]:
         def changed(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
@@ -219,8 +270,9 @@ class TenantRuntime:
         self._enqueue(self.name, key)
 
     def start(self) -> None:
-        for inf in self.informers.values():
+        for inf in [*self.informers.values(), *self.token_admission]:
             self._tasks.append(asyncio.create_task(inf.run(), name=f"informer:{inf.name}"))
+        self._tasks.append(asyncio.create_task(self._sign_once_listed(), name=f"signer:{self.name}"))
 
     async def synced(self) -> None:
         await asyncio.gather(*(i.synced.wait() for i in self.informers.values()))

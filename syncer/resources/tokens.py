@@ -123,3 +123,31 @@ class Signer:
         expires = datetime.datetime.fromtimestamp(issued + seconds, datetime.UTC)
         token = jwt.encode(payload, self.key, algorithm=_algorithm(self.key), headers={"kid": self.kid})
         return {"status": {"token": token, "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+
+
+def _takes_token_requests(rule: dict[str, Any]) -> bool:
+    """Whether an admission rule matches a TokenRequest as upstream's rule matcher reads it: a CREATE of
+    the `token` subresource of core `serviceaccounts`, which are namespaced. A resource "*" is every
+    resource and no subresource; "*/*", "serviceaccounts/*" and "*/token" take subresources in."""
+    if rule.get("scope", "*") not in ("*", "Namespaced"):
+        return False
+    if not {"", "*"} & set(rule.get("apiGroups") or ()):
+        return False
+    if not {"CREATE", "*"} & set(rule.get("operations") or ()):
+        return False
+    for resource in rule.get("resources") or ():
+        name, _, sub = resource.partition("/")
+        if name in ("*", "serviceaccounts") and sub in ("*", "token"):
+            return True
+    return False
+
+
+def intercepts(obj: dict[str, Any]) -> bool:
+    """Whether an admission webhook configuration or an admission policy (mutating or validating) may act
+    on a TokenRequest. Its tenant's API server then signs the pods' tokens, so it sees each one as
+    upstream's does. It errs towards yes: API versions, resource names, exclusions, selectors, match
+    conditions and a policy's bindings are not read, as a wrong yes costs a request per token and a
+    wrong no a check skipped."""
+    rules = [rule for hook in obj.get("webhooks") or () for rule in hook.get("rules") or ()]
+    rules += ((obj.get("spec") or {}).get("matchConstraints") or {}).get("resourceRules") or []
+    return any(_takes_token_requests(rule) for rule in rules)

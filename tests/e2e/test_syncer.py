@@ -14,7 +14,7 @@ import pytest
 
 from syncer.resources import pods
 from tests.e2e.conftest import RACK_PREFIX, SyncerProc, TenantHandle
-from tests.e2e.helpers import absent, event, eventually, pod, running
+from tests.e2e.helpers import absent, event, eventually, pod, running, syncer_status
 from tispace import naming, procs, tenants
 from tispace.kube import resources as r
 from tispace.kube.client import ApiError, Client
@@ -306,6 +306,55 @@ async def test_config_secret_and_service_account_mirror_with_tenant_tokens(
 
     t.kubectl("delete", "configmap", "cfg")
     await eventually(lambda: absent(super_client, r.CONFIGMAPS, "cfg", sns), what="cm delete mirrored")
+
+
+async def test_a_tenant_whose_webhook_acts_on_token_requests_signs_its_pods_tokens(
+    syncer: SyncerProc, tenant_factory, super_client: Client
+) -> None:
+    """A TokenRequest passes the tenant's admission, as upstream's does: while a webhook acts on them,
+    the tenant API server signs its pods' tokens; once it is gone, the syncer signs them again."""
+    t: TenantHandle = await tenant_factory("sync-tokenhook")
+    sns = f"{t.root}-default"
+    key = f"{t.namespace}/{t.name}"
+
+    async def signs(want: bool) -> bool:
+        served = (await syncer_status(syncer.port))["tenants"].get(key) or {}
+        return served.get("signs_tokens") is want
+
+    async def token_of(name: str) -> str | None:
+        sp = await super_client.get_or_none(r.PODS, name, sns)
+        return ((sp or {}).get("metadata", {}).get("annotations") or {}).get(pods.ANN_TOKEN)
+
+    await eventually(lambda: signs(True), what="the syncer signing the tenant's pod tokens")
+    rule = {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["*/token"]}
+    hook = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "token-audit"},
+        "webhooks": [
+            {  # nothing serves it: ignored after a second, which is all a pod's TokenRequest pays here
+                "name": "token-audit.example.com",
+                "clientConfig": {"url": "https://127.0.0.1:9/audit"},
+                "rules": [rule],
+                "failurePolicy": "Ignore",
+                "timeoutSeconds": 1,
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+            }
+        ],
+    }
+    await t.client.create(r.VALIDATINGWEBHOOKS, hook)
+    await eventually(lambda: signs(False), what="the tenant signing while its webhook acts on TokenRequests")
+    before = await _token_requests(t.client)
+    await t.client.create(r.PODS, pod("hooked"), "default")
+    await eventually(lambda: token_of("hooked"), what="the hooked pod's token")
+    assert await _token_requests(t.client) == before + 1  # through the tenant's admission
+
+    await t.client.delete(r.VALIDATINGWEBHOOKS, "token-audit")
+    await eventually(lambda: signs(True), what="the syncer signing again")
+    await t.client.create(r.PODS, pod("unhooked"), "default")
+    await eventually(lambda: token_of("unhooked"), what="the unhooked pod's token")
+    assert await _token_requests(t.client) == before + 1
 
 
 async def _token_requests(tenant: Client) -> int:

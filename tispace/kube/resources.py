@@ -52,6 +52,13 @@ MUTATINGWEBHOOKS = Resource(
     "MutatingWebhookConfiguration",
     False,
 )
+VALIDATINGWEBHOOKS = Resource(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingwebhookconfigurations",
+    "ValidatingWebhookConfiguration",
+    False,
+)
 STORAGECLASSES = Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", False)
 VOLUMEATTRIBUTESCLASSES = Resource(
     "storage.k8s.io", "v1", "volumeattributesclasses", "VolumeAttributesClass", False
@@ -63,6 +70,9 @@ NETWORKPOLICIES = Resource("networking.k8s.io", "v1", "networkpolicies", "Networ
 INGRESSCLASSES = Resource("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False)
 VALIDATINGPOLICIES = Resource(
     "admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy", False
+)
+MUTATINGPOLICIES = Resource(
+    "admissionregistration.k8s.io", "v1", "mutatingadmissionpolicies", "MutatingAdmissionPolicy", False
 )
 VALIDATINGPOLICYBINDINGS = Resource(
     "admissionregistration.k8s.io",

@@ -6,16 +6,19 @@ import asyncio
 import logging
 from typing import Any
 
+import orjson
 import pytest
+from aiohttp import web
 
 from syncer.engine import serving as serving_mod
 from syncer.engine import tenant as tenant_mod
 from syncer.engine.metrics import Metrics
 from syncer.engine.queue import FairQueue
 from syncer.engine.serving import KeyedLock, Serving
-from syncer.engine.tenant import TenantRuntime
+from syncer.engine.tenant import TOKEN_ADMISSION, TenantRuntime
 from syncer.resources.context import TenantContext
 from syncer.settings import SyncerOptions
+from tests.unit.loopback import serving
 from tispace import aio, api, kubeconfig
 from tispace.kube.client import ApiError, Client
 from tispace.naming import RootNamespace
@@ -448,3 +451,64 @@ async def test_a_spec_change_has_the_tenant_sign_until_it_is_rolled_out_then_is_
         assert len(probes) == 2
     finally:
         await s.stop("default/dev")
+
+
+def _token_webhook(name: str, resources: list[str]) -> dict[str, Any]:
+    rule = {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": resources}
+    return {"metadata": {"name": name, "resourceVersion": "2"}, "webhooks": [{"name": "w", "rules": [rule]}]}
+
+
+async def test_a_tenant_whose_webhooks_or_policies_act_on_token_requests_signs_its_pods_tokens(
+    super_client: Client, probes: list[str]
+) -> None:
+    """Upstream's API server has its admission see every TokenRequest: while a tenant's webhook
+    configuration or admission policy may act on one, the tenant signs; once none does, the syncer."""
+    events: dict[str, asyncio.Queue[dict[str, Any] | None]] = {
+        res.plural: asyncio.Queue() for res in TOKEN_ADMISSION
+    }
+    listed = {
+        "validatingwebhookconfigurations": [_token_webhook("quota", ["pods"])],  # acts on pods alone
+        "mutatingadmissionpolicies": [],
+    }
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        plural = request.match_info["plural"]
+        if request.query.get("watch") != "1":
+            return web.json_response({"metadata": {"resourceVersion": "1"}, "items": listed.get(plural, [])})
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        while (event := await events[plural].get()) is not None:
+            await resp.write(orjson.dumps(event) + b"\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/apis/admissionregistration.k8s.io/v1/{plural}", handler)
+    async with serving(app) as creds:
+        ctx = TenantContext(root=RootNamespace("root-dev"), vc_name="dev", vc_namespace="default")
+        t = TenantRuntime("default/dev", ctx, Client(creds), 1, lambda *_: None, [], None, TOKEN_ADMISSION)
+        await t.sign_tokens(super_client, _vc("dev"), enabled=True)
+        assert t.ctx.token_signer is None  # probed, but what may act on TokenRequests is not listed yet
+        t.start()
+        try:
+
+            async def signer_is(want: Any) -> None:
+                await aio.poll(lambda: t.ctx.token_signer == want, timeout=5, interval=0.01, what=str(want))
+
+            await signer_is("default/dev#1")
+            audit = _token_webhook("audit", ["serviceaccounts/token"])
+            await events["validatingwebhookconfigurations"].put({"type": "ADDED", "object": audit})
+            await signer_is(None)
+            policy = {"metadata": {"name": "p", "resourceVersion": "3"}, "spec": {"matchConstraints": {}}}
+            policy["spec"]["matchConstraints"]["resourceRules"] = audit["webhooks"][0]["rules"]
+            await events["mutatingadmissionpolicies"].put({"type": "ADDED", "object": policy})
+            narrowed = {**audit, "webhooks": [{"name": "w", "rules": []}]}
+            await events["validatingwebhookconfigurations"].put({"type": "MODIFIED", "object": narrowed})
+            await events["mutatingadmissionpolicies"].put({"type": "DELETED", "object": policy})
+            await signer_is("default/dev#1")  # neither acts on TokenRequests any more
+            assert probes == ["default/dev"]
+            await t.sign_tokens(super_client, _vc("dev"), enabled=False)  # --no-sign-tokens
+            assert t.ctx.token_signer is None and probes == ["default/dev"]
+        finally:
+            await t.stop()
+            for queue in events.values():  # the server's watches end
+                queue.put_nowait(None)

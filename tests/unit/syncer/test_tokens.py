@@ -12,10 +12,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from syncer.engine import admission
 from syncer.engine import tenant as tenant_module
 from syncer.engine.model import Obj
 from syncer.engine.tenant import PROBE_ACCOUNT, token_signer
-from syncer.resources import tokens
+from syncer.kinds import PUBLIC_KINDS
+from syncer.resources import classes, tokens
 from tispace import pki, tenantpki
 from tispace.kube.client import ApiError
 
@@ -277,3 +279,51 @@ async def test_a_probe_the_tenant_never_answers_has_the_tenant_sign(monkeypatch:
     monkeypatch.setattr(tenant_module, "PROBE_TIMEOUT", 0.05)
     private, server = _server()
     assert await _probed(FakeSuper(private), FakeTenant(server, hangs=True)) is None
+
+
+def _webhooks(*rules: dict[str, Any]) -> Obj:
+    return {"kind": "ValidatingWebhookConfiguration", "webhooks": [{"name": "w", "rules": list(rules)}]}
+
+
+def _rule(resources: list[str], operations: list[str] | None = None, groups: list[str] | None = None) -> Obj:
+    return {
+        "apiGroups": groups or [""],
+        "apiVersions": ["v1"],
+        "operations": operations or ["CREATE"],
+        "resources": resources,
+    }
+
+
+@pytest.mark.parametrize(
+    ("rule", "acts"),
+    [
+        (_rule(["serviceaccounts/token"]), True),
+        (_rule(["*/*"]), True),
+        (_rule(["serviceaccounts/*"]), True),
+        (_rule(["*/token"]), True),
+        (_rule(["pods", "serviceaccounts/token"], ["*"], ["*"]), True),
+        ({**_rule(["serviceaccounts/token"]), "scope": "Namespaced"}, True),
+        (_rule(["*"]), False),  # every resource, no subresource
+        (_rule(["serviceaccounts"]), False),
+        (_rule(["serviceaccounts/status", "pods/token"]), False),
+        (_rule(["serviceaccounts/token"], ["UPDATE", "DELETE"]), False),
+        (_rule(["serviceaccounts/token"], groups=["apps"]), False),
+        ({**_rule(["serviceaccounts/token"]), "scope": "Cluster"}, False),
+    ],
+)
+def test_what_acts_on_a_token_request_is_read_as_upstreams_rule_matcher_reads_it(rule: Obj, acts: bool):
+    assert tokens.intercepts(_webhooks(rule)) is acts
+    policy = {"kind": "ValidatingAdmissionPolicy", "spec": {"matchConstraints": {"resourceRules": [rule]}}}
+    assert tokens.intercepts(policy) is acts
+    mutating = {"kind": "MutatingAdmissionPolicy", "spec": {"matchConstraints": {"resourceRules": [rule]}}}
+    assert tokens.intercepts(mutating) is acts
+
+
+def test_any_webhook_of_a_configuration_acting_on_token_requests_counts_and_tispaces_own_do_not():
+    two = {"webhooks": [{"name": "a", "rules": [_rule(["pods"])]}, {"name": "b", "rules": [_rule(["*/*"])]}]}
+    assert tokens.intercepts(two)
+    assert not tokens.intercepts({"webhooks": [{"name": "no-rules"}]})
+    assert not tokens.intercepts({"spec": {}})
+    # What the syncer writes in every tenant (the Service webhook, the public classes' policy).
+    assert not tokens.intercepts(admission.webhook_configuration("https://127.0.0.1:1/services/t", b"ca"))
+    assert not any(tokens.intercepts(o) for o in classes.read_only_policy(k.resource for k in PUBLIC_KINDS))

@@ -190,6 +190,8 @@ class TenantRuntime:
         """Caches of what acts on TokenRequests (TOKEN_ADMISSION), each empty in most tenants."""
         self.probed: tokens.Signer | None = None
         """The probe's signer (sign_tokens): ctx.token_signer while nothing acts on TokenRequests."""
+        self.acting: tuple[str, ...] = ()
+        """What in the tenant acts on TokenRequests ("<kind> <name>"), as last logged."""
         self.vnode_idle_since: dict[str, float] = {}
         self.lease_renewed: dict[str, float] = {}
         """When each virtual node's Lease was last renewed (time.monotonic): by this process, or
@@ -236,24 +238,19 @@ class TenantRuntime:
     def _apply_signer(self) -> None:
         """ctx.token_signer: the probe's, once the admission caches have listed and while they hold
         nothing that acts on TokenRequests; else None (the tenant signs)."""
-        acting = [f"{i.resource.kind} {name}" for i in self.token_admission for _, name in i.cache]
+        acting = tuple(f"{i.resource.kind} {name}" for i in self.token_admission for _, name in i.cache)
+        if acting != self.acting and self.probed is not None:
+            said = (
+                f"{', '.join(acting)} act on TokenRequests: the tenant signs"
+                if acting
+                else "the syncer signs"
+            )
+            log.info("tenant %s: %s pod tokens", self.name, said, extra={"tenant": self.name})
+        self.acting = acting
         listed = all(i.synced.is_set() for i in self.token_admission)
         signer = self.probed if listed and not acting else None
-        if signer is self.ctx.token_signer:
-            return
-        if self.probed is not None and listed:
-            if acting:
-                log.info(
-                    "tenant %s: %s act on TokenRequests, the tenant signs pod tokens",
-                    self.name,
-                    ", ".join(acting),
-                    extra={"tenant": self.name},
-                )
-            else:
-                log.info(
-                    "tenant %s: the syncer signs pod tokens again", self.name, extra={"tenant": self.name}
-                )
-        self.ctx = dataclasses.replace(self.ctx, token_signer=signer)
+        if signer is not self.ctx.token_signer:
+            self.ctx = dataclasses.replace(self.ctx, token_signer=signer)
 
     async def _sign_once_listed(self) -> None:
         await asyncio.gather(*(i.synced.wait() for i in self.token_admission))

@@ -40,6 +40,9 @@ given what the cache's index says of the copy it replaces (a pod: the node it wa
 
 log = logging.getLogger("syncer.informer")
 
+UNSERVED_RETRY = 60.0
+"""Seconds before an informer `unserved_empty` lists again a resource its server did not serve."""
+
 
 def key_of(obj: dict[str, Any]) -> Key:
     meta = obj["metadata"]
@@ -128,6 +131,7 @@ class Informer:
         keep: Keep = slim,
         with_old: bool = False,
         index: Index | None = None,
+        unserved_empty: bool = False,
     ) -> None:
         self.client = client
         self.resource = resource
@@ -140,6 +144,9 @@ class Informer:
         self.label_selector = label_selector
         self.name = name or f"{client.name}/{resource.plural}"
         self.index = index
+        self.unserved_empty = unserved_empty
+        """Whether a resource the server does not serve (404: an older API server) counts as listed
+        and empty, not as a failure retried and logged every few seconds."""
         self.cache = Packed(index)
         self.synced = asyncio.Event()
         self.relists = 0
@@ -177,6 +184,13 @@ class Informer:
             ):
                 self.on_change(key, prev, obj)
         for key in old.keys() - fresh.keys():
+            self.on_change(key, old[key], None)
+        self.synced.set()
+
+    def _unserved(self) -> None:
+        """The server does not serve the resource: nothing of it exists."""
+        old, self.cache = self.cache, Packed(self.index)
+        for key in old:
             self.on_change(key, old[key], None)
         self.synced.set()
 
@@ -220,6 +234,11 @@ class Informer:
             except asyncio.CancelledError:
                 raise
             except ApiError as e:
+                if e.status == 404 and self.unserved_empty:
+                    self._unserved()
+                    need_list = True
+                    await asyncio.sleep(UNSERVED_RETRY)
+                    continue
                 if e.status == 410:
                     need_list = True
                     self.expired += 1

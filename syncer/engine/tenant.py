@@ -184,7 +184,14 @@ class TenantRuntime:
             if kind.tenant_watched
         }
         self.token_admission = [
-            Informer(client, res, self._token_admission_changed, name=f"{name}/{res.kind}", keep=_interceptor)
+            Informer(
+                client,
+                res,
+                self._token_admission_changed,
+                name=f"{name}/{res.kind}",
+                keep=_interceptor,
+                unserved_empty=True,  # MutatingAdmissionPolicy is v1 since Kubernetes v1.36
+            )
             for res in token_admission
         ]
         """Caches of what acts on TokenRequests (TOKEN_ADMISSION), each empty in most tenants."""

@@ -511,3 +511,46 @@ async def test_a_status_write_whose_echo_was_misheard_queues_its_pod_again() -> 
     fx = ClientEffects(t, client, just)  # type: ignore[arg-type]
     await fx.write(status_write({"phase": "Running"}))
     assert queued == [("Pod", "d", "p")]
+
+
+async def test_a_resource_the_server_does_not_serve_is_listed_empty_when_asked_and_forgets_what_it_held() -> (
+    None
+):
+    served = [cm("a", "1")]
+    requests: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        requests.append("watch" if request.query.get("watch") == "1" else "list")
+        if not served:
+            raise web.HTTPNotFound()
+        if requests[-1] == "list":
+            return web.json_response({"metadata": {"resourceVersion": "1"}, "items": served})
+        served.clear()  # the watch expires and the server no longer serves the resource (a downgrade)
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(orjson.dumps({"type": "ERROR", "object": {"code": 410}}) + b"\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/api/v1/configmaps", handler)
+    changes: list[tuple[str, bool]] = []
+    async with serving(app) as creds:
+        client = Client(creds)
+        inf = Informer(
+            client,
+            r.CONFIGMAPS,
+            lambda key, old, new: changes.append((key[1], new is not None)),
+            unserved_empty=True,
+        )
+        task = asyncio.create_task(inf.run())
+        try:
+            await poll(
+                lambda: requests.count("list") == 2, timeout=5, what="the list after the 410", interval=0.01
+            )
+            await poll(lambda: not inf.cache, timeout=5, what="an empty cache", interval=0.01)
+            assert inf.synced.is_set() and changes == [("a", True), ("a", False)]
+            assert requests == ["list", "watch", "list"]  # no retry every few seconds
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await client.close()

@@ -512,3 +512,39 @@ async def test_a_tenant_whose_webhooks_or_policies_act_on_token_requests_signs_i
             await t.stop()
             for queue in events.values():  # the server's watches end
                 queue.put_nowait(None)
+
+
+async def test_an_api_server_older_than_mutating_admission_policies_v1_still_has_the_syncer_sign(
+    super_client: Client, probes: list[str]
+) -> None:
+    """Kubernetes v1.35 serves no MutatingAdmissionPolicy v1 (404): none of them can act on a
+    TokenRequest, and the tenant is not held to signing for good."""
+    asked: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        plural = request.match_info["plural"]
+        asked.append(plural)
+        if plural == "mutatingadmissionpolicies":
+            raise web.HTTPNotFound()
+        if request.query.get("watch") != "1":
+            return web.json_response({"metadata": {"resourceVersion": "1"}, "items": []})
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await done.wait()  # a quiet watch
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/apis/admissionregistration.k8s.io/v1/{plural}", handler)
+    async with serving(app) as creds:
+        ctx = TenantContext(root=RootNamespace("root-old"), vc_name="old", vc_namespace="default")
+        t = TenantRuntime("default/old", ctx, Client(creds), 1, lambda *_: None, [], None, TOKEN_ADMISSION)
+        await t.sign_tokens(super_client, _vc("old"), enabled=True)
+        t.start()
+        try:
+            await aio.poll(lambda: t.ctx.token_signer is not None, timeout=5, interval=0.01, what="signing")
+            assert t.ctx.token_signer == "default/old#1"
+            assert asked.count("mutatingadmissionpolicies") == 1  # asked again only after a minute
+        finally:
+            await t.stop()
+            done.set()

@@ -11,11 +11,12 @@ its own informers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any
 
@@ -41,7 +42,10 @@ given what the cache's index says of the copy it replaces (a pod: the node it wa
 log = logging.getLogger("syncer.informer")
 
 UNSERVED_RETRY = 60.0
-"""Seconds before an informer `unserved_empty` lists again a resource its server did not serve."""
+"""Seconds before an informer with `unserved` lists again a resource its server did not serve."""
+Unserved = Callable[[], Awaitable[bool]]
+"""Asked when the server does not serve an informer's resource (404 before any list): True when it
+serves it in no other form either, so nothing of it exists."""
 
 
 def key_of(obj: dict[str, Any]) -> Key:
@@ -131,7 +135,8 @@ class Informer:
         keep: Keep = slim,
         with_old: bool = False,
         index: Index | None = None,
-        unserved_empty: bool = False,
+        unserved: Unserved | None = None,
+        on_listed: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.resource = resource
@@ -144,9 +149,15 @@ class Informer:
         self.label_selector = label_selector
         self.name = name or f"{client.name}/{resource.plural}"
         self.index = index
-        self.unserved_empty = unserved_empty
-        """Whether a resource the server does not serve (404: an older API server) counts as listed
-        and empty, not as a failure retried and logged every few seconds."""
+        self.unserved = unserved
+        """For a resource an older API server may not serve: asked on a 404 before the first list;
+        when it says nothing of the resource exists, the cache counts as listed and empty. Either way
+        the list is tried again after UNSERVED_RETRY or `relist`, not every few seconds with a warning."""
+        self.absent = False
+        """The server did not serve the resource, in any form: listed empty."""
+        self.on_listed = on_listed
+        """Told after each list and each answer of `unserved`: for a reader of `synced` and `absent`."""
+        self._wake = asyncio.Event()
         self.cache = Packed(index)
         self.synced = asyncio.Event()
         self.relists = 0
@@ -175,6 +186,7 @@ class Informer:
         old, self.cache = self.cache, fresh
         self._rv = rv
         self.relists += 1
+        self.absent = False
         for key, raw in fresh.raw.items():
             if old.raw.get(key) == raw:
                 continue  # the same JSON: the same resourceVersion, nothing to parse or report
@@ -186,13 +198,27 @@ class Informer:
         for key in old.keys() - fresh.keys():
             self.on_change(key, old[key], None)
         self.synced.set()
+        if self.on_listed is not None:
+            self.on_listed()
 
-    def _unserved(self) -> None:
-        """The server does not serve the resource: nothing of it exists."""
-        old, self.cache = self.cache, Packed(self.index)
-        for key in old:
-            self.on_change(key, old[key], None)
-        self.synced.set()
+    def relist(self) -> None:
+        """List again now, not after UNSERVED_RETRY (the server may have been upgraded)."""
+        self._wake.set()
+
+    async def _not_served(self, unserved: Unserved) -> None:
+        """Wait for the next list of a resource the server does not serve, counted as listed and
+        empty meanwhile if it serves it in no other form."""
+        self._wake.clear()
+        self.absent = await unserved()
+        if self.absent:
+            self.synced.set()
+        else:  # served in another form (an older version turned on): not known to be empty
+            self.synced.clear()
+        if self.on_listed is not None:
+            self.on_listed()
+        log.info("informer %s: not served%s", self.name, ", none exists" if self.absent else "")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), UNSERVED_RETRY)
 
     async def _watch(self) -> None:
         async for event in self.client.watch(
@@ -234,10 +260,8 @@ class Informer:
             except asyncio.CancelledError:
                 raise
             except ApiError as e:
-                if e.status == 404 and self.unserved_empty:
-                    self._unserved()
-                    need_list = True
-                    await asyncio.sleep(UNSERVED_RETRY)
+                if e.status == 404 and need_list and self.unserved is not None and not self.relists:
+                    await self._not_served(self.unserved)
                     continue
                 if e.status == 410:
                     need_list = True

@@ -7,7 +7,7 @@ import base64
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -127,13 +127,40 @@ async def token_signer(super_client: Client, client: Client, root: str, name: st
     except (ValueError, KeyError, TypeError) as e:
         log.info("tenant %s: %s; the tenant signs pod tokens", name, e)
         return None
-    log.info("tenant %s: the syncer signs pod tokens with the tenant's key (issuer %s)", name, signer.issuer)
+    log.info("tenant %s: its API server signs with the key in its PKI (issuer %s)", name, signer.issuer)
     return signer
 
 
 TOKEN_ADMISSION = (r.MUTATINGWEBHOOKS, r.VALIDATINGWEBHOOKS, r.MUTATINGPOLICIES, r.VALIDATINGPOLICIES)
 """What in a tenant may act on a TokenRequest (tokens.intercepts). While any of it does, the tenant's API
 server signs the pods' tokens, so its webhooks and policies see each TokenRequest as upstream's would."""
+
+
+NEWER_ADMISSION = (r.MUTATINGPOLICIES, r.VALIDATINGPOLICIES)
+"""Those an older tenant API server may not serve as v1: MutatingAdmissionPolicy is v1 since Kubernetes
+v1.36 (v1beta1 in v1.34 and v1.35, off unless turned on), ValidatingAdmissionPolicy since v1.30."""
+
+
+async def admission_kind_absent(client: Client, res: Resource) -> bool:
+    """Whether the API server serves `res` (not served as v1) in no version of its group either, so
+    that none can exist. False when it does, or when it cannot tell: the tenant signs meanwhile."""
+    try:
+        try:
+            group = await client.request("GET", f"/apis/{res.group}")
+        except ApiError as e:
+            if e.status == 404:
+                return True  # the group itself is not served
+            raise
+        for version in group.get("versions") or ():
+            if version.get("version") == res.version:
+                continue
+            listed = await client.request("GET", f"/apis/{version['groupVersion']}")
+            if any(found.get("name") == res.plural for found in listed.get("resources") or ()):
+                return False
+    except (ApiError, OSError, TimeoutError, KeyError) as e:
+        log.info("the versions serving %s are not known (%s): the tenant signs pod tokens", res.plural, e)
+        return False
+    return True
 
 
 def _interceptor(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -190,15 +217,16 @@ class TenantRuntime:
                 self._token_admission_changed,
                 name=f"{name}/{res.kind}",
                 keep=_interceptor,
-                unserved_empty=True,  # MutatingAdmissionPolicy is v1 since Kubernetes v1.36
+                unserved=self._no_admission_kind(res) if res in NEWER_ADMISSION else None,
+                on_listed=self._apply_signer,
             )
             for res in token_admission
         ]
         """Caches of what acts on TokenRequests (TOKEN_ADMISSION), each empty in most tenants."""
         self.probed: tokens.Signer | None = None
         """The probe's signer (sign_tokens): ctx.token_signer while nothing acts on TokenRequests."""
-        self.acting: tuple[str, ...] = ()
-        """What in the tenant acts on TokenRequests ("<kind> <name>"), as last logged."""
+        self.said = ""
+        """Who signs pod tokens and why, as last logged."""
         self.vnode_idle_since: dict[str, float] = {}
         self.lease_renewed: dict[str, float] = {}
         """When each virtual node's Lease was last renewed (time.monotonic): by this process, or
@@ -235,6 +263,8 @@ class TenantRuntime:
         self.probed = None
         if enabled and generation == observed:
             self.probed = await token_signer(super_client, self.client, self.ctx.root, self.name)
+            for inf in self.token_admission:
+                inf.relist()  # what a rollout's new API server version serves, asked again now
         self._apply_signer()
 
     def _token_admission_changed(
@@ -245,23 +275,22 @@ class TenantRuntime:
     def _apply_signer(self) -> None:
         """ctx.token_signer: the probe's, once the admission caches have listed and while they hold
         nothing that acts on TokenRequests; else None (the tenant signs)."""
-        acting = tuple(f"{i.resource.kind} {name}" for i in self.token_admission for _, name in i.cache)
-        if acting != self.acting and self.probed is not None:
-            said = (
-                f"{', '.join(acting)} act on TokenRequests: the tenant signs"
-                if acting
-                else "the syncer signs"
-            )
-            log.info("tenant %s: %s pod tokens", self.name, said, extra={"tenant": self.name})
-        self.acting = acting
+        acting = [f"{i.resource.kind} {name}" for i in self.token_admission for _, name in i.cache]
         listed = all(i.synced.is_set() for i in self.token_admission)
         signer = self.probed if listed and not acting else None
+        if self.probed is not None and (acting or listed):
+            said = f"{', '.join(acting)} act on TokenRequests: the tenant" if acting else "the syncer"
+            if said != self.said:
+                log.info("tenant %s: %s signs pod tokens", self.name, said, extra={"tenant": self.name})
+                self.said = said
         if signer is not self.ctx.token_signer:
             self.ctx = dataclasses.replace(self.ctx, token_signer=signer)
 
-    async def _sign_once_listed(self) -> None:
-        await asyncio.gather(*(i.synced.wait() for i in self.token_admission))
-        self._apply_signer()
+    def _no_admission_kind(self, res: Resource) -> Callable[[], Awaitable[bool]]:
+        async def absent() -> bool:
+            return await admission_kind_absent(self.client, res)
+
+        return absent
 
     def _on_change(self, kind: str) -> Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]:
         def changed(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
@@ -276,7 +305,6 @@ class TenantRuntime:
     def start(self) -> None:
         for inf in [*self.informers.values(), *self.token_admission]:
             self._tasks.append(asyncio.create_task(inf.run(), name=f"informer:{inf.name}"))
-        self._tasks.append(asyncio.create_task(self._sign_once_listed(), name=f"signer:{self.name}"))
 
     async def synced(self) -> None:
         await asyncio.gather(*(i.synced.wait() for i in self.informers.values()))

@@ -513,44 +513,50 @@ async def test_a_status_write_whose_echo_was_misheard_queues_its_pod_again() -> 
     assert queued == [("Pod", "d", "p")]
 
 
-async def test_a_resource_the_server_does_not_serve_is_listed_empty_when_asked_and_forgets_what_it_held() -> (
+async def test_a_resource_an_older_server_does_not_serve_is_listed_empty_only_when_served_in_no_form() -> (
     None
 ):
-    served = [cm("a", "1")]
+    served: list[dict[str, Any]] | None = None  # None: 404
     requests: list[str] = []
+    done = asyncio.Event()
 
     async def handler(request: web.Request) -> web.StreamResponse:
         requests.append("watch" if request.query.get("watch") == "1" else "list")
-        if not served:
+        if served is None:
             raise web.HTTPNotFound()
         if requests[-1] == "list":
             return web.json_response({"metadata": {"resourceVersion": "1"}, "items": served})
-        served.clear()  # the watch expires and the server no longer serves the resource (a downgrade)
         resp = web.StreamResponse()
         await resp.prepare(request)
-        await resp.write(orjson.dumps({"type": "ERROR", "object": {"code": 410}}) + b"\n")
+        await done.wait()
         return resp
 
     app = web.Application()
     app.router.add_get("/api/v1/configmaps", handler)
-    changes: list[tuple[str, bool]] = []
+    answers = [True, False]  # served in no form; then in another form (an older version turned on)
+
+    async def unserved() -> bool:
+        return answers.pop(0)
+
+    listed: list[tuple[bool, bool]] = []
     async with serving(app) as creds:
         client = Client(creds)
-        inf = Informer(
-            client,
-            r.CONFIGMAPS,
-            lambda key, old, new: changes.append((key[1], new is not None)),
-            unserved_empty=True,
-        )
+        inf = Informer(client, r.CONFIGMAPS, lambda *_: None, unserved=unserved)
+        inf.on_listed = lambda: listed.append((inf.synced.is_set(), inf.absent))
         task = asyncio.create_task(inf.run())
         try:
-            await poll(
-                lambda: requests.count("list") == 2, timeout=5, what="the list after the 410", interval=0.01
-            )
-            await poll(lambda: not inf.cache, timeout=5, what="an empty cache", interval=0.01)
-            assert inf.synced.is_set() and changes == [("a", True), ("a", False)]
-            assert requests == ["list", "watch", "list"]  # no retry every few seconds
+            await poll(lambda: len(listed) == 1, timeout=5, what="the first answer", interval=0.01)
+            assert listed == [(True, True)] and not inf.cache and requests == ["list"]
+            inf.relist()  # asked again at once, not after a minute
+            await poll(lambda: len(listed) == 2, timeout=5, what="the second answer", interval=0.01)
+            assert listed[1] == (False, False) and requests == ["list", "list"]  # not known to be empty
+            served = [cm("a", "1")]
+            inf.relist()
+            await poll(lambda: len(listed) == 3, timeout=5, what="the list once served", interval=0.01)
+            assert listed[2] == (True, False) and list(inf.cache) == [("d", "a")]
+            await poll(lambda: "watch" in requests, timeout=5, what="the watch", interval=0.01)
         finally:
+            done.set()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await client.close()

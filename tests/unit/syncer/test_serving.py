@@ -500,9 +500,13 @@ async def test_a_tenant_whose_webhooks_or_policies_act_on_token_requests_signs_i
             await signer_is(None)
             policy = {"metadata": {"name": "p", "resourceVersion": "3"}, "spec": {"matchConstraints": {}}}
             policy["spec"]["matchConstraints"]["resourceRules"] = audit["webhooks"][0]["rules"]
+            webhooks, policies = t.token_admission[1], t.token_admission[2]
             await events["mutatingadmissionpolicies"].put({"type": "ADDED", "object": policy})
+            await aio.poll(lambda: len(policies.cache) == 1, timeout=5, interval=0.01, what="the policy")
             narrowed = {**audit, "webhooks": [{"name": "w", "rules": []}]}
             await events["validatingwebhookconfigurations"].put({"type": "MODIFIED", "object": narrowed})
+            await aio.poll(lambda: not webhooks.cache, timeout=5, interval=0.01, what="the webhook narrowed")
+            assert t.ctx.token_signer is None  # the policy alone holds the syncer off
             await events["mutatingadmissionpolicies"].put({"type": "DELETED", "object": policy})
             await signer_is("default/dev#1")  # neither acts on TokenRequests any more
             assert probes == ["default/dev"]
@@ -514,11 +518,23 @@ async def test_a_tenant_whose_webhooks_or_policies_act_on_token_requests_signs_i
                 queue.put_nowait(None)
 
 
-async def test_an_api_server_older_than_mutating_admission_policies_v1_still_has_the_syncer_sign(
-    super_client: Client, probes: list[str]
+@pytest.mark.parametrize(
+    ("versions", "signs"),
+    [
+        ({"v1": []}, True),  # v1.35 as it comes: no MutatingAdmissionPolicy in any version
+        ({"v1": [], "v1beta1": ["mutatingadmissionpolicies"]}, False),  # v1beta1 turned on
+    ],
+)
+async def test_an_api_server_older_than_mutating_admission_policies_v1_has_the_syncer_sign_if_it_serves_none(
+    super_client: Client,
+    probes: list[str],
+    caplog: pytest.LogCaptureFixture,
+    versions: dict[str, list[str]],
+    signs: bool,
 ) -> None:
-    """Kubernetes v1.35 serves no MutatingAdmissionPolicy v1 (404): none of them can act on a
-    TokenRequest, and the tenant is not held to signing for good."""
+    """Kubernetes v1.35 serves no MutatingAdmissionPolicy v1 (404): the syncer signs when no other
+    version serves them either (none can act on a TokenRequest), and the tenant when one does; the v1
+    list is asked again after a minute, not every few seconds."""
     asked: list[str] = []
     done = asyncio.Event()
 
@@ -534,17 +550,36 @@ async def test_an_api_server_older_than_mutating_admission_policies_v1_still_has
         await done.wait()  # a quiet watch
         return resp
 
+    async def group(request: web.Request) -> web.Response:
+        gvs = [{"groupVersion": f"admissionregistration.k8s.io/{v}", "version": v} for v in versions]
+        return web.json_response({"kind": "APIGroup", "versions": gvs})
+
+    async def version(request: web.Request) -> web.Response:
+        names = versions[request.match_info["version"]]
+        return web.json_response({"kind": "APIResourceList", "resources": [{"name": n} for n in names]})
+
     app = web.Application()
+    app.router.add_get("/apis/admissionregistration.k8s.io", group)
+    app.router.add_get("/apis/admissionregistration.k8s.io/{version}", version)
     app.router.add_get("/apis/admissionregistration.k8s.io/v1/{plural}", handler)
+    caplog.set_level(logging.INFO, logger="syncer.informer")
     async with serving(app) as creds:
         ctx = TenantContext(root=RootNamespace("root-old"), vc_name="old", vc_namespace="default")
         t = TenantRuntime("default/old", ctx, Client(creds), 1, lambda *_: None, [], None, TOKEN_ADMISSION)
         await t.sign_tokens(super_client, _vc("old"), enabled=True)
         t.start()
         try:
-            await aio.poll(lambda: t.ctx.token_signer is not None, timeout=5, interval=0.01, what="signing")
-            assert t.ctx.token_signer == "default/old#1"
-            assert asked.count("mutatingadmissionpolicies") == 1  # asked again only after a minute
+            policies = t.token_admission[2]
+
+            def answered() -> bool:
+                return any("not served" in r.getMessage() for r in caplog.records) and all(
+                    i.synced.is_set() for i in t.token_admission if i is not policies
+                )
+
+            await aio.poll(answered, timeout=5, interval=0.01, what="the 404 answered")
+            assert t.ctx.token_signer == ("default/old#1" if signs else None)
+            assert asked.count("mutatingadmissionpolicies") == 1
+            assert policies.absent is signs
         finally:
             await t.stop()
             done.set()

@@ -158,6 +158,8 @@ class Informer:
         self.on_listed = on_listed
         """Told after each list and each answer of `unserved`: for a reader of `synced` and `absent`."""
         self._wake = asyncio.Event()
+        self._told: bool | None = None
+        """`absent` as last logged since the last list."""
         self.cache = Packed(index)
         self.synced = asyncio.Event()
         self.relists = 0
@@ -186,7 +188,7 @@ class Informer:
         old, self.cache = self.cache, fresh
         self._rv = rv
         self.relists += 1
-        self.absent = False
+        self.absent, self._told = False, None
         for key, raw in fresh.raw.items():
             if old.raw.get(key) == raw:
                 continue  # the same JSON: the same resourceVersion, nothing to parse or report
@@ -202,21 +204,32 @@ class Informer:
             self.on_listed()
 
     def relist(self) -> None:
-        """List again now, not after UNSERVED_RETRY (the server may have been upgraded)."""
+        """List again now, not after UNSERVED_RETRY (the server may have been upgraded). A resource
+        taken for absent is not known to be until then."""
+        if self.absent:
+            self.absent = False
+            self.synced.clear()
         self._wake.set()
 
     async def _not_served(self, unserved: Unserved) -> None:
         """Wait for the next list of a resource the server does not serve, counted as listed and
-        empty meanwhile if it serves it in no other form."""
+        empty meanwhile if it serves it in no other form. Never raises but to be cancelled: it runs
+        where `run`'s handlers cannot catch what it raises."""
         self._wake.clear()
-        self.absent = await unserved()
+        try:
+            self.absent = await unserved()
+        except Exception as e:  # noqa: BLE001 - not known: as if served in another form
+            log.warning("informer %s: not served, and the server's other versions unknown: %s", self.name, e)
+            self.absent = False
         if self.absent:
             self.synced.set()
-        else:  # served in another form (an older version turned on): not known to be empty
+        else:  # served in another form (an older version turned on), or not known: not known empty
             self.synced.clear()
+        if self.absent is not self._told:  # once, and when it changes: not every minute
+            log.info("informer %s: not served%s", self.name, ", none exists" if self.absent else "")
+            self._told = self.absent
         if self.on_listed is not None:
             self.on_listed()
-        log.info("informer %s: not served%s", self.name, ", none exists" if self.absent else "")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), UNSERVED_RETRY)
 

@@ -260,7 +260,7 @@ class TenantRuntime:
         rolls one out, the tenant signs."""
         self.signed_for = rollout(vc)
         generation, observed = self.signed_for
-        self.probed = None
+        self.probed, self.said = None, ""
         if enabled and generation == observed:
             self.probed = await token_signer(super_client, self.client, self.ctx.root, self.name)
             for inf in self.token_admission:

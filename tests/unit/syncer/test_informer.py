@@ -533,10 +533,14 @@ async def test_a_resource_an_older_server_does_not_serve_is_listed_empty_only_wh
 
     app = web.Application()
     app.router.add_get("/api/v1/configmaps", handler)
-    answers = [True, False]  # served in no form; then in another form (an older version turned on)
+    # served in no form; then not known (discovery failed); then in another form (v1beta1 turned on)
+    answers: list[bool | Exception] = [True, ValueError("bad discovery"), False]
 
     async def unserved() -> bool:
-        return answers.pop(0)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     listed: list[tuple[bool, bool]] = []
     async with serving(app) as creds:
@@ -547,13 +551,17 @@ async def test_a_resource_an_older_server_does_not_serve_is_listed_empty_only_wh
         try:
             await poll(lambda: len(listed) == 1, timeout=5, what="the first answer", interval=0.01)
             assert listed == [(True, True)] and not inf.cache and requests == ["list"]
-            inf.relist()  # asked again at once, not after a minute
+            inf.relist()  # asked again at once, not after a minute; not known to be absent until then
+            assert not inf.synced.is_set()
             await poll(lambda: len(listed) == 2, timeout=5, what="the second answer", interval=0.01)
-            assert listed[1] == (False, False) and requests == ["list", "list"]  # not known to be empty
+            assert listed[1] == (False, False) and not task.done()  # a failed answer: not known
+            inf.relist()
+            await poll(lambda: len(listed) == 3, timeout=5, what="the third answer", interval=0.01)
+            assert listed[2] == (False, False) and requests == ["list"] * 3  # served otherwise: not known
             served = [cm("a", "1")]
             inf.relist()
-            await poll(lambda: len(listed) == 3, timeout=5, what="the list once served", interval=0.01)
-            assert listed[2] == (True, False) and list(inf.cache) == [("d", "a")]
+            await poll(lambda: len(listed) == 4, timeout=5, what="the list once served", interval=0.01)
+            assert listed[3] == (True, False) and list(inf.cache) == [("d", "a")]
             await poll(lambda: "watch" in requests, timeout=5, what="the watch", interval=0.01)
         finally:
             done.set()

@@ -230,8 +230,11 @@ class Informer:
             self._told = self.absent
         if self.on_listed is not None:
             self.on_listed()
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that comes as
+        # the event is set (a relist), and the informer would never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), UNSERVED_RETRY)
+            async with asyncio.timeout(UNSERVED_RETRY):
+                await self._wake.wait()
 
     async def _watch(self) -> None:
         async for event in self.client.watch(

@@ -568,3 +568,27 @@ async def test_a_resource_an_older_server_does_not_serve_is_listed_empty_only_wh
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await client.close()
+
+
+async def test_an_informer_waiting_on_an_unserved_resource_stops_when_cancelled_as_it_is_woken() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPNotFound()
+
+    async def unserved() -> bool:
+        return True
+
+    app = web.Application()
+    app.router.add_get("/api/v1/configmaps", handler)
+    async with serving(app) as creds:
+        client = Client(creds)
+        inf = Informer(client, r.CONFIGMAPS, lambda *_: None, unserved=unserved)
+        task = asyncio.create_task(inf.run())
+        try:
+            await poll(lambda: inf.absent, timeout=5, what="the resource absent", interval=0.01)
+            inf.relist()  # a rollout's relist, and the tenant stopped in the same moment
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=5)  # a bound, not a timing
+            assert task in done and task.cancelled()
+        finally:
+            task.cancel()
+            await client.close()

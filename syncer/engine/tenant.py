@@ -6,8 +6,9 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -217,7 +218,9 @@ class TenantRuntime:
                 self._token_admission_changed,
                 name=f"{name}/{res.kind}",
                 keep=_interceptor,
-                unserved=self._no_admission_kind(res) if res in NEWER_ADMISSION else None,
+                unserved=functools.partial(admission_kind_absent, client, res)
+                if res in NEWER_ADMISSION
+                else None,
                 on_listed=self._apply_signer,
             )
             for res in token_admission
@@ -285,12 +288,6 @@ class TenantRuntime:
                 self.said = said
         if signer is not self.ctx.token_signer:
             self.ctx = dataclasses.replace(self.ctx, token_signer=signer)
-
-    def _no_admission_kind(self, res: Resource) -> Callable[[], Awaitable[bool]]:
-        async def absent() -> bool:
-            return await admission_kind_absent(self.client, res)
-
-        return absent
 
     def _on_change(self, kind: str) -> Callable[[Key, dict[str, Any] | None, dict[str, Any] | None], None]:
         def changed(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
